@@ -1,0 +1,58 @@
+//! # circle_protocol
+//!
+//! The wire protocol of circles (`PROTOCOL.md`), shared by the server and
+//! every client so that the two cannot drift:
+//!
+//! - [`jsonrpc`]: JSON-RPC 2.0 envelopes, ids, errors and batches;
+//! - [`methods`]: parameters and results of `fetch_nonce`, `authenticate`,
+//!   `play` and `whoami`;
+//! - [`codes`]: every error code;
+//! - with the `crypto` feature (default), the sign-in challenge and its
+//!   EIP-191 signing and recovery.
+//!
+//! This crate does no I/O and compiles for `wasm32-unknown-unknown`.
+
+pub mod jsonrpc;
+pub mod methods;
+
+pub use jsonrpc::{Frame, Id, Request, Response, RpcError, parse_frame};
+pub use methods::*;
+
+/// JSON-RPC error codes used by circles (PROTOCOL.md, "Errors").
+pub mod codes {
+    /// The frame is not JSON.
+    pub const PARSE_ERROR: i32 = -32700;
+    /// JSON, but not a valid JSON-RPC request (or a binary frame).
+    pub const INVALID_REQUEST: i32 = -32600;
+    /// No such method.
+    pub const METHOD_NOT_FOUND: i32 = -32601;
+    /// The params do not fit the method.
+    pub const INVALID_PARAMS: i32 = -32602;
+    /// The server failed.
+    pub const INTERNAL_ERROR: i32 = -32603;
+    /// Authentication failed: bad, expired, reused or foreign nonce; bad
+    /// signature; key mismatch.
+    pub const AUTHENTICATION_FAILED: i32 = -32001;
+    /// The server requires authentication before `play`.
+    pub const AUTHENTICATION_REQUIRED: i32 = -32002;
+    /// The script failed to parse or run.
+    pub const SCRIPT_ERROR: i32 = -32003;
+    /// The script was stopped by a limit (time, operations, memory, output).
+    pub const SCRIPT_LIMIT: i32 = -32004;
+    /// The script executor is unavailable.
+    pub const EXECUTOR_UNAVAILABLE: i32 = -32005;
+    /// Too many requests.
+    pub const TOO_MANY_REQUESTS: i32 = -32029;
+}
+
+/// WebSocket close codes the server uses (RFC 6455 §7.4.1).
+pub mod close_codes {
+    /// The server is going away (shutdown).
+    pub const GOING_AWAY: u16 = 1001;
+    /// A protocol violation at the WebSocket level.
+    pub const PROTOCOL_ERROR: u16 = 1002;
+    /// Too many failed `authenticate` calls.
+    pub const POLICY_VIOLATION: u16 = 1008;
+    /// A message over the size limit.
+    pub const MESSAGE_TOO_BIG: u16 = 1009;
+}

@@ -1,0 +1,99 @@
+//! Parameters and results of the protocol's methods (PROTOCOL.md, "Methods").
+
+use serde::{Deserialize, Serialize};
+
+/// Method names.
+pub mod method {
+    /// Asks for a sign-in challenge.
+    pub const FETCH_NONCE: &str = "fetch_nonce";
+    /// Answers the challenge with a signature.
+    pub const AUTHENTICATE: &str = "authenticate";
+    /// Runs a Rhai script.
+    pub const PLAY: &str = "play";
+    /// Tells who the connection is and which circle it talks to.
+    pub const WHOAMI: &str = "whoami";
+}
+
+/// `fetch_nonce` params: exactly one of `pubkey` or `address`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FetchNonceParams {
+    /// secp256k1 public key, hex, compressed or uncompressed, `0x` optional.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pubkey: Option<String>,
+    /// Ethereum address of the key, any letter case.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub address: Option<String>,
+}
+
+/// `fetch_nonce` result: the challenge to sign.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FetchNonceResult {
+    /// The single-use nonce inside `message`.
+    pub nonce: String,
+    /// The exact Sign-In with Ethereum text to sign with `personal_sign`.
+    pub message: String,
+    /// When the nonce expires, in seconds since the Unix epoch.
+    pub expires_at: u64,
+}
+
+/// `authenticate` params.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthenticateParams {
+    /// 65-byte `r ‖ s ‖ v` signature, hex (`0x` optional).
+    pub signature: String,
+    /// Optional repeat of the `pubkey` given to `fetch_nonce`; must match.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pubkey: Option<String>,
+    /// Optional repeat of the `address` given to `fetch_nonce`; must match.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub address: Option<String>,
+}
+
+/// `authenticate` result.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuthenticateResult {
+    /// Always `true`: a failure is an error, not `false`.
+    pub authenticated: bool,
+    /// The caller's compressed public key, hex without `0x`.
+    pub pubkey: String,
+    /// The caller's EIP-55 checksummed address.
+    pub address: String,
+}
+
+/// `play` params.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PlayParams {
+    /// Rhai source code.
+    pub script: String,
+}
+
+/// `play` result.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlayResult {
+    /// The lines the script printed, then its value unless it is `()`,
+    /// joined with `\n`.
+    pub output: String,
+}
+
+/// Which circle a connection talks to.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CircleInfo {
+    /// The circle's name.
+    pub name: String,
+    /// The circle's secp256k1 public key, hex.
+    pub public_key: String,
+}
+
+/// `whoami` result.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WhoamiResult {
+    /// Whether this connection has authenticated.
+    pub authenticated: bool,
+    /// The caller's compressed public key once authenticated.
+    pub pubkey: Option<String>,
+    /// The circle.
+    pub circle: CircleInfo,
+}
