@@ -7,14 +7,32 @@
 //! - [`methods`]: parameters and results of `fetch_nonce`, `authenticate`,
 //!   `play` and `whoami`;
 //! - [`codes`]: every error code;
-//! - with the `crypto` feature (default), the sign-in challenge and its
-//!   EIP-191 signing and recovery.
+//! - [`challenge`]: the sign-in challenge, a Sign-In with Ethereum
+//!   (EIP-4361) message, built and parsed byte for byte, and its RFC 3339
+//!   timestamps (no feature needed);
+//! - `crypto`, with the `crypto` feature (default): Keccak-256, EIP-191
+//!   `personal_sign` signing and signer recovery, secp256k1 keys and EIP-55
+//!   addresses.
 //!
 //! This crate does no I/O and compiles for `wasm32-unknown-unknown`.
 
+#![warn(missing_docs)]
+
+pub mod challenge;
+#[cfg(feature = "crypto")]
+pub mod crypto;
 pub mod jsonrpc;
 pub mod methods;
 
+pub use challenge::{
+    ChallengeError, MAX_RFC3339_UNIX_SECONDS, MIN_NONCE_LEN, SignInChallenge, format_rfc3339_utc,
+    is_valid_nonce, parse_rfc3339_utc,
+};
+#[cfg(feature = "crypto")]
+pub use crypto::{
+    Address, HexError, KeyError, PublicKey, Signature, SignatureError, SigningKey, eip191_hash,
+    keccak256, recover_personal_signer,
+};
 pub use jsonrpc::{Frame, Id, Request, Response, RpcError, parse_frame};
 pub use methods::*;
 

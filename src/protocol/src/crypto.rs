@@ -1,0 +1,559 @@
+//! Ethereum-style keys, addresses and EIP-191 `personal_sign` signatures on
+//! secp256k1 (PROTOCOL.md, `authenticate`).
+//!
+//! Everything here must agree byte for byte with what MetaMask, ethers.js
+//! `Wallet.signMessage` and Python's `eth_account` produce, because those are
+//! the signers our clients use. The tests check that against vectors computed
+//! with ethers.js.
+//!
+//! Parsing never panics: every malformed input is a [`KeyError`] or a
+//! [`SignatureError`] that says what was wrong.
+
+use std::fmt;
+use std::str::FromStr;
+use std::sync::LazyLock;
+
+use secp256k1::ecdsa::{RecoverableSignature, RecoveryId};
+use secp256k1::{All, Message, Secp256k1, SecretKey, constants};
+use sha3::{Digest, Keccak256};
+
+/// One context for the whole process: creating one costs an allocation and
+/// all of its operations take `&self`, so sharing it is both cheaper and safe.
+static SECP: LazyLock<Secp256k1<All>> = LazyLock::new(Secp256k1::new);
+
+/// The secp256k1 group order n, big-endian.
+const CURVE_ORDER: [u8; 32] = constants::CURVE_ORDER;
+
+/// n / 2 (rounded down), big-endian: the largest `s` a canonical ("low-s")
+/// signature may have. Ethereum (EIP-2) rejects anything above it because
+/// `(r, n - s)` is a second valid signature for the same message, which would
+/// make signatures malleable.
+const HALF_CURVE_ORDER: [u8; 32] = [
+    0x7f, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+    0x5d, 0x57, 0x6e, 0x73, 0x57, 0xa4, 0x50, 0x1d, 0xdf, 0xe9, 0x2f, 0x46, 0x68, 0x1b, 0x20, 0xa0,
+];
+
+/// Keccak-256 (the original Keccak padding Ethereum uses, not NIST SHA3-256).
+pub fn keccak256(data: &[u8]) -> [u8; 32] {
+    Keccak256::digest(data).into()
+}
+
+/// The EIP-191 (version `0x45`, "personal_sign") hash of `message`:
+/// `keccak256("\x19Ethereum Signed Message:\n" + decimal byte length + message)`.
+///
+/// The length is the number of UTF-8 bytes, not characters, exactly as
+/// wallets compute it.
+pub fn eip191_hash(message: &[u8]) -> [u8; 32] {
+    let mut hasher = Keccak256::new();
+    hasher.update(b"\x19Ethereum Signed Message:\n");
+    hasher.update(message.len().to_string().as_bytes());
+    hasher.update(message);
+    hasher.finalize().into()
+}
+
+/// Why a piece of text is not the hexadecimal it should be.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum HexError {
+    /// A character that is not `0-9`, `a-f` or `A-F`. The character itself is
+    /// not repeated, because the text may be (a mistyped) secret.
+    #[error("invalid hex character at position {position}")]
+    InvalidCharacter {
+        /// Position of the character (in characters, after any `0x` prefix).
+        position: usize,
+    },
+    /// An odd number of hex digits, so the last byte is incomplete.
+    #[error("odd number of hex digits ({digits}); every byte needs two")]
+    OddLength {
+        /// How many hex digits there were.
+        digits: usize,
+    },
+}
+
+/// A private key, public key or address that could not be parsed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum KeyError {
+    /// The text is not hexadecimal.
+    #[error("{what} is not hex: {problem}")]
+    NotHex {
+        /// `"private key"`, `"public key"` or `"address"`.
+        what: &'static str,
+        /// What is wrong with the hex.
+        problem: HexError,
+    },
+    /// A private key must be exactly 32 bytes.
+    #[error("private key must be 32 bytes (64 hex digits), got {got}")]
+    PrivateKeyLength {
+        /// The number of bytes given.
+        got: usize,
+    },
+    /// Zero is not a valid secp256k1 private key.
+    #[error("private key is zero, which is not a valid secp256k1 key")]
+    PrivateKeyZero,
+    /// A private key must be below the group order n.
+    #[error("private key is not below the secp256k1 group order n (0xffff…4141)")]
+    PrivateKeyOutOfRange,
+    /// A public key must be 33 (compressed) or 65 (uncompressed) bytes.
+    #[error("public key must be 33 bytes (compressed) or 65 bytes (uncompressed), got {got}")]
+    PublicKeyLength {
+        /// The number of bytes given.
+        got: usize,
+    },
+    /// The first byte does not match the encoding its length implies. This
+    /// also rejects the rarely used "hybrid" encodings (`0x06`/`0x07`), which
+    /// the underlying library would otherwise accept.
+    #[error(
+        "public key of {len} bytes must start with {}, got 0x{got:02x}",
+        if *len == 33 { "0x02 or 0x03" } else { "0x04" }
+    )]
+    PublicKeyPrefix {
+        /// Length of the key in bytes (33 or 65).
+        len: usize,
+        /// The first byte found.
+        got: u8,
+    },
+    /// Well-formed encoding, but not a point on the curve.
+    #[error("public key is not a point on the secp256k1 curve")]
+    PublicKeyNotOnCurve,
+    /// An address must be exactly 20 bytes.
+    #[error("address must be 20 bytes (40 hex digits), got {got}")]
+    AddressLength {
+        /// The number of bytes given.
+        got: usize,
+    },
+    /// Mixed-case address whose letter case is not its EIP-55 checksum: most
+    /// likely a typo, so it is refused rather than silently accepted.
+    #[error(
+        "address has mixed letter case but is not a valid EIP-55 checksum (expected {expected})"
+    )]
+    AddressChecksum {
+        /// The correctly checksummed form of the same 20 bytes.
+        expected: String,
+    },
+}
+
+/// A signature that could not be parsed or from which no signer can be
+/// recovered.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SignatureError {
+    /// The text is not hexadecimal.
+    #[error("signature is not hex: {0}")]
+    NotHex(HexError),
+    /// A signature must be exactly 65 bytes.
+    #[error("signature must be 65 bytes (130 hex digits: r ‖ s ‖ v), got {got}")]
+    WrongLength {
+        /// The number of bytes given.
+        got: usize,
+    },
+    /// The last byte `v` is not 27, 28, 0 or 1.
+    #[error("signature recovery byte v must be 27, 28, 0 or 1, got {0}")]
+    InvalidRecoveryId(u8),
+    /// `r` is zero or not below the group order n.
+    #[error("signature r is zero or not below the secp256k1 group order")]
+    InvalidR,
+    /// `s` is zero or not below the group order n.
+    #[error("signature s is zero or not below the secp256k1 group order")]
+    InvalidS,
+    /// `s > n/2`: a malleable signature (EIP-2), refused.
+    #[error(
+        "signature has a high s value (s > n/2); malleable signatures are refused, use the low-s form"
+    )]
+    HighS,
+    /// The numbers are in range, but no public key fits them (for example
+    /// `r` is not the x coordinate of any curve point).
+    #[error("no public key can be recovered from this signature")]
+    InvalidSignature,
+}
+
+/// Strips an optional `0x`/`0X` prefix and decodes the rest.
+fn decode_hex(text: &str) -> Result<Vec<u8>, HexError> {
+    let digits = strip_0x(text);
+    if let Some(position) = digits.chars().position(|c| !c.is_ascii_hexdigit()) {
+        return Err(HexError::InvalidCharacter { position });
+    }
+    // All ASCII from here on, so bytes and characters agree.
+    if !digits.len().is_multiple_of(2) {
+        return Err(HexError::OddLength {
+            digits: digits.len(),
+        });
+    }
+    // Cannot fail after the checks above; map anyway rather than unwrap.
+    hex::decode(digits).map_err(|_| HexError::InvalidCharacter { position: 0 })
+}
+
+fn strip_0x(text: &str) -> &str {
+    text.strip_prefix("0x")
+        .or_else(|| text.strip_prefix("0X"))
+        .unwrap_or(text)
+}
+
+/// A secp256k1 private key.
+///
+/// `Debug` shows the address, never the secret, so a key that ends up in a
+/// log line or a panic message does not leak. (The bytes are not zeroized on
+/// drop; keep keys in long-lived values rather than copying them around.)
+#[derive(Clone)]
+pub struct SigningKey(SecretKey);
+
+impl SigningKey {
+    /// Parses 32 bytes of hex (64 digits), `0x` optional, surrounding
+    /// whitespace (such as the newline at the end of a key file) ignored.
+    pub fn from_hex(hex: &str) -> Result<Self, KeyError> {
+        let bytes = decode_hex(hex.trim()).map_err(|problem| KeyError::NotHex {
+            what: "private key",
+            problem,
+        })?;
+        let array: [u8; 32] = bytes
+            .as_slice()
+            .try_into()
+            .map_err(|_| KeyError::PrivateKeyLength { got: bytes.len() })?;
+        Self::from_bytes(&array)
+    }
+
+    /// Uses 32 big-endian bytes as the key; they must be in `1..n`.
+    pub fn from_bytes(bytes: &[u8; 32]) -> Result<Self, KeyError> {
+        // Checked here (not only by the library) so the error says which bound failed.
+        if bytes.iter().all(|&b| b == 0) {
+            return Err(KeyError::PrivateKeyZero);
+        }
+        if *bytes >= CURVE_ORDER {
+            return Err(KeyError::PrivateKeyOutOfRange);
+        }
+        SecretKey::from_byte_array(bytes)
+            .map(SigningKey)
+            .map_err(|_| KeyError::PrivateKeyOutOfRange)
+    }
+
+    /// The public key of this private key.
+    pub fn public_key(&self) -> PublicKey {
+        PublicKey(secp256k1::PublicKey::from_secret_key(&SECP, &self.0))
+    }
+
+    /// The Ethereum address of this key (shortcut for `public_key().address()`).
+    pub fn address(&self) -> Address {
+        self.public_key().address()
+    }
+
+    /// Signs `message` the way `personal_sign` / ethers.js `signMessage`
+    /// does: an ECDSA signature over [`eip191_hash`] of its UTF-8 bytes, with
+    /// an RFC 6979 deterministic nonce (so the same key and message always
+    /// give the same signature), low `s`, and `v` = 27 or 28.
+    pub fn sign_personal_message(&self, message: &str) -> Signature {
+        let digest = Message::from_digest(eip191_hash(message.as_bytes()));
+        // libsecp256k1 always produces normalized (low-s) signatures.
+        let (recovery_id, rs) = SECP
+            .sign_ecdsa_recoverable(&digest, &self.0)
+            .serialize_compact();
+        let mut bytes = [0u8; 65];
+        bytes[..64].copy_from_slice(&rs);
+        // The recovery id of a signature we made is 0 or 1 (2 and 3 need
+        // r >= n, which has negligible probability), so this is 27 or 28.
+        bytes[64] = 27 + i32::from(recovery_id) as u8;
+        Signature(bytes)
+    }
+}
+
+impl fmt::Debug for SigningKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SigningKey")
+            .field("address", &self.address().to_checksum_string())
+            .field("secret", &"<redacted>")
+            .finish()
+    }
+}
+
+/// A secp256k1 public key.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct PublicKey(secp256k1::PublicKey);
+
+impl PublicKey {
+    /// Parses a compressed (33 bytes, `02`/`03…`) or uncompressed (65 bytes,
+    /// `04…`) key from hex, `0x` optional. Surrounding whitespace is an error:
+    /// keys arrive in JSON, where it has no business.
+    pub fn from_hex(hex: &str) -> Result<Self, KeyError> {
+        let bytes = decode_hex(hex).map_err(|problem| KeyError::NotHex {
+            what: "public key",
+            problem,
+        })?;
+        Self::from_bytes(&bytes)
+    }
+
+    /// Parses a compressed (33 bytes) or uncompressed (65 bytes) SEC1 key.
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self, KeyError> {
+        let prefix_ok = match (bytes.len(), bytes.first()) {
+            (33, Some(0x02 | 0x03)) | (65, Some(0x04)) => true,
+            (33 | 65, Some(_)) => false,
+            (got, _) => return Err(KeyError::PublicKeyLength { got }),
+        };
+        if !prefix_ok {
+            return Err(KeyError::PublicKeyPrefix {
+                len: bytes.len(),
+                got: bytes[0],
+            });
+        }
+        secp256k1::PublicKey::from_slice(bytes)
+            .map(PublicKey)
+            .map_err(|_| KeyError::PublicKeyNotOnCurve)
+    }
+
+    /// The 33-byte compressed SEC1 encoding.
+    pub fn to_compressed_bytes(&self) -> [u8; 33] {
+        self.0.serialize()
+    }
+
+    /// The 65-byte uncompressed SEC1 encoding (`04 ‖ x ‖ y`).
+    pub fn to_uncompressed_bytes(&self) -> [u8; 65] {
+        self.0.serialize_uncompressed()
+    }
+
+    /// Compressed form as lowercase hex without `0x` (66 digits): the form the
+    /// protocol uses in results (`authenticate`, `whoami`).
+    pub fn to_compressed_hex(&self) -> String {
+        hex::encode(self.to_compressed_bytes())
+    }
+
+    /// Uncompressed form as lowercase hex without `0x` (130 digits).
+    pub fn to_uncompressed_hex(&self) -> String {
+        hex::encode(self.to_uncompressed_bytes())
+    }
+
+    /// The Ethereum address: the last 20 bytes of the Keccak-256 of the
+    /// 64-byte uncompressed point (without its `04` prefix).
+    pub fn address(&self) -> Address {
+        let hash = keccak256(&self.to_uncompressed_bytes()[1..]);
+        let mut address = [0u8; 20];
+        address.copy_from_slice(&hash[12..]);
+        Address(address)
+    }
+}
+
+impl fmt::Debug for PublicKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "PublicKey({})", self.to_compressed_hex())
+    }
+}
+
+/// Compressed lowercase hex, as [`PublicKey::to_compressed_hex`].
+impl fmt::Display for PublicKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.to_compressed_hex())
+    }
+}
+
+/// As [`PublicKey::from_hex`].
+impl FromStr for PublicKey {
+    type Err = KeyError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::from_hex(s)
+    }
+}
+
+/// A 20-byte Ethereum address.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Address(pub [u8; 20]);
+
+impl Address {
+    /// Parses 20 bytes of hex, `0x` optional.
+    ///
+    /// All-lowercase and all-uppercase are accepted as they carry no
+    /// checksum (PROTOCOL.md: "any letter case"); mixed case must be the
+    /// correct EIP-55 checksum, because a wrong one means a typo.
+    pub fn from_hex(s: &str) -> Result<Self, KeyError> {
+        let bytes = decode_hex(s).map_err(|problem| KeyError::NotHex {
+            what: "address",
+            problem,
+        })?;
+        let array: [u8; 20] = bytes
+            .as_slice()
+            .try_into()
+            .map_err(|_| KeyError::AddressLength { got: bytes.len() })?;
+        let address = Address(array);
+        let digits = strip_0x(s);
+        let has_lower = digits.bytes().any(|b| b.is_ascii_lowercase());
+        let has_upper = digits.bytes().any(|b| b.is_ascii_uppercase());
+        if has_lower && has_upper {
+            let expected = address.to_checksum_string();
+            if expected[2..] != *digits {
+                return Err(KeyError::AddressChecksum { expected });
+            }
+        }
+        Ok(address)
+    }
+
+    /// `0x` followed by the EIP-55 mixed-case checksum encoding: a letter is
+    /// upper case when the matching nibble of `keccak256(lowercase hex)` is
+    /// 8 or more.
+    pub fn to_checksum_string(&self) -> String {
+        let lower = hex::encode(self.0);
+        let hash = keccak256(lower.as_bytes());
+        let mut out = String::with_capacity(42);
+        out.push_str("0x");
+        for (i, c) in lower.chars().enumerate() {
+            let nibble = if i % 2 == 0 {
+                hash[i / 2] >> 4
+            } else {
+                hash[i / 2] & 0x0f
+            };
+            out.push(if nibble >= 8 {
+                c.to_ascii_uppercase()
+            } else {
+                c
+            });
+        }
+        out
+    }
+}
+
+impl fmt::Debug for Address {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Address({})", self.to_checksum_string())
+    }
+}
+
+/// The EIP-55 checksummed form, as [`Address::to_checksum_string`].
+impl fmt::Display for Address {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.to_checksum_string())
+    }
+}
+
+/// As [`Address::from_hex`].
+impl FromStr for Address {
+    type Err = KeyError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::from_hex(s)
+    }
+}
+
+/// A 65-byte recoverable signature, `r ‖ s ‖ v`, as wallets send it.
+///
+/// Holding one says nothing about its validity: [`recover_personal_signer`]
+/// checks `v`, the ranges of `r` and `s`, and low `s`.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Signature(pub [u8; 65]);
+
+impl Signature {
+    /// Parses 65 bytes of hex (130 digits), `0x` optional.
+    pub fn from_hex(s: &str) -> Result<Self, SignatureError> {
+        let bytes = decode_hex(s).map_err(SignatureError::NotHex)?;
+        let array: [u8; 65] = bytes
+            .as_slice()
+            .try_into()
+            .map_err(|_| SignatureError::WrongLength { got: bytes.len() })?;
+        Ok(Signature(array))
+    }
+
+    /// `0x` followed by 130 lowercase hex digits, the form wallets produce.
+    pub fn to_hex(&self) -> String {
+        format!("0x{}", hex::encode(self.0))
+    }
+}
+
+impl fmt::Debug for Signature {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Signature({})", self.to_hex())
+    }
+}
+
+/// As [`Signature::to_hex`].
+impl fmt::Display for Signature {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.to_hex())
+    }
+}
+
+/// As [`Signature::from_hex`].
+impl FromStr for Signature {
+    type Err = SignatureError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::from_hex(s)
+    }
+}
+
+/// Recovers the public key that made an EIP-191 `personal_sign` signature
+/// over `message`.
+///
+/// `v` may be 27/28 (wallets) or 0/1 (some libraries); anything else is
+/// [`SignatureError::InvalidRecoveryId`]. High-`s` signatures are refused
+/// with [`SignatureError::HighS`] (EIP-2), so each message and key has
+/// exactly one accepted signature.
+///
+/// A successful recovery only says *some* key signed: the caller must
+/// compare the result with the key or address it expects.
+pub fn recover_personal_signer(
+    message: &str,
+    signature: &Signature,
+) -> Result<PublicKey, SignatureError> {
+    let bytes = &signature.0;
+    let v = bytes[64];
+    let recovery_id = match v {
+        0 | 27 => RecoveryId::Zero,
+        1 | 28 => RecoveryId::One,
+        other => return Err(SignatureError::InvalidRecoveryId(other)),
+    };
+    let r: &[u8; 32] = bytes[..32]
+        .try_into()
+        .map_err(|_| SignatureError::InvalidSignature)?;
+    let s: &[u8; 32] = bytes[32..64]
+        .try_into()
+        .map_err(|_| SignatureError::InvalidSignature)?;
+    // Range checks first so the error names the culprit; libsecp256k1 would
+    // only say "invalid".
+    if *r == [0u8; 32] || *r >= CURVE_ORDER {
+        return Err(SignatureError::InvalidR);
+    }
+    if *s == [0u8; 32] || *s >= CURVE_ORDER {
+        return Err(SignatureError::InvalidS);
+    }
+    // libsecp256k1's recovery accepts high s, so the EIP-2 rule is ours to enforce.
+    if *s > HALF_CURVE_ORDER {
+        return Err(SignatureError::HighS);
+    }
+    let recoverable = RecoverableSignature::from_compact(&bytes[..64], recovery_id)
+        .map_err(|_| SignatureError::InvalidSignature)?;
+    let digest = Message::from_digest(eip191_hash(message.as_bytes()));
+    SECP.recover_ecdsa(&digest, &recoverable)
+        .map(PublicKey)
+        .map_err(|_| SignatureError::InvalidSignature)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn half_order_is_half_of_order() {
+        // n is odd, so n = 2 * (n/2) + 1: double HALF_CURVE_ORDER and add one.
+        let mut doubled = [0u8; 32];
+        let mut carry = 1u16;
+        for i in (0..32).rev() {
+            let v = u16::from(HALF_CURVE_ORDER[i]) * 2 + carry;
+            doubled[i] = v as u8;
+            carry = v >> 8;
+        }
+        assert_eq!(carry, 0);
+        assert_eq!(doubled, CURVE_ORDER);
+    }
+
+    #[test]
+    fn keccak_of_empty_input() {
+        assert_eq!(
+            hex::encode(keccak256(b"")),
+            "c5d2460186f7233c927e7db2dcc703c0e500b653ca82273b7bfad8045d85a470"
+        );
+    }
+
+    #[test]
+    fn hex_errors() {
+        assert_eq!(
+            decode_hex("0xabz"),
+            Err(HexError::InvalidCharacter { position: 2 })
+        );
+        assert_eq!(decode_hex("abc"), Err(HexError::OddLength { digits: 3 }));
+        assert_eq!(decode_hex("0X0A"), Ok(vec![10]));
+        assert_eq!(decode_hex(""), Ok(vec![]));
+        assert_eq!(
+            decode_hex("0x€"),
+            Err(HexError::InvalidCharacter { position: 0 })
+        );
+    }
+}
