@@ -1,1 +1,188 @@
-fn main() {}
+//! `circle-server`: runs a circle from the command line.
+//!
+//! With no flags it serves plain `ws://127.0.0.1:8080/ws` with an ephemeral
+//! circle key. `circle-server --tls --cert cert.pem --key key.pem` serves
+//! `wss://`. Every flag has a `CIRCLE_…` environment variable.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use circle_server::{ScriptLimits, ServerConfig, ServerLimits, spawn_circle_server};
+use clap::Parser;
+
+/// Serve a circle: authenticated Rhai scripts over ws:// and wss://.
+#[derive(Debug, Parser)]
+#[command(name = "circle-server", version, about, long_about = None, after_help = EXAMPLES)]
+struct Args {
+    /// Address to bind.
+    #[arg(long, env = "CIRCLE_HOST", default_value = "127.0.0.1")]
+    host: String,
+    /// Port of the main listener (TLS when --tls is given without --tls-port); 0 picks a free port.
+    #[arg(long, short, env = "CIRCLE_PORT", default_value_t = 8080)]
+    port: u16,
+    /// Serve TLS (wss://); needs --cert and --key.
+    #[arg(long, env = "CIRCLE_TLS")]
+    tls: bool,
+    /// PEM certificate chain, leaf first (Let's Encrypt's fullchain.pem works as it is).
+    #[arg(long, env = "CIRCLE_CERT", value_name = "FILE")]
+    cert: Option<String>,
+    /// PEM private key: PKCS#8, PKCS#1 (RSA) or SEC1 (EC), not encrypted.
+    #[arg(long, env = "CIRCLE_KEY", value_name = "FILE")]
+    key: Option<String>,
+    /// Serve TLS on this port and keep plain ws:// on --port.
+    #[arg(long, env = "CIRCLE_TLS_PORT", value_name = "PORT")]
+    tls_port: Option<u16>,
+    /// Development only: start even if the certificate is expired or not yet valid (logs a warning).
+    #[arg(long, env = "CIRCLE_TLS_ACCEPT_INVALID_CERTS")]
+    tls_accept_invalid_certs: bool,
+    /// Verify client certificates against these CAs (mutual TLS).
+    #[arg(long, env = "CIRCLE_CLIENT_CA", value_name = "FILE")]
+    client_ca: Option<String>,
+    /// With --client-ca: refuse TLS clients without a certificate.
+    #[arg(long, env = "CIRCLE_CLIENT_AUTH_REQUIRED", requires = "client_ca")]
+    client_auth_required: bool,
+    /// Require secp256k1 sign-in (fetch_nonce + authenticate) before play.
+    #[arg(long, env = "CIRCLE_AUTH")]
+    auth: bool,
+    /// Pin the domain of sign-in challenges (default: from the Origin or Host header).
+    #[arg(long, env = "CIRCLE_AUTH_DOMAIN", value_name = "DOMAIN")]
+    auth_domain: Option<String>,
+    /// Name of the circle.
+    #[arg(long, env = "CIRCLE_NAME", default_value = "circle")]
+    circle_name: String,
+    /// The circle's secp256k1 public key, hex (default: an ephemeral key, printed at start).
+    #[arg(long, env = "CIRCLE_PUBLIC_KEY", value_name = "HEX")]
+    circle_public_key: Option<String>,
+    /// Redis URL of a queue shared with circle-worker processes (default: run scripts in-process).
+    #[arg(long, env = "CIRCLE_REDIS_URL", value_name = "URL")]
+    redis_url: Option<String>,
+    /// Connection-serving threads (0 = one per core).
+    #[arg(long, env = "CIRCLE_WORKERS", default_value_t = 0)]
+    workers: usize,
+    /// Script-running threads (0 = one per core).
+    #[arg(long, env = "CIRCLE_SCRIPT_THREADS", default_value_t = 0)]
+    script_threads: usize,
+    /// Largest WebSocket message accepted, in bytes.
+    #[arg(long, env = "CIRCLE_MAX_MESSAGE_BYTES", default_value_t = ServerLimits::default().max_message_bytes)]
+    max_message_bytes: usize,
+    /// Open connections allowed across the server.
+    #[arg(long, env = "CIRCLE_MAX_CONNECTIONS", default_value_t = ServerLimits::default().max_connections)]
+    max_connections: usize,
+    /// Requests one connection may have in flight.
+    #[arg(long, env = "CIRCLE_MAX_IN_FLIGHT", default_value_t = ServerLimits::default().max_in_flight_per_connection)]
+    max_in_flight: usize,
+    /// Rhai operations one script may run.
+    #[arg(long, env = "CIRCLE_SCRIPT_MAX_OPERATIONS", default_value_t = ScriptLimits::default().max_operations)]
+    script_max_operations: u64,
+    /// Wall-clock time one script may run, in milliseconds.
+    #[arg(long, env = "CIRCLE_SCRIPT_TIMEOUT_MS", default_value_t = ScriptLimits::default().max_wall_time.as_millis() as u64)]
+    script_timeout_ms: u64,
+}
+
+const EXAMPLES: &str = "\
+Examples:
+  circle-server                                        plain ws://127.0.0.1:8080/ws
+  circle-server --tls --cert cert.pem --key key.pem    wss://127.0.0.1:8080/ws
+  circle-server --port 8080 --tls --tls-port 8443 --cert cert.pem --key key.pem --auth
+
+Logs go to stderr (RUST_LOG=debug for more); the listening URLs are also printed on stdout.";
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let args = Args::parse();
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
+
+    let config = ServerConfig {
+        circle_name: args.circle_name,
+        circle_public_key: args.circle_public_key.unwrap_or_default(),
+        host: args.host,
+        port: args.port,
+        redis_url: args.redis_url,
+        enable_auth: args.auth,
+        enable_tls: args.tls,
+        cert_path: args.cert,
+        key_path: args.key,
+        tls_port: args.tls_port,
+        tls_accept_invalid_certs: args.tls_accept_invalid_certs,
+        client_ca_path: args.client_ca,
+        client_auth_required: args.client_auth_required,
+        auth_domain: args.auth_domain,
+        workers: args.workers,
+        script_threads: args.script_threads,
+        limits: ServerLimits {
+            max_message_bytes: args.max_message_bytes,
+            max_connections: args.max_connections,
+            max_in_flight_per_connection: args.max_in_flight,
+            ..ServerLimits::default()
+        },
+        script_limits: ScriptLimits {
+            max_operations: args.script_max_operations,
+            max_wall_time: Duration::from_millis(args.script_timeout_ms),
+            ..ScriptLimits::default()
+        },
+        ..ServerConfig::default()
+    };
+
+    let (server, handle) = match spawn_circle_server(config) {
+        Ok(started) => started,
+        Err(error) => {
+            eprintln!("circle-server: {error}");
+            return ExitCode::from(2);
+        }
+    };
+    // Printed on stdout so scripts and tests can read where to connect.
+    println!("circle public key: {}", handle.circle_public_key());
+    if let Some(addr) = handle.ws_addr() {
+        println!("listening on ws://{addr}/ws");
+    }
+    if let Some(addr) = handle.wss_addr() {
+        println!("listening on wss://{addr}/ws");
+    }
+
+    let stop_handle = handle.clone();
+    tokio::spawn(async move {
+        wait_for_stop_signal().await;
+        tracing::info!("stopping: closing connections after in-flight scripts finish");
+        stop_handle.stop().await;
+    });
+    match server.await {
+        Ok(Ok(())) => ExitCode::SUCCESS,
+        Ok(Err(error)) => {
+            eprintln!("circle-server: {error}");
+            ExitCode::FAILURE
+        }
+        Err(error) => {
+            eprintln!("circle-server: server task failed: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Resolves on SIGINT or SIGTERM.
+async fn wait_for_stop_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut terminate) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = terminate.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

@@ -1,1 +1,38 @@
-//! stub
+//! # circle_server
+//!
+//! The circle server: WebSocket endpoints over `ws://` and `wss://` speaking
+//! the circle JSON-RPC protocol (`PROTOCOL.md`), with secp256k1 sign-in and
+//! Rhai scripts run by an [`Executor`](circle_executor::Executor).
+//!
+//! ```no_run
+//! use circle_server::{ServerConfig, spawn_circle_server};
+//!
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let config = ServerConfig {
+//!     enable_tls: true,
+//!     cert_path: Some("cert.pem".into()),
+//!     key_path: Some("key.pem".into()),
+//!     port: 0,
+//!     ..Default::default()
+//! };
+//! let (server, handle) = spawn_circle_server(config)?;
+//! println!("serving on wss://{}/ws", handle.wss_addr().expect("TLS listener"));
+//! handle.stop().await;
+//! server.await??;
+//! # Ok(()) }
+//! ```
+#![warn(missing_docs)]
+
+mod auth;
+mod config;
+mod router;
+mod server;
+mod session;
+mod state;
+pub mod tls_config;
+
+pub use config::{ServerConfig, ServerLimits};
+pub use server::{ServerError, ServerHandle, spawn_circle_server};
+pub use tls_config::{TlsConfigError, load_rustls_config};
+
+pub use circle_executor::ScriptLimits;

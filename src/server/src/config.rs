@@ -1,0 +1,148 @@
+//! Server configuration: a plain struct with a safe [`Default`], built up in
+//! the caller's code (as axum and actix-web examples do).
+
+use std::time::Duration;
+
+use circle_executor::ScriptLimits;
+
+/// Everything a circle server needs to start.
+///
+/// ```no_run
+/// use circle_server::ServerConfig;
+/// let config = ServerConfig {
+///     enable_tls: true,
+///     cert_path: Some("cert.pem".into()),
+///     key_path: Some("key.pem".into()),
+///     port: 8443,
+///     ..Default::default()
+/// };
+/// ```
+#[derive(Clone, Debug)]
+pub struct ServerConfig {
+    /// The circle's name, shown in sign-in challenges and `whoami`.
+    /// Must be one line: a newline would let it forge challenge lines.
+    pub circle_name: String,
+    /// The circle's secp256k1 public key, hex. Empty: an ephemeral key is
+    /// generated at start and logged (handy for development, useless for
+    /// clients that pin the circle's identity).
+    pub circle_public_key: String,
+    /// Address to bind, for example `127.0.0.1` or `0.0.0.0`.
+    pub host: String,
+    /// Port of the main listener; `0` picks a free port (see
+    /// [`ServerHandle::ws_addr`](crate::ServerHandle::ws_addr)).
+    pub port: u16,
+    /// Redis URL of a script queue shared with `circle-worker` processes.
+    /// `None`: scripts run in-process on the embedded executor.
+    pub redis_url: Option<String>,
+    /// Require `authenticate` before `play`.
+    pub enable_auth: bool,
+    /// Serve TLS. With `tls_port: None` the one listener on `port` speaks
+    /// TLS; with `tls_port: Some(p)` plain WebSockets stay on `port` and TLS
+    /// runs on `p`, both at once with the same routes.
+    pub enable_tls: bool,
+    /// PEM file with the certificate chain, leaf first (a Let's Encrypt
+    /// `fullchain.pem` works as it is).
+    pub cert_path: Option<String>,
+    /// PEM file with the private key: PKCS#8, PKCS#1 (RSA) or SEC1 (EC).
+    pub key_path: Option<String>,
+    /// A separate port for TLS, so plain and TLS listeners run side by side.
+    pub tls_port: Option<u16>,
+    /// Development escape hatch: start even when the server's own
+    /// certificate is expired, not yet valid or otherwise fails the start-up
+    /// checks. A warning is logged when this is set.
+    pub tls_accept_invalid_certs: bool,
+    /// PEM file of the certificate authorities whose client certificates are
+    /// accepted (mutual TLS). `None`: client certificates are not requested.
+    pub client_ca_path: Option<String>,
+    /// With `client_ca_path`: refuse TLS clients that present no certificate.
+    /// Without it, a certificate is verified when offered but optional.
+    pub client_auth_required: bool,
+    /// Pin the `domain` of sign-in challenges instead of taking it from the
+    /// upgrade request's `Origin` or `Host` header.
+    pub auth_domain: Option<String>,
+    /// `max-age` of the `Strict-Transport-Security` header on HTTPS responses.
+    pub hsts_max_age: Duration,
+    /// Number of actix worker threads serving connections; `0` = one per core.
+    pub workers: usize,
+    /// Number of threads running scripts in the embedded executor; `0` = one
+    /// per core.
+    pub script_threads: usize,
+    /// Limits that protect the server from its clients.
+    pub limits: ServerLimits,
+    /// Limits on every script.
+    pub script_limits: ScriptLimits,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            circle_name: "circle".to_owned(),
+            circle_public_key: String::new(),
+            host: "127.0.0.1".to_owned(),
+            port: 8080,
+            redis_url: None,
+            enable_auth: false,
+            enable_tls: false,
+            cert_path: None,
+            key_path: None,
+            tls_port: None,
+            tls_accept_invalid_certs: false,
+            client_ca_path: None,
+            client_auth_required: false,
+            auth_domain: None,
+            hsts_max_age: Duration::from_secs(365 * 24 * 60 * 60),
+            workers: 0,
+            script_threads: 0,
+            limits: ServerLimits::default(),
+            script_limits: ScriptLimits::default(),
+        }
+    }
+}
+
+/// Limits that keep one client from hurting the others. Every one has a
+/// safe default; hitting a limit only affects the client that hit it.
+#[derive(Clone, Debug)]
+pub struct ServerLimits {
+    /// Largest WebSocket message accepted, in bytes; a larger one closes the
+    /// connection with code 1009.
+    pub max_message_bytes: usize,
+    /// Requests one connection may have in flight at once; more are answered
+    /// with `-32029` at once.
+    pub max_in_flight_per_connection: usize,
+    /// Longest JSON-RPC batch accepted.
+    pub max_batch_len: usize,
+    /// Open WebSocket connections across the whole server; further upgrades
+    /// get HTTP 503.
+    pub max_connections: usize,
+    /// Failed `authenticate` calls before the connection is closed with 1008.
+    pub max_failed_auth_attempts: u32,
+    /// How long a sign-in nonce stays valid.
+    pub nonce_ttl: Duration,
+    /// Interval of server pings; a peer that has sent nothing (not even a
+    /// pong) for three intervals is closed.
+    pub ping_interval: Duration,
+    /// Time a TLS client has to finish its handshake.
+    pub tls_handshake_timeout: Duration,
+    /// How long a graceful stop waits for in-flight scripts before closing.
+    pub shutdown_grace: Duration,
+    /// How long a script may wait for a free executor thread and run, all
+    /// told, before its caller gets an error instead.
+    pub script_deadline: Duration,
+}
+
+impl Default for ServerLimits {
+    fn default() -> Self {
+        ServerLimits {
+            max_message_bytes: 1024 * 1024,
+            max_in_flight_per_connection: 64,
+            max_batch_len: 64,
+            max_connections: 10_000,
+            max_failed_auth_attempts: 5,
+            nonce_ttl: Duration::from_secs(300),
+            ping_interval: Duration::from_secs(20),
+            tls_handshake_timeout: Duration::from_secs(10),
+            shutdown_grace: Duration::from_secs(10),
+            script_deadline: Duration::from_secs(30),
+        }
+    }
+}

@@ -1,0 +1,332 @@
+//! Shared pieces of the server's integration tests: starting servers,
+//! connecting real WebSocket clients over real TCP and TLS, and making real
+//! certificates.
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use circle_protocol::SigningKey;
+use circle_server::{ServerConfig, ServerHandle, spawn_circle_server};
+use futures_util::{SinkExt, StreamExt};
+use rcgen::{
+    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
+    KeyUsagePurpose,
+};
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, ServerName};
+use serde_json::{Value, json};
+use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::Message;
+
+/// A byte stream: plain TCP or TLS over TCP.
+pub trait Io: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> Io for T {}
+
+pub type Ws = WebSocketStream<Box<dyn Io>>;
+
+/// Repository root (two levels above this crate).
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+pub fn dev_cert() -> String {
+    repo_root().join("cert.pem").to_string_lossy().into_owned()
+}
+
+pub fn dev_key() -> String {
+    repo_root().join("key.pem").to_string_lossy().into_owned()
+}
+
+/// A server on 127.0.0.1 with a free port, stopped when dropped.
+pub struct TestServer {
+    pub handle: ServerHandle,
+    task: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
+}
+
+impl TestServer {
+    pub fn start(config: ServerConfig) -> TestServer {
+        let config = ServerConfig {
+            host: "127.0.0.1".into(),
+            port: 0,
+            workers: 2,
+            script_threads: 2,
+            ..config
+        };
+        let (task, handle) = spawn_circle_server(config).expect("server starts");
+        TestServer {
+            handle,
+            task: Some(task),
+        }
+    }
+
+    pub fn plain() -> TestServer {
+        Self::start(ServerConfig::default())
+    }
+
+    pub fn tls() -> TestServer {
+        Self::start(tls_config())
+    }
+
+    pub fn ws_url(&self) -> String {
+        format!("ws://{}/ws", self.handle.ws_addr().expect("plain listener"))
+    }
+
+    pub fn wss_addr(&self) -> SocketAddr {
+        self.handle.wss_addr().expect("TLS listener")
+    }
+
+    pub async fn stop(mut self) {
+        self.handle.stop().await;
+        if let Some(task) = self.task.take() {
+            task.await
+                .expect("server task")
+                .expect("server ran cleanly");
+        }
+    }
+}
+
+pub fn tls_config() -> ServerConfig {
+    ServerConfig {
+        enable_tls: true,
+        cert_path: Some(dev_cert()),
+        key_path: Some(dev_key()),
+        ..ServerConfig::default()
+    }
+}
+
+/// A rustls client configuration trusting the PEM certificates in `ca_pem`.
+pub fn client_tls(ca_pem: &[u8], alpn: &[&[u8]]) -> Arc<rustls::ClientConfig> {
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(ca_pem) {
+        roots
+            .add(cert.expect("CA PEM parses"))
+            .expect("CA accepted");
+    }
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("protocol versions")
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    Arc::new(config)
+}
+
+/// Opens a TLS connection to `addr`, verifying the server as `server_name`.
+pub async fn tls_connect(
+    addr: SocketAddr,
+    config: Arc<rustls::ClientConfig>,
+    server_name: &str,
+) -> std::io::Result<tokio_rustls::client::TlsStream<TcpStream>> {
+    let tcp = TcpStream::connect(addr).await?;
+    let name = ServerName::try_from(server_name.to_owned()).expect("server name");
+    TlsConnector::from(config).connect(name, tcp).await
+}
+
+/// A WebSocket over plain TCP.
+pub async fn connect_ws(url: &str) -> Ws {
+    try_connect_ws(url).await.expect("ws connects")
+}
+
+pub async fn try_connect_ws(url: &str) -> Result<Ws, tokio_tungstenite::tungstenite::Error> {
+    let authority = url
+        .trim_start_matches("ws://")
+        .split('/')
+        .next()
+        .unwrap_or_default();
+    let tcp = TcpStream::connect(authority).await?;
+    let (ws, _) = tokio_tungstenite::client_async(url, Box::new(tcp) as Box<dyn Io>).await?;
+    Ok(ws)
+}
+
+/// A WebSocket over TLS trusting the development certificate.
+pub async fn connect_wss(addr: SocketAddr) -> Ws {
+    let ca = std::fs::read(dev_cert()).expect("dev cert");
+    connect_wss_with(addr, client_tls(&ca, &[b"http/1.1"]), "localhost").await
+}
+
+pub async fn connect_wss_with(
+    addr: SocketAddr,
+    config: Arc<rustls::ClientConfig>,
+    server_name: &str,
+) -> Ws {
+    let tls = tls_connect(addr, config, server_name)
+        .await
+        .expect("TLS handshake");
+    let url = format!("wss://{server_name}:{}/ws", addr.port());
+    let (ws, _) = tokio_tungstenite::client_async(url, Box::new(tls) as Box<dyn Io>)
+        .await
+        .expect("websocket upgrade over TLS");
+    ws
+}
+
+/// Sends a text frame.
+pub async fn send(ws: &mut Ws, text: impl Into<String>) {
+    ws.send(Message::text(text.into())).await.expect("send");
+}
+
+/// The next text frame, parsed; panics on close or timeout.
+pub async fn recv(ws: &mut Ws) -> Value {
+    loop {
+        let message = tokio::time::timeout(Duration::from_secs(20), ws.next())
+            .await
+            .expect("an answer within 20 s")
+            .expect("connection open")
+            .expect("valid frame");
+        match message {
+            Message::Text(text) => return serde_json::from_str(&text).expect("JSON answer"),
+            Message::Ping(_) | Message::Pong(_) => continue,
+            other => panic!("expected a text frame, got {other:?}"),
+        }
+    }
+}
+
+/// The close frame's code, after any text frames.
+pub async fn recv_close_code(ws: &mut Ws) -> Option<u16> {
+    loop {
+        let message = tokio::time::timeout(Duration::from_secs(20), ws.next())
+            .await
+            .expect("close within 20 s");
+        match message {
+            Some(Ok(Message::Close(frame))) => return frame.map(|f| u16::from(f.code)),
+            Some(Ok(_)) => continue,
+            Some(Err(_)) | None => return None,
+        }
+    }
+}
+
+/// One request, one answer.
+pub async fn call(ws: &mut Ws, id: i64, method: &str, params: Value) -> Value {
+    send(
+        ws,
+        json!({"jsonrpc":"2.0","id":id,"method":method,"params":params}).to_string(),
+    )
+    .await;
+    let answer = recv(ws).await;
+    assert_eq!(
+        answer["id"],
+        json!(id),
+        "answer matches the request: {answer}"
+    );
+    answer
+}
+
+pub fn error_code(answer: &Value) -> i64 {
+    answer["error"]["code"]
+        .as_i64()
+        .unwrap_or_else(|| panic!("expected an error, got {answer}"))
+}
+
+/// Signs in on `ws` with `key`: fetch_nonce by public key, sign, authenticate.
+pub async fn sign_in(ws: &mut Ws, key: &SigningKey) -> Value {
+    let challenge = call(
+        ws,
+        1,
+        "fetch_nonce",
+        json!({"pubkey": key.public_key().to_compressed_hex()}),
+    )
+    .await;
+    let message = challenge["result"]["message"]
+        .as_str()
+        .expect("challenge message");
+    let signature = key.sign_personal_message(message).to_hex();
+    call(ws, 2, "authenticate", json!({"signature": signature})).await
+}
+
+pub fn key(byte: u8) -> SigningKey {
+    SigningKey::from_bytes(&[byte; 32]).expect("test key")
+}
+
+/// Real certificates made for a test, in a temporary folder.
+pub struct Certs {
+    pub dir: tempfile::TempDir,
+}
+
+impl Certs {
+    pub fn new() -> Certs {
+        Certs {
+            dir: tempfile::tempdir().expect("temp dir"),
+        }
+    }
+
+    pub fn path(&self, name: &str) -> String {
+        self.dir.path().join(name).to_string_lossy().into_owned()
+    }
+
+    pub fn write(&self, name: &str, contents: impl AsRef<[u8]>) -> String {
+        let path = self.path(name);
+        std::fs::write(&path, contents).expect("write test file");
+        path
+    }
+}
+
+/// Parameters of a server certificate for `names`.
+pub fn leaf_params(names: &[&str]) -> CertificateParams {
+    let mut params =
+        CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
+            .expect("certificate params");
+    params.distinguished_name.push(DnType::CommonName, names[0]);
+    params.is_ca = IsCa::ExplicitNoCa;
+    params.key_usages = vec![
+        KeyUsagePurpose::DigitalSignature,
+        KeyUsagePurpose::KeyEncipherment,
+    ];
+    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+    params
+}
+
+pub fn ca_params(name: &str) -> CertificateParams {
+    let mut params = CertificateParams::new(Vec::<String>::new()).expect("CA params");
+    params.distinguished_name.push(DnType::CommonName, name);
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    params.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
+    params
+}
+
+/// A self-signed leaf for localhost with the given key; returns (cert PEM, key PEM).
+pub fn self_signed(key: &KeyPair, params: CertificateParams) -> (String, String) {
+    let cert = params.self_signed(key).expect("self-signed certificate");
+    (cert.pem(), key.serialize_pem())
+}
+
+/// A root CA, an intermediate CA, and a localhost leaf issued by the
+/// intermediate. Returns (root PEM, leaf+intermediate chain PEM, leaf key PEM).
+pub fn chain_with_intermediate() -> (String, String, String) {
+    let root_key = KeyPair::generate().expect("root key");
+    let root_params = ca_params("circles test root");
+    let root_cert = root_params.self_signed(&root_key).expect("root");
+    let root = Issuer::new(root_params, root_key);
+
+    let intermediate_key = KeyPair::generate().expect("intermediate key");
+    let intermediate_params = ca_params("circles test intermediate");
+    let intermediate_cert = intermediate_params
+        .signed_by(&intermediate_key, &root)
+        .expect("intermediate");
+    let intermediate = Issuer::new(intermediate_params, intermediate_key);
+
+    let leaf_key = KeyPair::generate().expect("leaf key");
+    let leaf_cert = leaf_params(&["localhost", "127.0.0.1"])
+        .signed_by(&leaf_key, &intermediate)
+        .expect("leaf");
+    let chain = format!("{}{}", leaf_cert.pem(), intermediate_cert.pem());
+    (root_cert.pem(), chain, leaf_key.serialize_pem())
+}
+
+/// Runs the `openssl` command line tool (used to write key formats rcgen
+/// does not: PKCS#1, SEC1, passphrase-encrypted PKCS#8).
+pub fn openssl(args: &[&str]) {
+    let status = std::process::Command::new("openssl")
+        .args(args)
+        .status()
+        .expect("openssl is installed");
+    assert!(status.success(), "openssl {args:?} failed");
+}
