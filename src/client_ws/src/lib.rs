@@ -1,1 +1,78 @@
-//! stub
+//! # circle_client_ws
+//!
+//! The native client of circles: JSON-RPC over `ws://` and `wss://`
+//! (PROTOCOL.md), with secp256k1 sign-in.
+//!
+//! ```no_run
+//! use circle_client_ws::{CircleWsClientBuilder, TlsConfig};
+//!
+//! # async fn run() -> Result<(), circle_client_ws::CircleWsClientError> {
+//! let client = CircleWsClientBuilder::new("wss://localhost:8443/ws")
+//!     // Trust the development certificate instead of turning checks off.
+//!     .with_tls_config(TlsConfig {
+//!         ca_cert_path: Some("cert.pem".into()),
+//!         ..Default::default()
+//!     })
+//!     .with_keypair("0x4c0883a69102937d6231471b5dbb6204fe5129617082792ae468d01a3f362318")
+//!     .build()?;
+//! client.connect().await?;
+//! assert!(client.authenticate().await?);
+//! let result = client.play(r#"print("hi"); 40 + 2"#).await?;
+//! println!("{}", result.output);
+//! client.disconnect().await;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! ## Design
+//!
+//! - One WebSocket connection carries many requests at once. Every method
+//!   takes `&self`, [`CircleWsClient`] is cheap to [`Clone`] and to share
+//!   between tasks, answers are matched to requests by id, and every request
+//!   has its own timeout.
+//! - The connection core is generic over the byte stream: TLS is a wrapper
+//!   put around the TCP stream before the WebSocket handshake, never a branch
+//!   inside the request path. The TLS library is a cargo feature
+//!   (`rustls-tls`, default, or `native-tls`) and, when both are compiled in,
+//!   a runtime choice ([`TlsBackend`]).
+//! - Errors are one enum, [`CircleWsClientError`], whose variants are the
+//!   cases a caller acts on differently.
+//! - Protocol types come from `circle_protocol`, shared with the server.
+//!
+//! This crate is native only (tokio); a browser client speaks the same
+//! protocol with the browser's own WebSocket.
+
+#![warn(missing_docs)]
+// A build without any TLS backend (ws:// only) leaves the certificate-file
+// and connector plumbing unused; it is kept compiling rather than cfg'd out
+// piece by piece.
+#![cfg_attr(
+    not(any(feature = "rustls-tls", feature = "native-tls")),
+    allow(dead_code, unused_imports)
+)]
+
+mod builder;
+mod client;
+mod connection;
+mod error;
+mod tls;
+pub mod tls_config;
+mod transport;
+
+#[cfg(feature = "crypto")]
+mod auth;
+
+pub use builder::{CircleWsClientBuilder, ReconnectPolicy};
+pub use client::CircleWsClient;
+pub use error::{CertificateRejection, CircleWsClientError};
+pub use tls_config::{TlsBackend, TlsConfig};
+
+/// The answer to [`CircleWsClient::play`]: `output` holds the lines the
+/// script printed, then its value unless it is `()`.
+pub type PlayResultClient = circle_protocol::PlayResult;
+
+pub use circle_protocol::{CircleInfo, WhoamiResult};
+
+/// The shared protocol crate, re-exported so callers need not depend on it
+/// separately (error codes live in `circle_protocol::codes`).
+pub use circle_protocol;

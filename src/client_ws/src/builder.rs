@@ -1,0 +1,288 @@
+//! [`CircleWsClientBuilder`]: everything about a client is decided here,
+//! and every input is checked by [`build`](CircleWsClientBuilder::build), so
+//! a client that exists can only fail for reasons outside the program (the
+//! network, the server).
+
+use std::time::Duration;
+
+use crate::client::CircleWsClient;
+use crate::error::CircleWsClientError;
+use crate::tls::PreparedTls;
+use crate::tls_config::{TlsBackend, TlsConfig};
+use crate::transport::{Dialer, WsUrl};
+
+/// Default time allowed to open a connection (TCP, TLS and WebSocket
+/// handshakes together).
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default time allowed for one request's answer.
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Automatic reconnection: when the connection is lost, the client dials
+/// again after `initial_delay`, doubling the delay after each failure up to
+/// `max_delay`, each wait randomised between half and all of it (so that
+/// many clients dropped at once by a restarting server do not all come back
+/// in the same millisecond). If the client had authenticated, it
+/// authenticates again before it reports itself connected.
+///
+/// Requests made while the client reconnects wait for the new connection
+/// within their own timeout. Requests that were in flight when the
+/// connection was lost fail with
+/// [`ConnectionLost`](CircleWsClientError::ConnectionLost): the client
+/// cannot know whether the server ran them, so it never resends them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReconnectPolicy {
+    /// Wait before the first attempt.
+    pub initial_delay: Duration,
+    /// Longest wait between two attempts.
+    pub max_delay: Duration,
+    /// Give up after this many failed attempts in a row (`None`: never).
+    pub max_attempts: Option<u32>,
+}
+
+impl Default for ReconnectPolicy {
+    fn default() -> Self {
+        ReconnectPolicy {
+            initial_delay: Duration::from_millis(100),
+            max_delay: Duration::from_secs(10),
+            max_attempts: None,
+        }
+    }
+}
+
+impl ReconnectPolicy {
+    /// The wait before attempt number `attempt` (0-based), before jitter.
+    pub fn delay_before(&self, attempt: u32) -> Duration {
+        let factor = 2u32.saturating_pow(attempt.min(31));
+        self.initial_delay
+            .saturating_mul(factor)
+            .min(self.max_delay)
+    }
+}
+
+/// Builds a [`CircleWsClient`].
+///
+/// ```
+/// use std::time::Duration;
+/// use circle_client_ws::{CircleWsClientBuilder, TlsConfig};
+///
+/// let client = CircleWsClientBuilder::new("wss://localhost:8443/ws")
+///     .with_tls_config(TlsConfig::default())
+///     .with_request_timeout(Duration::from_secs(5))
+///     .build()
+///     .expect("valid settings");
+/// assert!(client.is_wss_url());
+/// ```
+#[derive(Clone, Debug)]
+#[must_use = "a builder does nothing until build() is called"]
+pub struct CircleWsClientBuilder {
+    url: String,
+    keypair_hex: Option<String>,
+    tls_config: Option<TlsConfig>,
+    tls_backend: Option<TlsBackend>,
+    connect_timeout: Duration,
+    request_timeout: Duration,
+    reconnect: Option<ReconnectPolicy>,
+    max_message_size: Option<usize>,
+}
+
+impl CircleWsClientBuilder {
+    /// A builder for the server at `url` (`ws://HOST:PORT/ws` or
+    /// `wss://HOST:PORT/ws`).
+    pub fn new(url: impl Into<String>) -> Self {
+        CircleWsClientBuilder {
+            url: url.into(),
+            keypair_hex: None,
+            tls_config: None,
+            tls_backend: None,
+            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+            request_timeout: DEFAULT_REQUEST_TIMEOUT,
+            reconnect: None,
+            max_message_size: None,
+        }
+    }
+
+    /// The secp256k1 secret key to authenticate with: 64 hex digits, `0x`
+    /// optional. Checked by [`build`](Self::build).
+    #[cfg(feature = "crypto")]
+    pub fn with_keypair(mut self, secret_key_hex: impl Into<String>) -> Self {
+        self.keypair_hex = Some(secret_key_hex.into());
+        self
+    }
+
+    /// TLS settings for `wss://` (default: [`TlsConfig::default`], which
+    /// verifies everything against the system's roots). Files it names are
+    /// read by [`build`](Self::build).
+    pub fn with_tls_config(mut self, tls_config: TlsConfig) -> Self {
+        self.tls_config = Some(tls_config);
+        self
+    }
+
+    /// Which TLS library to use (default: rustls when compiled in).
+    pub fn with_tls_backend(mut self, backend: TlsBackend) -> Self {
+        self.tls_backend = Some(backend);
+        self
+    }
+
+    /// Time allowed to open a connection: TCP connect, TLS handshake and
+    /// WebSocket upgrade together (default 10 s).
+    pub fn with_connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    /// Time allowed for each request's answer (default 30 s). Each request
+    /// has its own clock, so one slow script does not delay the others.
+    pub fn with_request_timeout(mut self, timeout: Duration) -> Self {
+        self.request_timeout = timeout;
+        self
+    }
+
+    /// Reconnect automatically after a lost connection (off by default).
+    pub fn with_reconnect(mut self, policy: ReconnectPolicy) -> Self {
+        self.reconnect = Some(policy);
+        self
+    }
+
+    /// Largest message accepted from the server (default: tungstenite's
+    /// 64 MiB).
+    pub fn with_max_message_size(mut self, bytes: usize) -> Self {
+        self.max_message_size = Some(bytes);
+        self
+    }
+
+    /// Checks every setting and reads every file, then makes the client. It
+    /// does not connect: call [`CircleWsClient::connect`].
+    ///
+    /// Errors: [`InvalidUrl`](CircleWsClientError::InvalidUrl),
+    /// [`TlsConfig`](CircleWsClientError::TlsConfig) (a file missing or
+    /// unusable, a backend not compiled in),
+    /// [`InvalidKeypair`](CircleWsClientError::InvalidKeypair).
+    pub fn build(self) -> Result<CircleWsClient, CircleWsClientError> {
+        let url = WsUrl::parse(&self.url)?;
+
+        // TLS is prepared for wss:// URLs, and also whenever a TlsConfig was
+        // given explicitly, so that a wrong file path is reported even while
+        // testing against a plain ws:// server.
+        let tls = if url.secure || self.tls_config.is_some() {
+            let backend = match self.tls_backend.or_else(TlsBackend::default_available) {
+                Some(backend) => backend,
+                None if url.secure => {
+                    return Err(CircleWsClientError::TlsConfig {
+                        path: None,
+                        problem: "this build has no TLS backend: enable the rustls-tls or \
+                                  native-tls feature to use wss:// URLs"
+                            .into(),
+                    });
+                }
+                None => return self.finish(url, None),
+            };
+            let config = self.tls_config.clone().unwrap_or_default();
+            let prepared = PreparedTls::prepare(&config, backend)?;
+            prepared.check_server_name(&url.host).map_err(|reason| {
+                CircleWsClientError::InvalidUrl {
+                    url: self.url.clone(),
+                    reason,
+                }
+            })?;
+            Some(prepared)
+        } else {
+            None
+        };
+        self.finish(url, tls)
+    }
+
+    fn finish(
+        self,
+        url: WsUrl,
+        tls: Option<PreparedTls>,
+    ) -> Result<CircleWsClient, CircleWsClientError> {
+        #[cfg(feature = "crypto")]
+        let signing_key = self
+            .keypair_hex
+            .as_deref()
+            .map(crate::auth::parse_signing_key)
+            .transpose()?;
+        #[cfg(not(feature = "crypto"))]
+        let _ = &self.keypair_hex;
+
+        let dialer = Dialer {
+            url,
+            tls,
+            connect_timeout: self.connect_timeout,
+            max_message_size: self.max_message_size,
+        };
+        Ok(CircleWsClient::new(
+            dialer,
+            self.request_timeout,
+            self.reconnect,
+            #[cfg(feature = "crypto")]
+            signing_key,
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_up_to_the_cap() {
+        let policy = ReconnectPolicy {
+            initial_delay: Duration::from_millis(100),
+            max_delay: Duration::from_secs(1),
+            max_attempts: None,
+        };
+        assert_eq!(policy.delay_before(0), Duration::from_millis(100));
+        assert_eq!(policy.delay_before(1), Duration::from_millis(200));
+        assert_eq!(policy.delay_before(3), Duration::from_millis(800));
+        assert_eq!(policy.delay_before(4), Duration::from_secs(1));
+        assert_eq!(policy.delay_before(u32::MAX), Duration::from_secs(1));
+    }
+
+    #[test]
+    fn build_checks_the_url() {
+        let error = CircleWsClientBuilder::new("http://localhost/ws")
+            .build()
+            .unwrap_err();
+        assert!(matches!(error, CircleWsClientError::InvalidUrl { .. }));
+        let client = CircleWsClientBuilder::new("ws://localhost:1/ws")
+            .build()
+            .unwrap();
+        assert!(!client.is_wss_url() && !client.requires_tls());
+    }
+
+    #[test]
+    fn build_reads_tls_files_even_for_ws_urls() {
+        let error = CircleWsClientBuilder::new("ws://localhost:1/ws")
+            .with_tls_config(TlsConfig {
+                ca_cert_path: Some("/nonexistent/ca.pem".into()),
+                ..Default::default()
+            })
+            .build()
+            .unwrap_err();
+        assert!(
+            matches!(&error, CircleWsClientError::TlsConfig { path: Some(p), .. } if p.ends_with("ca.pem")),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn unavailable_backends_are_reported() {
+        for backend in [TlsBackend::Rustls, TlsBackend::NativeTls] {
+            let result = CircleWsClientBuilder::new("wss://localhost/ws")
+                .with_tls_backend(backend)
+                .build();
+            assert_eq!(result.is_ok(), backend.is_available(), "{backend}");
+        }
+    }
+
+    #[cfg(feature = "crypto")]
+    #[test]
+    fn bad_keypairs_fail_build() {
+        let error = CircleWsClientBuilder::new("ws://localhost/ws")
+            .with_keypair("0x1234")
+            .build()
+            .unwrap_err();
+        assert!(matches!(error, CircleWsClientError::InvalidKeypair(_)));
+    }
+}

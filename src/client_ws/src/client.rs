@@ -1,0 +1,465 @@
+//! [`CircleWsClient`]: the methods of the protocol over one shared
+//! connection, and the optional reconnect supervisor.
+
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use circle_protocol::{PlayParams, WhoamiResult, method};
+use rand::Rng;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tokio::sync::watch;
+
+use crate::PlayResultClient;
+use crate::builder::ReconnectPolicy;
+use crate::connection::Connection;
+use crate::error::CircleWsClientError;
+use crate::tls_config::TlsBackend;
+use crate::transport::Dialer;
+
+/// Where the client's link to the server stands.
+#[derive(Clone)]
+enum Link {
+    /// Never connected, or disconnected by the caller.
+    Disconnected,
+    /// A connection (it may have ended since; the supervisor will notice).
+    Connected(Arc<Connection>),
+    /// Lost, and the supervisor is dialling again.
+    Reconnecting,
+    /// Lost, and reconnection gave up: why.
+    Failed(String),
+}
+
+struct Shared {
+    dialer: Dialer,
+    request_timeout: Duration,
+    reconnect: Option<ReconnectPolicy>,
+    #[cfg(feature = "crypto")]
+    signing_key: Option<circle_protocol::SigningKey>,
+    next_id: AtomicI64,
+    link: watch::Sender<Link>,
+    /// Serialises connecting, so concurrent `connect()` calls open one
+    /// connection, not several.
+    connect_lock: tokio::sync::Mutex<()>,
+    /// The caller authenticated this link: a reconnect must do it again.
+    authenticated: AtomicBool,
+}
+
+/// A client of one circle server.
+///
+/// Cheap to clone: clones share one connection, and every method takes
+/// `&self`, so many tasks can send requests at the same time; answers are
+/// matched to requests by id and each request has its own timeout.
+///
+/// Build one with [`CircleWsClientBuilder`](crate::CircleWsClientBuilder).
+#[derive(Clone)]
+pub struct CircleWsClient {
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for CircleWsClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CircleWsClient")
+            .field("url", &self.url())
+            .field("tls_backend", &self.tls_backend())
+            .field("connected", &self.is_connected())
+            .finish_non_exhaustive()
+    }
+}
+
+impl CircleWsClient {
+    pub(crate) fn new(
+        dialer: Dialer,
+        request_timeout: Duration,
+        reconnect: Option<ReconnectPolicy>,
+        #[cfg(feature = "crypto")] signing_key: Option<circle_protocol::SigningKey>,
+    ) -> CircleWsClient {
+        CircleWsClient {
+            shared: Arc::new(Shared {
+                dialer,
+                request_timeout,
+                reconnect,
+                #[cfg(feature = "crypto")]
+                signing_key,
+                next_id: AtomicI64::new(1),
+                link: watch::channel(Link::Disconnected).0,
+                connect_lock: tokio::sync::Mutex::new(()),
+                authenticated: AtomicBool::new(false),
+            }),
+        }
+    }
+
+    /// The server URL this client talks to.
+    pub fn url(&self) -> &str {
+        &self.shared.dialer.url.original
+    }
+
+    /// Whether the URL is `wss://`.
+    pub fn is_wss_url(&self) -> bool {
+        self.shared.dialer.url.secure
+    }
+
+    /// Whether connecting needs TLS (the same as [`is_wss_url`](Self::is_wss_url):
+    /// the scheme decides, never a guess).
+    pub fn requires_tls(&self) -> bool {
+        self.is_wss_url()
+    }
+
+    /// The TLS library `wss://` connections use, when TLS is set up.
+    pub fn tls_backend(&self) -> Option<TlsBackend> {
+        self.shared.dialer.tls.as_ref().map(|tls| tls.backend())
+    }
+
+    /// Whether a connection is open right now.
+    pub fn is_connected(&self) -> bool {
+        matches!(&*self.shared.link.borrow(), Link::Connected(connection) if !connection.is_ended())
+    }
+
+    /// The compressed public key (hex, no `0x`) of the configured keypair.
+    #[cfg(feature = "crypto")]
+    pub fn public_key(&self) -> Option<String> {
+        self.shared
+            .signing_key
+            .as_ref()
+            .map(|key| key.public_key().to_compressed_hex())
+    }
+
+    /// The EIP-55 address of the configured keypair.
+    #[cfg(feature = "crypto")]
+    pub fn address(&self) -> Option<String> {
+        self.shared
+            .signing_key
+            .as_ref()
+            .map(|key| key.address().to_checksum_string())
+    }
+
+    /// Opens the connection (TCP, TLS for `wss://`, WebSocket upgrade) within
+    /// the connect timeout. Does nothing if already connected.
+    ///
+    /// Errors tell apart a refused connection, a rejected certificate (and
+    /// why), a failed TLS or WebSocket handshake, and a timeout.
+    pub async fn connect(&self) -> Result<(), CircleWsClientError> {
+        let _connecting = self.shared.connect_lock.lock().await;
+        if self.is_connected() {
+            return Ok(());
+        }
+        let connection = self.shared.dialer.open().await?;
+        // A fresh connection starts unauthenticated.
+        self.shared.authenticated.store(false, Ordering::SeqCst);
+        self.install(connection);
+        Ok(())
+    }
+
+    /// Closes the connection (close code 1000). Requests still in flight
+    /// fail with [`ConnectionLost`](CircleWsClientError::ConnectionLost); no
+    /// automatic reconnect follows.
+    pub async fn disconnect(&self) {
+        let previous = self.shared.link.send_replace(Link::Disconnected);
+        self.shared.authenticated.store(false, Ordering::SeqCst);
+        if let Link::Connected(connection) = previous {
+            connection.close().await;
+        }
+    }
+
+    /// Signs in with the configured keypair: asks the server for a
+    /// challenge (`fetch_nonce`), checks that it is for this key's address
+    /// and not expired, signs it (EIP-191 `personal_sign`) and sends the
+    /// signature (`authenticate`).
+    ///
+    /// `Ok(true)`: authenticated. `Ok(false)`: the server refused the
+    /// signature (`-32001`). Transport failures and other server errors are
+    /// `Err`; so is a missing keypair or a challenge this client will not
+    /// sign ([`AuthenticationRefused`](CircleWsClientError::AuthenticationRefused)).
+    #[cfg(feature = "crypto")]
+    pub async fn authenticate(&self) -> Result<bool, CircleWsClientError> {
+        let key = self.shared.signing_key.as_ref().ok_or_else(|| {
+            CircleWsClientError::AuthenticationRefused {
+                reason: "no keypair configured: use CircleWsClientBuilder::with_keypair".into(),
+            }
+        })?;
+        let connection = self.connection_for_request().await?;
+        let accepted = self.authenticate_on(&connection, key).await?;
+        if accepted {
+            self.shared.authenticated.store(true, Ordering::SeqCst);
+        }
+        Ok(accepted)
+    }
+
+    #[cfg(feature = "crypto")]
+    async fn authenticate_on(
+        &self,
+        connection: &Connection,
+        key: &circle_protocol::SigningKey,
+    ) -> Result<bool, CircleWsClientError> {
+        use circle_protocol::{
+            AuthenticateParams, AuthenticateResult, FetchNonceParams, FetchNonceResult, codes,
+        };
+        let pubkey = key.public_key().to_compressed_hex();
+        let challenge: FetchNonceResult = self
+            .call_on(
+                connection,
+                method::FETCH_NONCE,
+                FetchNonceParams {
+                    pubkey: Some(pubkey.clone()),
+                    address: None,
+                },
+            )
+            .await?;
+        crate::auth::check_challenge(&challenge.message, key, crate::auth::unix_now())?;
+        let signature = key.sign_personal_message(&challenge.message).to_hex();
+        let answer: Result<AuthenticateResult, _> = self
+            .call_on(
+                connection,
+                method::AUTHENTICATE,
+                AuthenticateParams {
+                    signature,
+                    pubkey: Some(pubkey),
+                    address: None,
+                },
+            )
+            .await;
+        match answer {
+            Ok(result) => Ok(result.authenticated),
+            Err(CircleWsClientError::Rpc { code, message, .. })
+                if code == codes::AUTHENTICATION_FAILED =>
+            {
+                tracing::info!(%message, "the server refused the signature");
+                Ok(false)
+            }
+            Err(other) => Err(other),
+        }
+    }
+
+    /// Runs a Rhai script on the server and returns its output.
+    ///
+    /// Script failures are [`Rpc`](CircleWsClientError::Rpc) errors with
+    /// the protocol's codes: `-32003` script error, `-32004` limit reached,
+    /// `-32002` authentication required.
+    pub async fn play(
+        &self,
+        script: impl Into<String>,
+    ) -> Result<PlayResultClient, CircleWsClientError> {
+        self.call(
+            method::PLAY,
+            PlayParams {
+                script: script.into(),
+            },
+        )
+        .await
+    }
+
+    /// Asks the server who this connection is and which circle it serves.
+    pub async fn whoami(&self) -> Result<WhoamiResult, CircleWsClientError> {
+        self.call(method::WHOAMI, serde_json::Map::new()).await
+    }
+
+    /// Sends any JSON-RPC method with the given params and returns the raw
+    /// `result`: for methods this client has no helper for.
+    pub async fn request(
+        &self,
+        method: &str,
+        params: serde_json::Value,
+    ) -> Result<serde_json::Value, CircleWsClientError> {
+        self.call(method, params).await
+    }
+
+    async fn call<P: Serialize, R: DeserializeOwned>(
+        &self,
+        method: &str,
+        params: P,
+    ) -> Result<R, CircleWsClientError> {
+        let connection = self.connection_for_request().await?;
+        self.call_on(&connection, method, params).await
+    }
+
+    async fn call_on<P: Serialize, R: DeserializeOwned>(
+        &self,
+        connection: &Connection,
+        method: &str,
+        params: P,
+    ) -> Result<R, CircleWsClientError> {
+        let id = self.shared.next_id.fetch_add(1, Ordering::Relaxed);
+        let request = circle_protocol::Request::new(id, method, params);
+        let text = serde_json::to_string(&request).map_err(|e| {
+            CircleWsClientError::Protocol(format!("cannot encode the {method} request: {e}"))
+        })?;
+        let response = connection
+            .call(id, text, method, self.shared.request_timeout)
+            .await?;
+        if let Some(error) = response.error {
+            return Err(error.into());
+        }
+        serde_json::from_value(response.result.unwrap_or(serde_json::Value::Null)).map_err(|e| {
+            CircleWsClientError::Protocol(format!(
+                "the {method} result has an unexpected shape: {e}"
+            ))
+        })
+    }
+
+    /// The connection to send a request on. While the supervisor reconnects,
+    /// waits for it (within the request timeout) rather than failing.
+    async fn connection_for_request(&self) -> Result<Arc<Connection>, CircleWsClientError> {
+        let mut link = self.shared.link.subscribe();
+        let deadline = tokio::time::Instant::now() + self.shared.request_timeout;
+        loop {
+            let current = link.borrow_and_update().clone();
+            match current {
+                Link::Connected(connection) if !connection.is_ended() => return Ok(connection),
+                Link::Connected(connection) if self.shared.reconnect.is_none() => {
+                    return Err(CircleWsClientError::ConnectionLost {
+                        reason: connection
+                            .end_reason()
+                            .unwrap_or_else(|| "the connection ended".into()),
+                    });
+                }
+                Link::Disconnected => return Err(CircleWsClientError::NotConnected),
+                Link::Failed(reason) => return Err(CircleWsClientError::ConnectionLost { reason }),
+                // Ended with reconnect on, or reconnecting: the supervisor
+                // will change the link; wait for that.
+                Link::Connected(_) | Link::Reconnecting => {}
+            }
+            match tokio::time::timeout_at(deadline, link.changed()).await {
+                Ok(Ok(())) => {}
+                // The sender lives in `shared`, which we hold: cannot happen.
+                Ok(Err(_)) => return Err(CircleWsClientError::NotConnected),
+                Err(_) => {
+                    return Err(CircleWsClientError::Timeout {
+                        operation: "waiting for the connection to come back".into(),
+                        after: self.shared.request_timeout,
+                    });
+                }
+            }
+        }
+    }
+
+    fn install(&self, connection: Connection) {
+        let connection = Arc::new(connection);
+        let ended = connection.ended_signal();
+        self.shared
+            .link
+            .send_replace(Link::Connected(connection.clone()));
+        if let Some(policy) = self.shared.reconnect.clone() {
+            tokio::spawn(supervise(
+                Arc::downgrade(&self.shared),
+                Arc::downgrade(&connection),
+                ended,
+                policy,
+            ));
+        }
+    }
+
+    /// Opens a connection and, if the caller had authenticated, signs in
+    /// again on it, so the client never looks connected while it is not the
+    /// identity the caller set up.
+    async fn open_ready_connection(&self) -> Result<Connection, CircleWsClientError> {
+        let connection = self.shared.dialer.open().await?;
+        #[cfg(feature = "crypto")]
+        if self.shared.authenticated.load(Ordering::SeqCst)
+            && let Some(key) = &self.shared.signing_key
+            && !self.authenticate_on(&connection, key).await?
+        {
+            return Err(CircleWsClientError::AuthenticationRefused {
+                reason: "the server refused to authenticate the reconnected client".into(),
+            });
+        }
+        Ok(connection)
+    }
+}
+
+/// Waits for `connection` to end, then reconnects with backoff.
+///
+/// Holds only weak references, so dropping every clone of the client (or
+/// the connection being replaced) ends the supervisor.
+async fn supervise(
+    shared: Weak<Shared>,
+    connection: Weak<Connection>,
+    mut ended: watch::Receiver<bool>,
+    policy: ReconnectPolicy,
+) {
+    // An error means the connection was dropped: nothing to supervise.
+    if ended.wait_for(|ended| *ended).await.is_err() {
+        return;
+    }
+    let Some(client) = shared.upgrade().map(|shared| CircleWsClient { shared }) else {
+        return;
+    };
+    let still_current = matches!(
+        &*client.shared.link.borrow(),
+        Link::Connected(current) if Weak::ptr_eq(&Arc::downgrade(current), &connection)
+    );
+    if !still_current {
+        return;
+    }
+    let reason = connection
+        .upgrade()
+        .and_then(|connection| connection.end_reason())
+        .unwrap_or_default();
+    tracing::warn!(url = client.url(), %reason, "connection lost; reconnecting");
+    client.shared.link.send_replace(Link::Reconnecting);
+    drop(client);
+
+    let mut attempt: u32 = 0;
+    loop {
+        tokio::time::sleep(with_jitter(policy.delay_before(attempt))).await;
+        let Some(client) = shared.upgrade().map(|shared| CircleWsClient { shared }) else {
+            return;
+        };
+        let _connecting = client.shared.connect_lock.lock().await;
+        if !matches!(&*client.shared.link.borrow(), Link::Reconnecting) {
+            // The caller disconnected or connected by hand meanwhile.
+            return;
+        }
+        match client.open_ready_connection().await {
+            Ok(connection) => {
+                tracing::info!(url = client.url(), attempt, "reconnected");
+                client.install(connection);
+                return;
+            }
+            Err(error) => {
+                attempt = attempt.saturating_add(1);
+                let permanent = matches!(
+                    error,
+                    CircleWsClientError::AuthenticationRefused { .. }
+                        | CircleWsClientError::CertificateRejected { .. }
+                );
+                let exhausted = policy.max_attempts.is_some_and(|max| attempt >= max);
+                if permanent || exhausted {
+                    tracing::error!(url = client.url(), attempt, %error, "giving up reconnecting");
+                    client.shared.link.send_replace(Link::Failed(format!(
+                        "gave up reconnecting after {attempt} attempt(s): {error}"
+                    )));
+                    return;
+                }
+                tracing::warn!(url = client.url(), attempt, %error, "reconnect attempt failed");
+            }
+        }
+    }
+}
+
+/// A random wait between half and all of `delay` ("equal jitter").
+fn with_jitter(delay: Duration) -> Duration {
+    let full = u64::try_from(delay.as_micros()).unwrap_or(u64::MAX);
+    let half = full / 2;
+    Duration::from_micros(rand::rng().random_range(half..=full))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn jitter_stays_within_half_and_full() {
+        for _ in 0..100 {
+            let delay = with_jitter(Duration::from_millis(100));
+            assert!(delay >= Duration::from_millis(50) && delay <= Duration::from_millis(100));
+        }
+        assert_eq!(with_jitter(Duration::ZERO), Duration::ZERO);
+    }
+
+    #[test]
+    fn clients_are_shareable() {
+        fn assert_send_sync_clone<T: Send + Sync + Clone + 'static>() {}
+        assert_send_sync_clone::<CircleWsClient>();
+    }
+}

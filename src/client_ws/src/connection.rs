@@ -1,0 +1,378 @@
+//! One open WebSocket connection: a writer task that sends frames, a reader
+//! task that matches answers to waiting requests by id, and the table of
+//! requests in flight.
+//!
+//! The core is generic over the byte stream, so it is the same code for
+//! `ws://` and for both TLS backends. When the connection ends, for whatever
+//! reason, every request in flight fails at once with
+//! [`CircleWsClientError::ConnectionLost`] and later requests fail fast: no
+//! caller waits for an answer that cannot come.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use circle_protocol::{Id, Response, close_codes};
+use futures_util::{SinkExt, StreamExt};
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::task::JoinHandle;
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+
+use crate::error::CircleWsClientError;
+use crate::tls::ByteStream;
+
+/// How long `close()` waits for the server to answer the close frame before
+/// dropping the connection anyway.
+const CLOSE_HANDSHAKE_GRACE: Duration = Duration::from_secs(2);
+
+type Answer = Result<Response, CircleWsClientError>;
+
+/// Requests waiting for an answer, and whether the connection has ended.
+///
+/// Both live under one lock so that a request cannot be registered after the
+/// reader has failed everything (it would then wait for its full timeout).
+#[derive(Default)]
+struct InFlight {
+    waiting: HashMap<i64, oneshot::Sender<Answer>>,
+    ended: Option<String>,
+}
+
+#[derive(Default)]
+struct InFlightTable(Mutex<InFlight>);
+
+impl InFlightTable {
+    fn lock(&self) -> MutexGuard<'_, InFlight> {
+        // The table stays consistent even if a holder panicked: every
+        // operation on it is a single insert or remove.
+        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn register(&self, id: i64) -> Result<oneshot::Receiver<Answer>, CircleWsClientError> {
+        let mut in_flight = self.lock();
+        if let Some(reason) = &in_flight.ended {
+            return Err(CircleWsClientError::ConnectionLost {
+                reason: reason.clone(),
+            });
+        }
+        let (sender, receiver) = oneshot::channel();
+        in_flight.waiting.insert(id, sender);
+        Ok(receiver)
+    }
+
+    fn forget(&self, id: i64) {
+        self.lock().waiting.remove(&id);
+    }
+
+    fn answer(&self, response: Response) {
+        let Id::Number(id) = response.id else {
+            // Only answers to requests the server could not read carry a null
+            // (or foreign) id; nobody waits for them by id.
+            tracing::warn!(id = %response.id, error = ?response.error, "answer without a request id of ours");
+            return;
+        };
+        let waiter = self.lock().waiting.remove(&id);
+        match waiter {
+            // The receiver is gone when the caller timed out or gave up.
+            Some(waiter) => drop(waiter.send(Ok(response))),
+            None => tracing::debug!(id, "answer for a request nobody waits for any more"),
+        }
+    }
+
+    /// Marks the connection ended and fails every waiting request. Only the
+    /// first reason is kept: it is the cause, later ones are consequences.
+    fn end(&self, reason: String) {
+        let waiting = {
+            let mut in_flight = self.lock();
+            if in_flight.ended.is_none() {
+                in_flight.ended = Some(reason);
+            }
+            std::mem::take(&mut in_flight.waiting)
+        };
+        let reason = self.ended().unwrap_or_default();
+        for (_, waiter) in waiting {
+            drop(waiter.send(Err(CircleWsClientError::ConnectionLost {
+                reason: reason.clone(),
+            })));
+        }
+    }
+
+    fn ended(&self) -> Option<String> {
+        self.lock().ended.clone()
+    }
+}
+
+/// Removes a request from the table when its caller stops waiting (timeout,
+/// or the caller's future dropped), so abandoned requests do not pile up.
+struct ForgetOnDrop<'a> {
+    table: &'a InFlightTable,
+    id: i64,
+}
+
+impl Drop for ForgetOnDrop<'_> {
+    fn drop(&mut self) {
+        self.table.forget(self.id);
+    }
+}
+
+/// An open connection. Dropping it stops its tasks.
+pub(crate) struct Connection {
+    outgoing: mpsc::UnboundedSender<Message>,
+    in_flight: Arc<InFlightTable>,
+    ended: watch::Receiver<bool>,
+    reader: JoinHandle<()>,
+    writer: JoinHandle<()>,
+}
+
+impl std::fmt::Debug for Connection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Connection")
+            .field("ended", &self.in_flight.ended())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Connection {
+    /// Starts the reader and writer tasks of a handshaken WebSocket.
+    pub(crate) fn start<S: ByteStream>(websocket: WebSocketStream<S>) -> Connection {
+        let (sink, stream) = websocket.split();
+        let (outgoing, outgoing_rx) = mpsc::unbounded_channel();
+        let in_flight = Arc::new(InFlightTable::default());
+        let (ended_tx, ended) = watch::channel(false);
+        let writer = tokio::spawn(write_frames(sink, outgoing_rx, in_flight.clone()));
+        let reader = tokio::spawn(read_frames(stream, in_flight.clone(), ended_tx));
+        Connection {
+            outgoing,
+            in_flight,
+            ended,
+            reader,
+            writer,
+        }
+    }
+
+    /// Sends one request text and waits for the answer with that id.
+    pub(crate) async fn call(
+        &self,
+        id: i64,
+        text: String,
+        method: &str,
+        timeout: Duration,
+    ) -> Result<Response, CircleWsClientError> {
+        let receiver = self.in_flight.register(id)?;
+        let _forget = ForgetOnDrop {
+            table: &self.in_flight,
+            id,
+        };
+        if self.outgoing.send(Message::text(text)).is_err() {
+            return Err(self.lost());
+        }
+        match tokio::time::timeout(timeout, receiver).await {
+            Ok(Ok(answer)) => answer,
+            // The table was dropped without answering: the connection is gone.
+            Ok(Err(_)) => Err(self.lost()),
+            Err(_) => Err(CircleWsClientError::Timeout {
+                operation: method.to_owned(),
+                after: timeout,
+            }),
+        }
+    }
+
+    fn lost(&self) -> CircleWsClientError {
+        CircleWsClientError::ConnectionLost {
+            reason: self
+                .in_flight
+                .ended()
+                .unwrap_or_else(|| "the connection's tasks stopped".to_owned()),
+        }
+    }
+
+    /// Whether the connection has ended.
+    pub(crate) fn is_ended(&self) -> bool {
+        *self.ended.borrow() || self.in_flight.ended().is_some()
+    }
+
+    /// Why the connection ended, once it has.
+    pub(crate) fn end_reason(&self) -> Option<String> {
+        self.in_flight.ended()
+    }
+
+    /// A signal that turns `true` when the connection ends (and closes
+    /// when the connection is dropped).
+    pub(crate) fn ended_signal(&self) -> watch::Receiver<bool> {
+        self.ended.clone()
+    }
+
+    /// Resolves when the connection has ended.
+    pub(crate) async fn wait_ended(&self) {
+        let mut ended = self.ended.clone();
+        // An error means the reader task is gone, which also means ended.
+        let _ = ended.wait_for(|ended| *ended).await;
+    }
+
+    /// Closes the connection politely (close frame 1000), waits briefly for
+    /// the server to answer, and fails whatever is still in flight.
+    pub(crate) async fn close(&self) {
+        let frame = CloseFrame {
+            code: CloseCode::Normal,
+            reason: "client disconnect".into(),
+        };
+        if self.outgoing.send(Message::Close(Some(frame))).is_ok() {
+            let _ = tokio::time::timeout(CLOSE_HANDSHAKE_GRACE, self.wait_ended()).await;
+        }
+        self.in_flight.end("the client disconnected".to_owned());
+        self.reader.abort();
+        self.writer.abort();
+    }
+}
+
+impl Drop for Connection {
+    fn drop(&mut self) {
+        self.in_flight.end("the client was dropped".to_owned());
+        self.reader.abort();
+        self.writer.abort();
+    }
+}
+
+async fn write_frames<S: ByteStream>(
+    mut sink: futures_util::stream::SplitSink<WebSocketStream<S>, Message>,
+    mut outgoing: mpsc::UnboundedReceiver<Message>,
+    in_flight: Arc<InFlightTable>,
+) {
+    while let Some(message) = outgoing.recv().await {
+        let closing = matches!(message, Message::Close(_));
+        if let Err(error) = sink.send(message).await {
+            // The reader will see the same failure; ending here too makes
+            // waiting callers fail now rather than when the reader notices.
+            in_flight.end(format!("sending failed: {error}"));
+            return;
+        }
+        if closing {
+            return;
+        }
+    }
+}
+
+async fn read_frames<S: ByteStream>(
+    mut stream: futures_util::stream::SplitStream<WebSocketStream<S>>,
+    in_flight: Arc<InFlightTable>,
+    ended: watch::Sender<bool>,
+) {
+    let reason = loop {
+        match stream.next().await {
+            Some(Ok(Message::Text(text))) => dispatch(text.as_str(), &in_flight),
+            Some(Ok(Message::Close(frame))) => break describe_close(frame.as_ref()),
+            // Pings are answered by tungstenite itself; the protocol sends
+            // no binary frames to clients.
+            Some(Ok(Message::Binary(_))) => tracing::warn!("ignoring a binary frame"),
+            Some(Ok(_)) => {}
+            Some(Err(error)) => break format!("{error}"),
+            None => break "the server closed the connection without a close frame".to_owned(),
+        };
+    };
+    tracing::debug!(%reason, "connection ended");
+    in_flight.end(reason);
+    ended.send_replace(true);
+}
+
+fn dispatch(text: &str, in_flight: &InFlightTable) {
+    match serde_json::from_str::<serde_json::Value>(text) {
+        Ok(serde_json::Value::Array(batch)) => {
+            for item in batch {
+                answer_value(item, in_flight);
+            }
+        }
+        Ok(value) => answer_value(value, in_flight),
+        Err(error) => tracing::warn!(%error, "the server sent a frame that is not JSON"),
+    }
+}
+
+fn answer_value(value: serde_json::Value, in_flight: &InFlightTable) {
+    match serde_json::from_value::<Response>(value) {
+        Ok(response) => in_flight.answer(response),
+        Err(error) => {
+            tracing::warn!(%error, "the server sent something that is not a JSON-RPC response")
+        }
+    }
+}
+
+fn describe_close(frame: Option<&CloseFrame>) -> String {
+    let Some(frame) = frame else {
+        return "the server closed the connection".to_owned();
+    };
+    let code = u16::from(frame.code);
+    let meaning = match code {
+        1000 => "normal closure",
+        close_codes::GOING_AWAY => "going away: the server is shutting down",
+        close_codes::PROTOCOL_ERROR => "protocol error",
+        close_codes::POLICY_VIOLATION => "policy violation: too many failed authentications?",
+        close_codes::MESSAGE_TOO_BIG => "message too big",
+        1011 => "server error",
+        _ => "",
+    };
+    let reason = frame.reason.as_str();
+    match (meaning.is_empty(), reason.is_empty()) {
+        (false, false) => format!("the server closed the connection ({code} {meaning}: {reason})"),
+        (false, true) => format!("the server closed the connection ({code} {meaning})"),
+        (true, false) => format!("the server closed the connection ({code}: {reason})"),
+        (true, true) => format!("the server closed the connection ({code})"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use circle_protocol::RpcError;
+
+    #[test]
+    fn requests_after_the_end_fail_fast() {
+        let table = InFlightTable::default();
+        let mut waiting = table.register(1).unwrap();
+        table.end("the server closed the connection (1001 going away)".into());
+        match waiting.try_recv() {
+            Ok(Err(CircleWsClientError::ConnectionLost { reason })) => {
+                assert!(reason.contains("1001"))
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+        assert!(matches!(
+            table.register(2),
+            Err(CircleWsClientError::ConnectionLost { .. })
+        ));
+        // The first reason is the one kept.
+        table.end("later".into());
+        assert!(table.ended().unwrap().contains("1001"));
+    }
+
+    #[test]
+    fn answers_reach_their_request_only() {
+        let table = InFlightTable::default();
+        let mut first = table.register(1).unwrap();
+        let mut second = table.register(2).unwrap();
+        table.answer(Response::success(
+            Id::Number(2),
+            serde_json::json!({"output": "two"}),
+        ));
+        table.answer(Response::failure(Id::Null, RpcError::parse_error("bad")));
+        assert!(first.try_recv().is_err());
+        let answer = second.try_recv().unwrap().unwrap();
+        assert_eq!(answer.id, Id::Number(2));
+        table.forget(1);
+        assert!(table.lock().waiting.is_empty());
+    }
+
+    #[test]
+    fn close_frames_are_explained() {
+        let frame = CloseFrame {
+            code: CloseCode::Away,
+            reason: "server shutting down".into(),
+        };
+        let text = describe_close(Some(&frame));
+        assert!(
+            text.contains("1001") && text.contains("shutting down"),
+            "{text}"
+        );
+        assert!(describe_close(None).contains("closed"));
+    }
+}

@@ -1,0 +1,276 @@
+//! A small JSON-RPC WebSocket peer for the client's own tests, with real TLS
+//! (tokio-rustls) and real certificates (rcgen). It exists so the client's
+//! behaviour — out-of-order answers, per-request timeouts, lost connections,
+//! certificate checks — can be pinned down without the full circle server;
+//! the end-to-end tests at the repository root run against the real one.
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+use serde_json::{Value, json};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpListener;
+use tokio::sync::mpsc;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+
+/// A certificate and its key, as PEM.
+pub struct Pem {
+    pub cert: String,
+    pub key: String,
+}
+
+impl Pem {
+    pub fn write_to(
+        &self,
+        dir: &std::path::Path,
+        name: &str,
+    ) -> (std::path::PathBuf, std::path::PathBuf) {
+        let cert = dir.join(format!("{name}.crt.pem"));
+        let key = dir.join(format!("{name}.key.pem"));
+        std::fs::write(&cert, &self.cert).unwrap();
+        std::fs::write(&key, &self.key).unwrap();
+        (cert, key)
+    }
+}
+
+/// A development CA that signs leaves.
+pub struct TestCa {
+    pub issuer: rcgen::CertifiedIssuer<'static, rcgen::KeyPair>,
+}
+
+impl TestCa {
+    pub fn new(name: &str) -> TestCa {
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, name);
+        params.key_usages = vec![
+            rcgen::KeyUsagePurpose::KeyCertSign,
+            rcgen::KeyUsagePurpose::DigitalSignature,
+        ];
+        let key = rcgen::KeyPair::generate().unwrap();
+        TestCa {
+            issuer: rcgen::CertifiedIssuer::self_signed(params, key).unwrap(),
+        }
+    }
+
+    pub fn cert_pem(&self) -> String {
+        self.issuer.as_ref().pem()
+    }
+
+    /// A leaf for `names`, valid now unless `validity` says otherwise.
+    pub fn leaf(&self, names: &[&str], validity: Validity) -> Pem {
+        let mut params =
+            rcgen::CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
+                .unwrap();
+        validity.apply(&mut params);
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = params.signed_by(&key, &self.issuer).unwrap();
+        Pem {
+            cert: cert.pem(),
+            key: key.serialize_pem(),
+        }
+    }
+}
+
+#[derive(Clone, Copy)]
+pub enum Validity {
+    Now,
+    Expired,
+    NotYetValid,
+}
+
+impl Validity {
+    fn apply(self, params: &mut rcgen::CertificateParams) {
+        match self {
+            Validity::Now => {}
+            Validity::Expired => {
+                params.not_before = rcgen::date_time_ymd(2020, 1, 1);
+                params.not_after = rcgen::date_time_ymd(2021, 1, 1);
+            }
+            Validity::NotYetValid => {
+                params.not_before = rcgen::date_time_ymd(2090, 1, 1);
+                params.not_after = rcgen::date_time_ymd(2091, 1, 1);
+            }
+        }
+    }
+}
+
+/// A self-signed leaf (not a CA) for `names`.
+pub fn self_signed(names: &[&str]) -> Pem {
+    let certified =
+        rcgen::generate_simple_self_signed(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
+            .unwrap();
+    Pem {
+        cert: certified.cert.pem(),
+        key: certified.signing_key.serialize_pem(),
+    }
+}
+
+fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+    Arc::new(rustls::crypto::aws_lc_rs::default_provider())
+}
+
+/// A rustls server configuration for `server`, optionally requiring client
+/// certificates signed by `client_ca`.
+pub fn server_tls(server: &Pem, client_ca: Option<&str>) -> Arc<rustls::ServerConfig> {
+    use rustls::pki_types::pem::PemObject;
+    let chain: Vec<CertificateDer<'static>> =
+        CertificateDer::pem_slice_iter(server.cert.as_bytes())
+            .collect::<Result<_, _>>()
+            .unwrap();
+    let key =
+        PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from_pem_slice(server.key.as_bytes()).unwrap());
+    let builder = rustls::ServerConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .unwrap();
+    let builder = match client_ca {
+        Some(ca) => {
+            let mut roots = rustls::RootCertStore::empty();
+            for cert in CertificateDer::pem_slice_iter(ca.as_bytes()) {
+                roots.add(cert.unwrap()).unwrap();
+            }
+            let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+                Arc::new(roots),
+                provider(),
+            )
+            .build()
+            .unwrap();
+            builder.with_client_cert_verifier(verifier)
+        }
+        None => builder.with_no_client_auth(),
+    };
+    let mut config = builder.with_single_cert(chain, key).unwrap();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Arc::new(config)
+}
+
+/// A fake circle server. `play` answers `{"output": script}` after an
+/// optional delay: a script `sleep:MS:TEXT` answers `TEXT` after MS
+/// milliseconds (so answers come out of order), `close` makes the server
+/// close the connection with 1001, `drop` makes it drop the TCP connection.
+pub struct FakeServer {
+    pub addr: SocketAddr,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for FakeServer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl FakeServer {
+    pub async fn plain() -> FakeServer {
+        Self::start(None).await
+    }
+
+    pub async fn tls(config: Arc<rustls::ServerConfig>) -> FakeServer {
+        Self::start(Some(tokio_rustls::TlsAcceptor::from(config))).await
+    }
+
+    pub async fn start(tls: Option<tokio_rustls::TlsAcceptor>) -> FakeServer {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((tcp, _)) = listener.accept().await else {
+                    return;
+                };
+                let tls = tls.clone();
+                tokio::spawn(async move {
+                    match tls {
+                        Some(acceptor) => {
+                            if let Ok(stream) = acceptor.accept(tcp).await {
+                                serve(stream).await;
+                            }
+                        }
+                        None => serve(tcp).await,
+                    }
+                });
+            }
+        });
+        FakeServer { addr, task }
+    }
+
+    pub fn ws_url(&self) -> String {
+        format!("ws://127.0.0.1:{}/ws", self.addr.port())
+    }
+
+    pub fn wss_url(&self, host: &str) -> String {
+        format!("wss://{host}:{}/ws", self.addr.port())
+    }
+}
+
+async fn serve<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(stream: S) {
+    let Ok(websocket) = tokio_tungstenite::accept_async(stream).await else {
+        return;
+    };
+    let (mut sink, mut source) = websocket.split();
+    let (answers, mut to_send) = mpsc::unbounded_channel::<Message>();
+    let writer = tokio::spawn(async move {
+        while let Some(message) = to_send.recv().await {
+            let closing = matches!(message, Message::Close(_));
+            if sink.send(message).await.is_err() || closing {
+                return;
+            }
+        }
+    });
+    while let Some(Ok(message)) = source.next().await {
+        let Message::Text(text) = message else {
+            continue;
+        };
+        let request: Value = serde_json::from_str(text.as_str()).unwrap();
+        let id = request["id"].clone();
+        let script = request["params"]["script"]
+            .as_str()
+            .unwrap_or("")
+            .to_owned();
+        match (request["method"].as_str().unwrap_or(""), script.as_str()) {
+            ("play", "close") => {
+                let _ = answers.send(Message::Close(Some(CloseFrame {
+                    code: CloseCode::Away,
+                    reason: "server shutting down".into(),
+                })));
+            }
+            ("play", "drop") => {
+                writer.abort();
+                return;
+            }
+            ("play", _) => {
+                let answers = answers.clone();
+                tokio::spawn(async move {
+                    let (delay, output) = match script.strip_prefix("sleep:") {
+                        Some(rest) => {
+                            let (ms, text) = rest.split_once(':').unwrap();
+                            (ms.parse().unwrap(), text.to_owned())
+                        }
+                        None => (0, script),
+                    };
+                    tokio::time::sleep(Duration::from_millis(delay)).await;
+                    let answer = json!({"jsonrpc":"2.0","id":id,"result":{"output":output}});
+                    let _ = answers.send(Message::text(answer.to_string()));
+                });
+            }
+            ("whoami", _) => {
+                let answer = json!({"jsonrpc":"2.0","id":id,"result":{
+                    "authenticated":false,"pubkey":null,
+                    "circle":{"name":"fake","public_key":"02ab"}}});
+                let _ = answers.send(Message::text(answer.to_string()));
+            }
+            (method, _) => {
+                let answer = json!({"jsonrpc":"2.0","id":id,"error":{
+                    "code":-32601,"message":format!("method not found: {method}")}});
+                let _ = answers.send(Message::text(answer.to_string()));
+            }
+        }
+    }
+    writer.abort();
+}
