@@ -1,1 +1,111 @@
-//! stub
+//! Runs circle Rhai scripts (the `play` method of PROTOCOL.md) in a sandbox.
+//!
+//! - [`sandbox::Sandbox`]: the one locked-down Rhai engine, with its [`ScriptLimits`] and a
+//!   cache of compiled scripts. Independent of any thread pool, so a separate worker
+//!   process can use it too.
+//! - [`Executor`]: what the server calls: `execute(job)` returns a future of the output.
+//! - [`EmbeddedExecutor`]: an `Executor` running scripts on a bounded pool of OS threads
+//!   inside the server process.
+//!
+//! Errors are [`ExecutorError`]s, each with the JSON-RPC code it maps to
+//! ([`ExecutorError::code`]).
+//!
+//! ```
+//! use std::sync::Arc;
+//! use circle_executor::{EmbeddedConfig, EmbeddedExecutor, Executor, ScriptContext, ScriptJob};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> std::io::Result<()> {
+//! let executor = EmbeddedExecutor::new(EmbeddedConfig::default())?;
+//! let context = Arc::new(ScriptContext { circle_name: "demo".into(), ..Default::default() });
+//! let output = executor.execute(ScriptJob::new(r#"print("hi"); 40 + 2"#, context)).await;
+//! assert_eq!(output.unwrap().output, "hi\n42");
+//! # Ok(())
+//! # }
+//! ```
+
+#![warn(missing_docs)]
+
+mod embedded;
+mod error;
+mod limits;
+pub mod sandbox;
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Instant;
+
+pub use embedded::{EmbeddedConfig, EmbeddedExecutor};
+pub use error::{ExecutorError, LimitKind, codes};
+pub use limits::ScriptLimits;
+pub use sandbox::Sandbox;
+
+/// Who is running a script, and where: exposed to the script as the constants
+/// `CIRCLE_NAME`, `CIRCLE_PUBLIC_KEY` and `CALLER_PUBLIC_KEY`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ScriptContext {
+    /// The circle's name (`CIRCLE_NAME`).
+    pub circle_name: String,
+    /// The circle's public key, hex (`CIRCLE_PUBLIC_KEY`).
+    pub circle_public_key: String,
+    /// The authenticated caller's public key, hex; `""` when the connection is not
+    /// authenticated (`CALLER_PUBLIC_KEY`).
+    pub caller_public_key: String,
+}
+
+/// One script to run.
+#[derive(Debug, Clone)]
+pub struct ScriptJob {
+    /// The Rhai source text.
+    pub script: String,
+    /// Who runs it and where; shared because one connection sends many jobs.
+    pub context: Arc<ScriptContext>,
+    /// When the caller stops waiting. A job still queued at that moment is not started
+    /// and is answered [`ExecutorError::DeadlineExceeded`]. A started script is bounded
+    /// by [`ScriptLimits::max_wall_time`] instead.
+    pub deadline: Option<Instant>,
+}
+
+impl ScriptJob {
+    /// A job without a deadline.
+    pub fn new(script: impl Into<String>, context: Arc<ScriptContext>) -> Self {
+        ScriptJob {
+            script: script.into(),
+            context,
+            deadline: None,
+        }
+    }
+
+    /// The same job with a deadline.
+    pub fn with_deadline(mut self, deadline: Instant) -> Self {
+        self.deadline = Some(deadline);
+        self
+    }
+}
+
+/// What a script produced: the `output` field of the `play` result.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScriptOutput {
+    /// The printed lines, then the script's value unless it is `()`, joined by `\n`.
+    pub output: String,
+}
+
+/// The answer to one [`Executor::execute`] call.
+pub type ExecuteFuture =
+    Pin<Box<dyn Future<Output = Result<ScriptOutput, ExecutorError>> + Send + 'static>>;
+
+/// Something that runs scripts: the embedded thread pool, or a dispatcher to remote
+/// workers.
+pub trait Executor: Send + Sync + 'static {
+    /// Submits `job` and returns the future of its answer.
+    ///
+    /// Implementations must not block the calling (async) thread: refusals such as
+    /// [`ExecutorError::Overloaded`] are answered by the returned future at once.
+    fn execute(&self, job: ScriptJob) -> ExecuteFuture;
+
+    /// Jobs accepted but not yet started, for metrics.
+    fn queue_depth(&self) -> usize {
+        0
+    }
+}

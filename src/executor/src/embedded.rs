@@ -1,0 +1,375 @@
+//! The embedded executor: a fixed pool of OS threads, each with its own [`Sandbox`], fed
+//! by one bounded queue.
+//!
+//! Scripts are CPU-bound and rhai is synchronous, so they must not run on the async
+//! runtime's threads. Each worker owns a single-threaded sandbox (no locks while a script
+//! runs); the bounded queue is the back-pressure: when it is full, `execute` answers
+//! [`ExecutorError::Overloaded`] at once instead of letting work pile up.
+
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::thread::JoinHandle;
+use std::time::Instant;
+
+use crossbeam_channel::{Receiver, Sender, TrySendError};
+use tokio::sync::oneshot;
+
+use crate::sandbox::{MIN_STACK_BYTES, Sandbox};
+use crate::{
+    ExecuteFuture, Executor, ExecutorError, ScriptContext, ScriptJob, ScriptLimits, ScriptOutput,
+};
+
+/// Configuration of an [`EmbeddedExecutor`].
+#[derive(Debug, Clone)]
+pub struct EmbeddedConfig {
+    /// Worker threads, i.e. scripts that can run at the same time. Default: the machine's
+    /// available parallelism. `0` is taken as `1`.
+    pub threads: usize,
+    /// Jobs that may wait for a free worker; beyond that, `execute` answers
+    /// [`ExecutorError::Overloaded`]. Default `1024`. `0` means no waiting at all: a job is
+    /// accepted only when a worker is idle.
+    pub queue_capacity: usize,
+    /// The limits every script runs under.
+    pub limits: ScriptLimits,
+    /// Compiled scripts each worker keeps, so repeated scripts are not parsed again.
+    /// Default `256`. `0` disables the cache.
+    pub ast_cache_entries: usize,
+}
+
+impl Default for EmbeddedConfig {
+    fn default() -> Self {
+        EmbeddedConfig {
+            threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            queue_capacity: 1024,
+            limits: ScriptLimits::default(),
+            ast_cache_entries: 256,
+        }
+    }
+}
+
+/// What a worker runs a script with. A boxed closure rather than [`Sandbox`] itself so
+/// tests can exercise the pool's own failure handling (a panicking run) honestly.
+type RunFn = Box<dyn FnMut(&str, &ScriptContext) -> Result<ScriptOutput, ExecutorError>>;
+
+/// Makes a worker's runner. Called on the worker thread (the sandbox is not `Send`), and
+/// again after a run panicked, since the old runner's state can no longer be trusted.
+type RunnerFactory = Arc<dyn Fn() -> RunFn + Send + Sync>;
+
+type Reply = oneshot::Sender<Result<ScriptOutput, ExecutorError>>;
+
+/// One queued job and where its answer goes.
+struct Task {
+    job: ScriptJob,
+    reply: Reply,
+}
+
+/// State shared by the executor handle and its workers.
+struct Shared {
+    /// Set when the executor is dropped or shut down: workers stop taking jobs.
+    closing: AtomicBool,
+    /// Worker threads still running (for [`EmbeddedExecutor::live_workers`]).
+    live_workers: AtomicUsize,
+}
+
+/// Runs scripts on a bounded pool of OS threads, each owning its own [`Sandbox`].
+///
+/// `execute` never blocks: it pushes the job onto the queue without waiting (a full queue
+/// answers [`ExecutorError::Overloaded`]) and returns a future that resolves when a worker
+/// answers.
+///
+/// Dropping the executor closes the queue: workers finish the script they are running,
+/// answer it, and exit; jobs still queued are answered [`ExecutorError::Unavailable`].
+/// Dropping does not wait for the threads; [`EmbeddedExecutor::shutdown`] does.
+///
+/// ```
+/// use std::sync::Arc;
+/// use circle_executor::{EmbeddedConfig, EmbeddedExecutor, Executor, ScriptContext, ScriptJob};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> std::io::Result<()> {
+/// let executor = EmbeddedExecutor::new(EmbeddedConfig { threads: 2, ..Default::default() })?;
+/// let job = ScriptJob::new("40 + 2", Arc::new(ScriptContext::default()));
+/// assert_eq!(executor.execute(job).await.unwrap().output, "42");
+/// # Ok(())
+/// # }
+/// ```
+pub struct EmbeddedExecutor {
+    /// `None` once closed; dropping the last sender wakes idle workers so they can exit.
+    sender: Option<Sender<Task>>,
+    shared: Arc<Shared>,
+    handles: Vec<JoinHandle<()>>,
+    queue_capacity: usize,
+}
+
+impl std::fmt::Debug for EmbeddedExecutor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EmbeddedExecutor")
+            .field("threads", &self.handles.len())
+            .field("live_workers", &self.live_workers())
+            .field("queue_capacity", &self.queue_capacity)
+            .field("queue_depth", &self.queue_depth())
+            .finish()
+    }
+}
+
+impl EmbeddedExecutor {
+    /// Starts `config.threads` worker threads (named `circle-executor-N`).
+    ///
+    /// # Errors
+    ///
+    /// The OS refused to start a thread. Threads already started then exit on their own.
+    pub fn new(config: EmbeddedConfig) -> std::io::Result<Self> {
+        let limits = config.limits.clone();
+        let cache_entries = config.ast_cache_entries;
+        let factory: RunnerFactory = Arc::new(move || {
+            let mut sandbox = Sandbox::new(limits.clone(), cache_entries);
+            Box::new(move |script: &str, context: &ScriptContext| sandbox.run(script, context))
+        });
+        Self::with_runner(config.threads, config.queue_capacity, factory)
+    }
+
+    fn with_runner(
+        threads: usize,
+        queue_capacity: usize,
+        factory: RunnerFactory,
+    ) -> std::io::Result<Self> {
+        let threads = threads.max(1);
+        let (sender, receiver) = crossbeam_channel::bounded::<Task>(queue_capacity);
+        let shared = Arc::new(Shared {
+            closing: AtomicBool::new(false),
+            live_workers: AtomicUsize::new(0),
+        });
+        let mut handles = Vec::with_capacity(threads);
+        for index in 0..threads {
+            let receiver = receiver.clone();
+            let shared_for_worker = Arc::clone(&shared);
+            let factory = Arc::clone(&factory);
+            // Counted before the spawn so `live_workers` never under-reports a thread
+            // that is starting; `LiveGuard` gives the count back when the thread ends.
+            shared.live_workers.fetch_add(1, Ordering::SeqCst);
+            let spawned = std::thread::Builder::new()
+                .name(format!("circle-executor-{index}"))
+                .stack_size(MIN_STACK_BYTES)
+                .spawn(move || worker_loop(receiver, shared_for_worker, factory));
+            match spawned {
+                Ok(handle) => handles.push(handle),
+                Err(err) => {
+                    shared.live_workers.fetch_sub(1, Ordering::SeqCst);
+                    shared.closing.store(true, Ordering::SeqCst);
+                    return Err(err);
+                }
+            }
+        }
+        tracing::debug!(threads, queue_capacity, "embedded script executor started");
+        Ok(EmbeddedExecutor {
+            sender: Some(sender),
+            shared,
+            handles,
+            queue_capacity,
+        })
+    }
+
+    /// Number of worker threads started.
+    pub fn threads(&self) -> usize {
+        self.handles.len()
+    }
+
+    /// How many jobs may wait in the queue.
+    pub fn queue_capacity(&self) -> usize {
+        self.queue_capacity
+    }
+
+    /// Worker threads still running (they exit after the executor is closed, or if one
+    /// ever dies). For health checks and tests.
+    pub fn live_workers(&self) -> usize {
+        self.shared.live_workers.load(Ordering::SeqCst)
+    }
+
+    /// Closes the queue and waits for every worker to finish its current script and exit.
+    ///
+    /// This blocks for up to one script's wall-time limit: call it from a blocking
+    /// context (for example `tokio::task::spawn_blocking`), not from async code.
+    pub fn shutdown(mut self) {
+        self.close();
+        for handle in std::mem::take(&mut self.handles) {
+            // A worker never panics out of its loop (runs are caught), and if one did
+            // there would be nothing left to clean up; either way, keep joining the rest.
+            let _ = handle.join();
+        }
+    }
+
+    fn close(&mut self) {
+        self.shared.closing.store(true, Ordering::SeqCst);
+        self.sender = None;
+    }
+}
+
+impl Drop for EmbeddedExecutor {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+impl Executor for EmbeddedExecutor {
+    fn execute(&self, job: ScriptJob) -> ExecuteFuture {
+        if job
+            .deadline
+            .is_some_and(|deadline| Instant::now() >= deadline)
+        {
+            return Box::pin(std::future::ready(Err(ExecutorError::DeadlineExceeded)));
+        }
+        let Some(sender) = &self.sender else {
+            return Box::pin(std::future::ready(Err(ExecutorError::Unavailable(
+                "the executor is shut down".into(),
+            ))));
+        };
+        let (reply, answer) = oneshot::channel();
+        match sender.try_send(Task { job, reply }) {
+            Ok(()) => Box::pin(async move {
+                answer.await.unwrap_or_else(|_| {
+                    // The worker dropped the job unanswered: it is shutting down.
+                    Err(ExecutorError::Unavailable(
+                        "the executor shut down before running the script".into(),
+                    ))
+                })
+            }),
+            Err(TrySendError::Full(_)) => {
+                Box::pin(std::future::ready(Err(ExecutorError::Overloaded(format!(
+                    "all script workers are busy and the queue is full ({} jobs waiting); try again later",
+                    self.queue_capacity
+                )))))
+            }
+            Err(TrySendError::Disconnected(_)) => Box::pin(std::future::ready(Err(
+                ExecutorError::Unavailable("no script worker is running".into()),
+            ))),
+        }
+    }
+
+    fn queue_depth(&self) -> usize {
+        self.sender.as_ref().map_or(0, Sender::len)
+    }
+}
+
+/// Gives a worker's place in `live_workers` back however the thread ends.
+struct LiveGuard(Arc<Shared>);
+
+impl Drop for LiveGuard {
+    fn drop(&mut self) {
+        self.0.live_workers.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+fn worker_loop(receiver: Receiver<Task>, shared: Arc<Shared>, factory: RunnerFactory) {
+    let _live = LiveGuard(Arc::clone(&shared));
+    let mut run = factory();
+    // `recv` fails once every sender is gone and the queue is empty.
+    while let Ok(Task { job, reply }) = receiver.recv() {
+        if shared.closing.load(Ordering::SeqCst) {
+            // Dropping `reply` answers the caller with `Unavailable`; so does dropping
+            // the jobs still queued, once the last worker has gone.
+            break;
+        }
+        if reply.is_closed() {
+            // The caller gave up waiting; running the script would be wasted work.
+            continue;
+        }
+        if job
+            .deadline
+            .is_some_and(|deadline| Instant::now() >= deadline)
+        {
+            let _ = reply.send(Err(ExecutorError::DeadlineExceeded));
+            continue;
+        }
+        let result = match catch_unwind(AssertUnwindSafe(|| run(&job.script, &job.context))) {
+            Ok(result) => result,
+            Err(panic) => {
+                let what = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| (*s).to_owned())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_default();
+                tracing::error!(panic = %what, "script run panicked; rebuilding the sandbox");
+                // The old sandbox may be in any state after unwinding out of it.
+                run = factory();
+                Err(ExecutorError::Unavailable(
+                    "internal error while running the script".into(),
+                ))
+            }
+        };
+        // An error here means the caller stopped waiting: nothing to do.
+        let _ = reply.send(result);
+    }
+    tracing::debug!("script worker exiting");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn job(script: &str) -> ScriptJob {
+        ScriptJob::new(script, Arc::new(ScriptContext::default()))
+    }
+
+    #[tokio::test]
+    async fn a_panicking_run_is_answered_and_the_worker_keeps_serving() {
+        let factory: RunnerFactory = Arc::new(|| {
+            Box::new(|script: &str, _: &ScriptContext| {
+                if script == "panic" {
+                    panic!("boom");
+                }
+                Ok(ScriptOutput {
+                    output: script.to_owned(),
+                })
+            })
+        });
+        let executor = EmbeddedExecutor::with_runner(1, 4, factory).unwrap();
+        let err = executor.execute(job("panic")).await.unwrap_err();
+        assert!(matches!(err, ExecutorError::Unavailable(_)), "{err:?}");
+        assert_eq!(err.code(), -32005);
+        let ok = executor.execute(job("still here")).await.unwrap();
+        assert_eq!(ok.output, "still here");
+        assert_eq!(executor.live_workers(), 1);
+    }
+
+    #[tokio::test]
+    async fn dropping_the_executor_lets_the_threads_exit() {
+        let executor = EmbeddedExecutor::new(EmbeddedConfig {
+            threads: 1,
+            queue_capacity: 4,
+            limits: ScriptLimits {
+                max_operations: u64::MAX,
+                max_wall_time: std::time::Duration::from_millis(300),
+                ..ScriptLimits::default()
+            },
+            ast_cache_entries: 4,
+        })
+        .unwrap();
+        let shared = Arc::clone(&executor.shared);
+        assert_eq!(shared.live_workers.load(Ordering::SeqCst), 1);
+
+        let running = executor.execute(job("loop {}"));
+        let give_up = Instant::now() + std::time::Duration::from_secs(5);
+        while executor.queue_depth() > 0 {
+            assert!(Instant::now() < give_up, "the worker never took the job");
+            tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+        }
+        let queued = executor.execute(job("1"));
+        drop(executor);
+
+        // The job in hand is finished and answered; the queued one is not run.
+        let err = running.await.unwrap_err();
+        assert_eq!(
+            err.limit_kind(),
+            Some(crate::LimitKind::WallTime),
+            "{err:?}"
+        );
+        let err = queued.await.unwrap_err();
+        assert!(matches!(err, ExecutorError::Unavailable(_)), "{err:?}");
+
+        while shared.live_workers.load(Ordering::SeqCst) > 0 {
+            assert!(Instant::now() < give_up, "worker threads did not exit");
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+    }
+}

@@ -1,0 +1,142 @@
+//! What can go wrong when a script is run, and the JSON-RPC code each failure maps to.
+
+use std::fmt;
+
+/// JSON-RPC error codes for the executor's failures, as listed in PROTOCOL.md.
+///
+/// They are plain constants (not taken from `circle_protocol`) so that this crate, and
+/// the `circle-worker` process built on it, do not depend on the wire-protocol crate.
+pub mod codes {
+    /// The script failed to parse or raised a runtime error.
+    pub const SCRIPT_ERROR: i32 = -32003;
+    /// The script was stopped by a limit (time, operations, memory, output size).
+    pub const LIMIT_EXCEEDED: i32 = -32004;
+    /// The script executor is unavailable (shut down, broken, or its backend is down).
+    pub const EXECUTOR_UNAVAILABLE: i32 = -32005;
+    /// Too many requests: the executor's queue is full.
+    pub const TOO_MANY_REQUESTS: i32 = -32029;
+}
+
+/// Which sandbox limit stopped a script.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum LimitKind {
+    /// [`ScriptLimits::max_operations`](crate::ScriptLimits::max_operations).
+    Operations,
+    /// [`ScriptLimits::max_wall_time`](crate::ScriptLimits::max_wall_time), or the caller's
+    /// own deadline (see [`ExecutorError::DeadlineExceeded`]).
+    WallTime,
+    /// [`ScriptLimits::max_call_depth`](crate::ScriptLimits::max_call_depth).
+    CallDepth,
+    /// [`ScriptLimits::max_string_size`](crate::ScriptLimits::max_string_size).
+    StringSize,
+    /// [`ScriptLimits::max_array_size`](crate::ScriptLimits::max_array_size).
+    ArraySize,
+    /// [`ScriptLimits::max_map_size`](crate::ScriptLimits::max_map_size).
+    MapSize,
+    /// [`ScriptLimits::max_output_bytes`](crate::ScriptLimits::max_output_bytes).
+    OutputSize,
+    /// [`ScriptLimits::max_script_bytes`](crate::ScriptLimits::max_script_bytes).
+    ScriptSize,
+    /// [`ScriptLimits::max_expr_depth`](crate::ScriptLimits::max_expr_depth).
+    ExpressionDepth,
+}
+
+impl LimitKind {
+    /// A short, stable, lower-case name for logs and metrics labels (`"operations"`, …).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LimitKind::Operations => "operations",
+            LimitKind::WallTime => "wall_time",
+            LimitKind::CallDepth => "call_depth",
+            LimitKind::StringSize => "string_size",
+            LimitKind::ArraySize => "array_size",
+            LimitKind::MapSize => "map_size",
+            LimitKind::OutputSize => "output_size",
+            LimitKind::ScriptSize => "script_size",
+            LimitKind::ExpressionDepth => "expression_depth",
+        }
+    }
+}
+
+impl fmt::Display for LimitKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Why a script produced no output.
+///
+/// The `Display` text is meant for the JSON-RPC error `message`: it is written for the
+/// script's author and never contains host details.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ExecutorError {
+    /// The script failed to parse or raised a runtime error; the message says what and
+    /// where (line and position). Code `-32003`.
+    #[error("{0}")]
+    Script(String),
+    /// The script was stopped by a sandbox limit; the message names the limit and its
+    /// configured value. Code `-32004`.
+    #[error("{message}")]
+    Limit {
+        /// Which limit stopped the script.
+        limit: LimitKind,
+        /// Human-readable explanation naming the limit and its value.
+        message: String,
+    },
+    /// The executor cannot run scripts (shut down, broken, or an internal fault).
+    /// Code `-32005`.
+    #[error("script executor unavailable: {0}")]
+    Unavailable(String),
+    /// The executor's queue is full; the job was refused at once, never queued.
+    /// Code `-32029`.
+    #[error("too many requests: {0}")]
+    Overloaded(String),
+    /// The caller's deadline passed before the script could start. Code `-32004`
+    /// (its limit kind is [`LimitKind::WallTime`]).
+    #[error("the request's deadline passed before the script could start")]
+    DeadlineExceeded,
+}
+
+impl ExecutorError {
+    /// The JSON-RPC error code for this failure (see [`codes`]).
+    pub fn code(&self) -> i32 {
+        match self {
+            ExecutorError::Script(_) => codes::SCRIPT_ERROR,
+            ExecutorError::Limit { .. } | ExecutorError::DeadlineExceeded => codes::LIMIT_EXCEEDED,
+            ExecutorError::Unavailable(_) => codes::EXECUTOR_UNAVAILABLE,
+            ExecutorError::Overloaded(_) => codes::TOO_MANY_REQUESTS,
+        }
+    }
+
+    /// The limit that stopped the script, if a limit did.
+    pub fn limit_kind(&self) -> Option<LimitKind> {
+        match self {
+            ExecutorError::Limit { limit, .. } => Some(*limit),
+            ExecutorError::DeadlineExceeded => Some(LimitKind::WallTime),
+            _ => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_match_the_protocol() {
+        assert_eq!(ExecutorError::Script("x".into()).code(), -32003);
+        let limit = ExecutorError::Limit {
+            limit: LimitKind::Operations,
+            message: "m".into(),
+        };
+        assert_eq!(limit.code(), -32004);
+        assert_eq!(limit.limit_kind(), Some(LimitKind::Operations));
+        assert_eq!(ExecutorError::DeadlineExceeded.code(), -32004);
+        assert_eq!(
+            ExecutorError::DeadlineExceeded.limit_kind(),
+            Some(LimitKind::WallTime)
+        );
+        assert_eq!(ExecutorError::Unavailable("x".into()).code(), -32005);
+        assert_eq!(ExecutorError::Overloaded("x".into()).code(), -32029);
+    }
+}

@@ -1,0 +1,367 @@
+//! The one Rhai sandbox every circle script runs in.
+//!
+//! [`Sandbox`] owns a rhai [`Engine`] configured so that a script from any network peer can
+//! be run safely: no file or network access (rhai has none unless the host adds it, and
+//! this crate builds rhai with `no_module`, so `import` does not exist), `eval` disabled,
+//! and every resource capped by [`ScriptLimits`]. It knows nothing about threads or
+//! queues, so the embedded pool ([`EmbeddedExecutor`](crate::EmbeddedExecutor)) and a
+//! separate worker process can both use it as is.
+//!
+//! A sandbox is single-threaded by design (rhai without its `sync` feature: cheaper `Rc`
+//! state, no locks on the hot path): create it on the thread that runs the scripts.
+//!
+//! # Native stack
+//!
+//! Rhai evaluates by recursion, so deep (but allowed) call and expression nesting uses
+//! native stack. Run a sandbox on a thread with at least [`MIN_STACK_BYTES`] of stack
+//! (the embedded pool does); the default limits are sized against that.
+
+mod cache;
+mod errors;
+
+use std::cell::{Cell, RefCell};
+use std::rc::Rc;
+use std::time::Instant;
+
+use rhai::{AST, Dynamic, Engine, EvalAltResult, Position, Scope};
+
+pub use cache::CacheStats;
+
+use crate::{ExecutorError, LimitKind, ScriptContext, ScriptLimits, ScriptOutput};
+use cache::AstCache;
+
+/// Native stack a thread running a [`Sandbox`] should have, in bytes (64 MiB).
+///
+/// Deep recursion within [`ScriptLimits::max_call_depth`] and
+/// [`ScriptLimits::max_expr_depth`] must never overflow the native stack: that aborts the
+/// whole process, not just the script. With the default limits the worst cases we measured
+/// (recursion to the call-depth limit through maximally nested expressions, closures and
+/// function pointers) needed about 12 MiB in a debug build and about 4 MiB in a release
+/// build, so this leaves a wide margin. The need grows roughly with
+/// `max_call_depth × max_expr_depth`: raise this if you raise those. It is reserved
+/// address space; only the pages a script actually touches use memory.
+pub const MIN_STACK_BYTES: usize = 64 * 1024 * 1024;
+
+/// How many operations pass between two looks at the clock. Reading the clock on every
+/// operation would cost more than many operations themselves; 1024 operations take
+/// microseconds, so the wall-time limit is still kept to well within a millisecond.
+const CLOCK_CHECK_INTERVAL: u64 = 1024;
+
+/// The value our progress callback terminates a script with. Scripts cannot observe it
+/// (termination is not catchable); the reason is kept in [`RunState::stopped`].
+const STOP_TOKEN: &str = "circle sandbox limit";
+
+/// The error a script gets for calling `sleep` (see [`build_engine`]).
+const SLEEP_REFUSED: &str = "sleep is not available in the circle sandbox";
+
+/// Per-run state shared between the sandbox and the engine's callbacks.
+///
+/// `Rc` + `Cell`/`RefCell` because the callbacks must be `'static` and the engine is
+/// single-threaded; nothing here is ever touched from two threads.
+struct RunState {
+    /// When the current run must end.
+    deadline: Cell<Instant>,
+    /// The limit that stopped the current run, once one has. Sticky: after it is set every
+    /// further operation terminates the script, so a `try`/`catch` around a function call
+    /// (which can catch a wrapped termination) cannot keep it going.
+    stopped: Cell<Option<LimitKind>>,
+    /// The lines printed so far in the current run.
+    output: RefCell<Output>,
+}
+
+#[derive(Default)]
+struct Output {
+    /// The printed lines joined by `\n`.
+    text: String,
+    /// How many lines `text` holds (`print("")` adds an empty line, so `text` alone
+    /// cannot tell).
+    lines: usize,
+}
+
+impl RunState {
+    /// Appends one printed line, or records that the output limit was hit.
+    fn push_line(&self, line: &str, max_output_bytes: usize) {
+        if self.stopped.get().is_some() {
+            return;
+        }
+        let mut output = self.output.borrow_mut();
+        let separator = usize::from(output.lines > 0);
+        let needed = output
+            .text
+            .len()
+            .saturating_add(separator)
+            .saturating_add(line.len());
+        if needed > max_output_bytes {
+            // Stop at the next operation (see the progress callback) rather than keep
+            // running a script whose answer can no longer be delivered.
+            self.stopped.set(Some(LimitKind::OutputSize));
+            return;
+        }
+        if separator == 1 {
+            output.text.push('\n');
+        }
+        output.text.push_str(line);
+        output.lines += 1;
+    }
+}
+
+/// A Rhai engine locked down for untrusted scripts, with a cache of compiled scripts.
+///
+/// ```
+/// use circle_executor::{sandbox::Sandbox, ScriptContext, ScriptLimits};
+///
+/// let mut sandbox = Sandbox::new(ScriptLimits::default(), 16);
+/// let context = ScriptContext { circle_name: "demo".into(), ..Default::default() };
+/// let out = sandbox.run(r#"print("hi " + CIRCLE_NAME); 40 + 2"#, &context).unwrap();
+/// assert_eq!(out.output, "hi demo\n42");
+/// ```
+pub struct Sandbox {
+    engine: Engine,
+    limits: ScriptLimits,
+    state: Rc<RunState>,
+    cache: AstCache,
+}
+
+impl std::fmt::Debug for Sandbox {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sandbox")
+            .field("limits", &self.limits)
+            .field("cache", &self.cache.stats())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Sandbox {
+    /// A sandbox enforcing `limits`, keeping up to `ast_cache_entries` compiled scripts
+    /// (`0` disables the cache).
+    pub fn new(limits: ScriptLimits, ast_cache_entries: usize) -> Self {
+        let state = Rc::new(RunState {
+            deadline: Cell::new(Instant::now()),
+            stopped: Cell::new(None),
+            output: RefCell::new(Output::default()),
+        });
+        let engine = build_engine(&limits, &state);
+        Sandbox {
+            engine,
+            limits,
+            state,
+            cache: AstCache::new(ast_cache_entries),
+        }
+    }
+
+    /// The limits this sandbox enforces.
+    pub fn limits(&self) -> &ScriptLimits {
+        &self.limits
+    }
+
+    /// Hit and miss counters of the compiled-script cache.
+    pub fn cache_stats(&self) -> CacheStats {
+        self.cache.stats()
+    }
+
+    /// Runs `script` with the circle constants of `context` in scope.
+    ///
+    /// The output is what PROTOCOL.md specifies for `play`: each printed line (`print` and
+    /// `debug`), then the script's value unless it is `()`, joined by `\n`. A string value
+    /// is shown without quotes.
+    ///
+    /// # Errors
+    ///
+    /// [`ExecutorError::Script`] for parse and runtime errors (with line and position),
+    /// [`ExecutorError::Limit`] when a limit stopped the script.
+    pub fn run(
+        &mut self,
+        script: &str,
+        context: &ScriptContext,
+    ) -> Result<ScriptOutput, ExecutorError> {
+        if script.len() > self.limits.max_script_bytes {
+            // Checked before parsing: parsing is the one step no other limit bounds.
+            return Err(ExecutorError::Limit {
+                limit: LimitKind::ScriptSize,
+                message: format!(
+                    "script is {} bytes, over the script size limit ({} bytes)",
+                    script.len(),
+                    self.limits.max_script_bytes
+                ),
+            });
+        }
+        let ast = self.compile(script)?;
+
+        self.state
+            .deadline
+            .set(deadline_after(self.limits.max_wall_time));
+        self.state.stopped.set(None);
+        *self.state.output.borrow_mut() = Output::default();
+
+        let mut scope = Scope::new();
+        scope.push_constant("CIRCLE_NAME", context.circle_name.clone());
+        scope.push_constant("CIRCLE_PUBLIC_KEY", context.circle_public_key.clone());
+        scope.push_constant("CALLER_PUBLIC_KEY", context.caller_public_key.clone());
+
+        let result = self.engine.eval_ast_with_scope::<Dynamic>(&mut scope, &ast);
+
+        // Take the output out now so a large one is not kept alive until the next run.
+        let printed = std::mem::take(&mut *self.state.output.borrow_mut());
+        let stopped = self.state.stopped.take();
+
+        // A limit our callbacks recorded wins over whatever the script did next: the
+        // script may have caught the termination in a `try` and finished "normally".
+        if let Some(kind) = stopped {
+            let pos = match &result {
+                Err(err) => err.unwrap_inner().position(),
+                Ok(_) => Position::NONE,
+            };
+            return Err(errors::limit_error(kind, &self.limits, pos));
+        }
+        let value = result.map_err(|err| errors::from_eval_error(&err, &self.limits))?;
+        self.render(printed, &value)
+    }
+
+    /// The compiled form of `script`, from the cache when possible.
+    fn compile(&mut self, script: &str) -> Result<Rc<AST>, ExecutorError> {
+        if let Some(ast) = self.cache.get(script) {
+            return Ok(ast);
+        }
+        // Compiled without the run's scope on purpose: the constants differ per caller, so
+        // they must not be folded into an AST that other callers will reuse.
+        let ast = self
+            .engine
+            .compile(script)
+            .map(Rc::new)
+            .map_err(|err| errors::from_parse_error(&err, &self.limits))?;
+        self.cache.insert(script, Rc::clone(&ast));
+        Ok(ast)
+    }
+
+    /// Joins the printed lines and the script's value into the `play` output.
+    fn render(&self, printed: Output, value: &Dynamic) -> Result<ScriptOutput, ExecutorError> {
+        let mut output = printed.text;
+        if !value.is_unit() {
+            let shown = value.to_string();
+            let separator = usize::from(printed.lines > 0);
+            if output.len() + separator + shown.len() > self.limits.max_output_bytes {
+                return Err(errors::limit_error(
+                    LimitKind::OutputSize,
+                    &self.limits,
+                    Position::NONE,
+                ));
+            }
+            if separator == 1 {
+                output.push('\n');
+            }
+            output.push_str(&shown);
+        }
+        Ok(ScriptOutput { output })
+    }
+}
+
+/// `now + wall_time`, saturating far in the future when the sum does not fit.
+fn deadline_after(wall_time: std::time::Duration) -> Instant {
+    let now = Instant::now();
+    now.checked_add(wall_time)
+        // A limit too large to represent is effectively "none"; a year is plenty.
+        .or_else(|| now.checked_add(std::time::Duration::from_secs(365 * 24 * 3600)))
+        .unwrap_or(now)
+}
+
+/// Builds the locked-down engine. Limits of `0` become the strictest setting rhai accepts,
+/// because rhai reads `0` as "unlimited" (see [`ScriptLimits`]).
+fn build_engine(limits: &ScriptLimits, state: &Rc<RunState>) -> Engine {
+    let mut engine = Engine::new();
+
+    // `eval` would run a string as script: it would bypass the compiled-script cache and
+    // the script-size check and is never needed. Disabling the keyword makes any use of
+    // it a parse error.
+    engine.disable_symbol("eval");
+
+    // rhai's core package has `sleep`, which blocks the thread without counting any
+    // operation, so neither the operation nor the wall-time limit could end it: one call
+    // would hold a worker for as long as the script asks. Functions registered on the
+    // engine take precedence over packages (also through `Fn("sleep")`), so these replace
+    // it with a refusal.
+    engine.register_fn(
+        "sleep",
+        |_seconds: rhai::INT| -> Result<(), Box<EvalAltResult>> { Err(SLEEP_REFUSED.into()) },
+    );
+    engine.register_fn(
+        "sleep",
+        |_seconds: rhai::FLOAT| -> Result<(), Box<EvalAltResult>> { Err(SLEEP_REFUSED.into()) },
+    );
+
+    engine.set_max_operations(limits.max_operations.max(1));
+    // 0 here means "no function calls", which is already the strictest setting.
+    engine.set_max_call_levels(limits.max_call_depth);
+    let expr_depth = limits.max_expr_depth.max(1);
+    engine.set_max_expr_depths(expr_depth, expr_depth);
+    engine.set_max_string_size(limits.max_string_size.max(1));
+    engine.set_max_array_size(limits.max_array_size.max(1));
+    engine.set_max_map_size(limits.max_map_size.max(1));
+
+    let max_output = limits.max_output_bytes;
+    let print_state = Rc::clone(state);
+    engine.on_print(move |text| print_state.push_line(text, max_output));
+    let debug_state = Rc::clone(state);
+    engine.on_debug(move |text, _source, _pos| debug_state.push_line(text, max_output));
+
+    let progress_state = Rc::clone(state);
+    engine.on_progress(move |operations| {
+        // A hot path: one `Cell` read per operation, the clock only now and then.
+        if progress_state.stopped.get().is_some() {
+            return Some(Dynamic::from(STOP_TOKEN));
+        }
+        if operations % CLOCK_CHECK_INTERVAL == 0 && Instant::now() >= progress_state.deadline.get()
+        {
+            progress_state.stopped.set(Some(LimitKind::WallTime));
+            return Some(Dynamic::from(STOP_TOKEN));
+        }
+        None
+    });
+
+    engine
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(script: &str) -> Result<ScriptOutput, ExecutorError> {
+        Sandbox::new(ScriptLimits::default(), 4).run(script, &ScriptContext::default())
+    }
+
+    #[test]
+    fn constants_are_not_baked_into_cached_scripts() {
+        let mut sandbox = Sandbox::new(ScriptLimits::default(), 4);
+        let alice = ScriptContext {
+            caller_public_key: "alice".into(),
+            ..Default::default()
+        };
+        let bob = ScriptContext {
+            caller_public_key: "bob".into(),
+            ..Default::default()
+        };
+        let script = "CALLER_PUBLIC_KEY";
+        assert_eq!(sandbox.run(script, &alice).unwrap().output, "alice");
+        assert_eq!(sandbox.run(script, &bob).unwrap().output, "bob");
+        assert_eq!(sandbox.cache_stats().hits, 1);
+    }
+
+    #[test]
+    fn limit_state_does_not_leak_into_the_next_run() {
+        let limits = ScriptLimits {
+            max_output_bytes: 8,
+            ..ScriptLimits::default()
+        };
+        let mut sandbox = Sandbox::new(limits, 4);
+        let ctx = ScriptContext::default();
+        let err = sandbox.run(r#"print("0123456789")"#, &ctx).unwrap_err();
+        assert_eq!(err.limit_kind(), Some(LimitKind::OutputSize));
+        assert_eq!(sandbox.run(r#"print("ok")"#, &ctx).unwrap().output, "ok");
+    }
+
+    #[test]
+    fn empty_printed_lines_are_kept() {
+        assert_eq!(run(r#"print(""); print("b"); 1"#).unwrap().output, "\nb\n1");
+        assert_eq!(run(r#"print("")"#).unwrap().output, "");
+        assert_eq!(run(r#"print(""); """#).unwrap().output, "\n");
+    }
+}
