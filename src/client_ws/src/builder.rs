@@ -16,6 +16,9 @@ use crate::transport::{Dialer, WsUrl};
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Default time allowed for one request's answer.
 pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// Default cap on requests in flight on one client: the circle server's
+/// default per-connection cap, past which it answers `-32029`.
+pub const DEFAULT_MAX_IN_FLIGHT: usize = 64;
 
 /// Automatic reconnection: when the connection is lost, the client dials
 /// again after `initial_delay`, doubling the delay after each failure up to
@@ -83,6 +86,7 @@ pub struct CircleWsClientBuilder {
     request_timeout: Duration,
     reconnect: Option<ReconnectPolicy>,
     max_message_size: Option<usize>,
+    max_in_flight: usize,
 }
 
 impl CircleWsClientBuilder {
@@ -98,6 +102,7 @@ impl CircleWsClientBuilder {
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
             reconnect: None,
             max_message_size: None,
+            max_in_flight: DEFAULT_MAX_IN_FLIGHT,
         }
     }
 
@@ -140,6 +145,16 @@ impl CircleWsClientBuilder {
     /// Reconnect automatically after a lost connection (off by default).
     pub fn with_reconnect(mut self, policy: ReconnectPolicy) -> Self {
         self.reconnect = Some(policy);
+        self
+    }
+
+    /// Most requests this client keeps in flight at once (default 64, the
+    /// server's default per-connection cap). Further requests wait for a
+    /// free slot, within their own timeout, rather than being refused by the
+    /// server with `-32029`. Raise it with the server's
+    /// `max_in_flight_per_connection`.
+    pub fn with_max_in_flight(mut self, requests: usize) -> Self {
+        self.max_in_flight = requests.max(1);
         self
     }
 
@@ -215,6 +230,7 @@ impl CircleWsClientBuilder {
             dialer,
             self.request_timeout,
             self.reconnect,
+            self.max_in_flight,
             #[cfg(feature = "crypto")]
             signing_key,
         ))

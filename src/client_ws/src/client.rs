@@ -44,6 +44,9 @@ struct Shared {
     connect_lock: tokio::sync::Mutex<()>,
     /// The caller authenticated this link: a reconnect must do it again.
     authenticated: AtomicBool,
+    /// Caps the requests in flight: past the server's own cap it answers
+    /// `-32029` at once, so extra requests wait here for a free slot instead.
+    in_flight_slots: tokio::sync::Semaphore,
 }
 
 /// A client of one circle server.
@@ -73,6 +76,7 @@ impl CircleWsClient {
         dialer: Dialer,
         request_timeout: Duration,
         reconnect: Option<ReconnectPolicy>,
+        max_in_flight: usize,
         #[cfg(feature = "crypto")] signing_key: Option<circle_protocol::SigningKey>,
     ) -> CircleWsClient {
         CircleWsClient {
@@ -86,6 +90,7 @@ impl CircleWsClient {
                 link: watch::channel(Link::Disconnected).0,
                 connect_lock: tokio::sync::Mutex::new(()),
                 authenticated: AtomicBool::new(false),
+                in_flight_slots: tokio::sync::Semaphore::new(max_in_flight.max(1)),
             }),
         }
     }
@@ -284,9 +289,19 @@ impl CircleWsClient {
         let text = serde_json::to_string(&request).map_err(|e| {
             CircleWsClientError::Protocol(format!("cannot encode the {method} request: {e}"))
         })?;
-        let response = connection
-            .call(id, text, method, self.shared.request_timeout)
-            .await?;
+        let timeout = self.shared.request_timeout;
+        let deadline = tokio::time::Instant::now() + timeout;
+        let timed_out = || CircleWsClientError::Timeout {
+            operation: method.to_owned(),
+            after: timeout,
+        };
+        // Waiting for a slot counts against the request's own timeout.
+        let _slot = tokio::time::timeout_at(deadline, self.shared.in_flight_slots.acquire())
+            .await
+            .map_err(|_| timed_out())?
+            // The semaphore is never closed.
+            .map_err(|_| CircleWsClientError::NotConnected)?;
+        let response = connection.call(id, text, method, deadline, timeout).await?;
         if let Some(error) = response.error {
             return Err(error.into());
         }

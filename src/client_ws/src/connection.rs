@@ -152,12 +152,14 @@ impl Connection {
         }
     }
 
-    /// Sends one request text and waits for the answer with that id.
+    /// Sends one request text and waits, until `deadline`, for the answer
+    /// with that id. `timeout` is what a timeout error reports.
     pub(crate) async fn call(
         &self,
         id: i64,
         text: String,
         method: &str,
+        deadline: tokio::time::Instant,
         timeout: Duration,
     ) -> Result<Response, CircleWsClientError> {
         let receiver = self.in_flight.register(id)?;
@@ -168,7 +170,7 @@ impl Connection {
         if self.outgoing.send(Message::text(text)).is_err() {
             return Err(self.lost());
         }
-        match tokio::time::timeout(timeout, receiver).await {
+        match tokio::time::timeout_at(deadline, receiver).await {
             Ok(Ok(answer)) => answer,
             // The table was dropped without answering: the connection is gone.
             Ok(Err(_)) => Err(self.lost()),

@@ -62,7 +62,10 @@ mod transport;
 #[cfg(feature = "crypto")]
 mod auth;
 
-pub use builder::{CircleWsClientBuilder, ReconnectPolicy};
+pub use builder::{
+    CircleWsClientBuilder, DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_IN_FLIGHT, DEFAULT_REQUEST_TIMEOUT,
+    ReconnectPolicy,
+};
 pub use client::CircleWsClient;
 pub use error::{CertificateRejection, CircleWsClientError};
 pub use tls_config::{TlsBackend, TlsConfig};

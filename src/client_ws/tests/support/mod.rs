@@ -155,7 +155,8 @@ pub fn server_tls(server: &Pem, client_ca: Option<&str>) -> Arc<rustls::ServerCo
 /// A fake circle server. `play` answers `{"output": script}` after an
 /// optional delay: a script `sleep:MS:TEXT` answers `TEXT` after MS
 /// milliseconds (so answers come out of order), `close` makes the server
-/// close the connection with 1001, `drop` makes it drop the TCP connection.
+/// close the connection with 1001, `drop` makes it drop the TCP connection,
+/// `fail` is answered with a `-32003` script error.
 pub struct FakeServer {
     pub addr: SocketAddr,
     task: tokio::task::JoinHandle<()>,
@@ -239,6 +240,11 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(stream: S) {
                     code: CloseCode::Away,
                     reason: "server shutting down".into(),
                 })));
+            }
+            ("play", "fail") => {
+                let answer = json!({"jsonrpc":"2.0","id":id,"error":{
+                    "code":-32003,"message":"script error: fail on purpose"}});
+                let _ = answers.send(Message::text(answer.to_string()));
             }
             ("play", "drop") => {
                 writer.abort();
