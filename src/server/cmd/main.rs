@@ -85,7 +85,8 @@ Examples:
   circle-server --tls --cert cert.pem --key key.pem    wss://127.0.0.1:8080/ws
   circle-server --port 8080 --tls --tls-port 8443 --cert cert.pem --key key.pem --auth
 
-Logs go to stderr (RUST_LOG=debug for more); the listening URLs are also printed on stdout.";
+Logs go to stderr (RUST_LOG=debug for more); the listening URLs are also printed on stdout.
+Signals: SIGHUP reloads the TLS certificate and key; SIGINT/SIGTERM stop gracefully.";
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -145,6 +146,20 @@ async fn main() -> ExitCode {
         println!("listening on wss://{addr}/ws");
     }
 
+    #[cfg(unix)]
+    {
+        let reload_handle = handle.clone();
+        tokio::spawn(async move {
+            use tokio::signal::unix::{SignalKind, signal};
+            let Ok(mut hangup) = signal(SignalKind::hangup()) else {
+                return;
+            };
+            while hangup.recv().await.is_some() {
+                // reload_tls logs the outcome; a bad file keeps the old certificate.
+                let _ = reload_handle.reload_tls();
+            }
+        });
+    }
     let stop_handle = handle.clone();
     tokio::spawn(async move {
         wait_for_stop_signal().await;

@@ -60,8 +60,18 @@ pub struct ServerConfig {
     /// Pin the `domain` of sign-in challenges instead of taking it from the
     /// upgrade request's `Origin` or `Host` header.
     pub auth_domain: Option<String>,
+    /// Browser origins allowed to open WebSockets, e.g.
+    /// `https://app.example.com`. `None` allows every origin. Requests
+    /// without an `Origin` header (non-browser clients) are always allowed:
+    /// the header exists to stop other web pages from riding on a user's
+    /// browser, which only browsers need.
+    pub allowed_origins: Option<Vec<String>>,
     /// `max-age` of the `Strict-Transport-Security` header on HTTPS responses.
     pub hsts_max_age: Duration,
+    /// With both listeners running (`tls_port` set): answer plain-HTTP
+    /// requests other than WebSocket upgrades with a 308 redirect to the
+    /// same path on the TLS listener.
+    pub redirect_http_to_https: bool,
     /// Number of actix worker threads serving connections; `0` = one per core.
     pub workers: usize,
     /// Number of threads running scripts in the embedded executor; `0` = one
@@ -90,7 +100,9 @@ impl Default for ServerConfig {
             client_ca_path: None,
             client_auth_required: false,
             auth_domain: None,
+            allowed_origins: None,
             hsts_max_age: Duration::from_secs(365 * 24 * 60 * 60),
+            redirect_http_to_https: false,
             workers: 0,
             script_threads: 0,
             limits: ServerLimits::default(),
@@ -114,6 +126,13 @@ pub struct ServerLimits {
     /// Open WebSocket connections across the whole server; further upgrades
     /// get HTTP 503.
     pub max_connections: usize,
+    /// Open WebSocket connections from one client IP address; further
+    /// upgrades from it get HTTP 429.
+    pub max_connections_per_ip: usize,
+    /// Requests per second one connection may send (each element of a batch
+    /// counts); beyond it requests are answered with `-32029`. Bursts up to
+    /// one second's worth pass. `0` turns the limit off.
+    pub max_requests_per_second: u32,
     /// Failed `authenticate` calls before the connection is closed with 1008.
     pub max_failed_auth_attempts: u32,
     /// How long a sign-in nonce stays valid.
@@ -137,6 +156,8 @@ impl Default for ServerLimits {
             max_in_flight_per_connection: 64,
             max_batch_len: 64,
             max_connections: 10_000,
+            max_connections_per_ip: 1_024,
+            max_requests_per_second: 50_000,
             max_failed_auth_attempts: 5,
             nonce_ttl: Duration::from_secs(300),
             ping_interval: Duration::from_secs(20),

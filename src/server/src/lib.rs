@@ -25,6 +25,7 @@
 
 mod auth;
 mod config;
+mod metrics;
 mod router;
 mod server;
 mod session;

@@ -19,30 +19,54 @@ use futures_util::future::{self, LocalBoxFuture};
 use serde_json::Value;
 
 use crate::auth::{AuthState, ChallengeOrigin};
+use crate::metrics::{LimitHit, Listener};
 use crate::state::Shared;
+
+/// The verified client certificate of a mutual-TLS connection.
+#[derive(Clone, Debug)]
+pub(crate) struct ClientIdentity {
+    /// The certificate's subject, e.g. `CN=alice`.
+    pub subject: String,
+}
+
+impl ClientIdentity {
+    /// The identity in a finished TLS session, when the client presented a
+    /// certificate (rustls has verified it by then).
+    pub fn of(session: &rustls::ServerConnection) -> Option<ClientIdentity> {
+        let leaf = session.peer_certificates()?.first()?;
+        let (_, parsed) = x509_parser::parse_x509_certificate(leaf.as_ref()).ok()?;
+        Some(ClientIdentity {
+            subject: parsed.subject().to_string(),
+        })
+    }
+}
 
 /// Per-connection state the router reads and changes.
 pub(crate) struct Connection {
     pub auth: AuthState,
     pub origin: ChallengeOrigin,
+    pub listener: Listener,
     /// Scripts of this connection still running; shared with their futures,
     /// which count themselves out when they finish or are dropped.
     in_flight: Rc<Cell<usize>>,
     /// The constants scripts of this connection see; rebuilt on sign-in.
     script_context: Arc<ScriptContext>,
+    rate: RateLimiter,
 }
 
 impl Connection {
-    pub fn new(shared: &Shared, origin: ChallengeOrigin) -> Self {
+    pub fn new(shared: &Shared, origin: ChallengeOrigin, listener: Listener) -> Self {
         Connection {
             auth: AuthState::default(),
             origin,
+            listener,
             in_flight: Rc::new(Cell::new(0)),
             script_context: Arc::new(ScriptContext {
                 circle_name: shared.circle.name.clone(),
                 circle_public_key: shared.circle.public_key.clone(),
                 caller_public_key: String::new(),
             }),
+            rate: RateLimiter::per_second(shared.limits.max_requests_per_second),
         }
     }
 
@@ -135,7 +159,24 @@ fn handle_value(shared: &Shared, conn: &mut Connection, value: Value) -> Answer 
         Err((id, error)) => return Answer::Now(Some(Response::failure(id, error))),
     };
     let id = request.id.clone();
-    let answer = route(shared, conn, &request);
+    shared.metrics.request(&request.method);
+    let answer = if conn.rate.try_take() {
+        route(shared, conn, &request)
+    } else {
+        shared.metrics.limit_hit(LimitHit::RequestRate);
+        let error = RpcError::new(
+            codes::TOO_MANY_REQUESTS,
+            format!(
+                "too many requests: this connection may send {} per second",
+                shared.limits.max_requests_per_second
+            ),
+        );
+        Answer::Now(Some(Response::failure(
+            id.clone().unwrap_or(Id::Null),
+            error,
+        )))
+    };
+    let answer = count_errors(shared, &request.method, answer);
     // A notification (no id) is carried out but never answered.
     match (id, answer) {
         (None, Answer::Later(future)) => Answer::Later(Box::pin(async move {
@@ -144,6 +185,29 @@ fn handle_value(shared: &Shared, conn: &mut Connection, value: Value) -> Answer 
         })),
         (None, Answer::Now(_)) => Answer::Now(None),
         (Some(_), answer) => answer,
+    }
+}
+
+/// Counts the error answers of one method in the metrics.
+fn count_errors(shared: &Shared, method: &str, answer: Answer) -> Answer {
+    match answer {
+        Answer::Now(response) => {
+            if let Some(error) = response.as_ref().and_then(|r| r.error.as_ref()) {
+                shared.metrics.error(method, error.code);
+            }
+            Answer::Now(response)
+        }
+        Answer::Later(future) => {
+            let metrics = shared.metrics.clone();
+            let method = method.to_owned();
+            Answer::Later(Box::pin(async move {
+                let response = future.await;
+                if let Some(error) = response.as_ref().and_then(|r| r.error.as_ref()) {
+                    metrics.error(&method, error.code);
+                }
+                response
+            }))
+        }
     }
 }
 
@@ -169,6 +233,7 @@ fn route(shared: &Shared, conn: &mut Connection, request: &Request) -> Answer {
             let result = request
                 .parse_params::<AuthenticateParams>()
                 .and_then(|params| conn.auth.authenticate(&params));
+            shared.metrics.sign_in(result.is_ok());
             if let Ok(signed_in) = &result {
                 conn.script_context = Arc::new(ScriptContext {
                     caller_public_key: signed_in.pubkey.clone(),
@@ -206,6 +271,7 @@ fn play(shared: &Shared, conn: &mut Connection, request: &Request, id: Id) -> An
         ));
     }
     if conn.in_flight.get() >= shared.limits.max_in_flight_per_connection {
+        shared.metrics.limit_hit(LimitHit::InFlight);
         return fail(RpcError::new(
             codes::TOO_MANY_REQUESTS,
             format!(
@@ -220,9 +286,12 @@ fn play(shared: &Shared, conn: &mut Connection, request: &Request, id: Id) -> An
         deadline: Some(Instant::now() + shared.limits.script_deadline),
     };
     let in_flight = InFlight::enter(&conn.in_flight);
+    let metrics = shared.metrics.clone();
+    let started = Instant::now();
     let execution = shared.executor.execute(job);
     Answer::Later(Box::pin(async move {
         let result = execution.await;
+        metrics.script_finished(started.elapsed());
         drop(in_flight);
         Some(match result {
             Ok(output) => match to_value(PlayResult {
@@ -234,6 +303,40 @@ fn play(shared: &Shared, conn: &mut Connection, request: &Request, id: Id) -> An
             Err(error) => Response::failure(id, RpcError::new(error.code(), error.to_string())),
         })
     }))
+}
+
+/// A token bucket: `rate` tokens a second, holding at most one second's
+/// worth, so a client may burst but not sustain more than its rate.
+struct RateLimiter {
+    rate: f64,
+    tokens: f64,
+    refilled: Instant,
+}
+
+impl RateLimiter {
+    fn per_second(rate: u32) -> Self {
+        RateLimiter {
+            rate: f64::from(rate),
+            tokens: f64::from(rate),
+            refilled: Instant::now(),
+        }
+    }
+
+    fn try_take(&mut self) -> bool {
+        if self.rate == 0.0 {
+            return true;
+        }
+        let now = Instant::now();
+        let earned = now.duration_since(self.refilled).as_secs_f64() * self.rate;
+        self.tokens = (self.tokens + earned).min(self.rate);
+        self.refilled = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
 }
 
 /// Counts a running script of one connection; counts it out on drop, so a

@@ -4,22 +4,29 @@ use std::io;
 use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
+use actix_tls::accept::rustls_0_23::TlsStream;
 use actix_web::dev::Service;
 use actix_web::http::header::{self, HeaderValue};
+use actix_web::rt::net::TcpStream;
 use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
 use circle_executor::{EmbeddedConfig, EmbeddedExecutor, Executor};
 use circle_protocol::{PublicKey, SigningKey};
+use futures_util::future::{self, Either};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
-use tracing::{info, warn};
+use tracing::{Instrument, info, warn};
 
 use crate::auth::{ChallengeOrigin, ChallengeSettings};
 use crate::config::ServerConfig;
-use crate::router::Connection;
+use crate::metrics::{LimitHit, Listener};
+use crate::router::{ClientIdentity, Connection};
 use crate::session;
-use crate::state::{CircleIdentity, ConnectionCounter, Shared};
-use crate::tls_config::{self, LoadedTls, TlsConfigError, TlsOptions, rfc3339};
+use crate::state::{CircleIdentity, ConnectionCounter, Refusal, Shared};
+use crate::tls_config::{
+    self, CertificateInfo, LoadedTls, TlsConfigError, TlsOptions, TlsReloader, rfc3339,
+};
 
 /// Why a server could not start.
 #[derive(Debug, thiserror::Error)]
@@ -52,6 +59,7 @@ pub struct ServerHandle {
     wss_addr: Option<SocketAddr>,
     circle_public_key: String,
     shared: Arc<Shared>,
+    tls: Option<Arc<TlsReloader>>,
 }
 
 impl std::fmt::Debug for ServerHandle {
@@ -85,6 +93,34 @@ impl ServerHandle {
         self.shared.connections.open()
     }
 
+    /// Reloads the TLS certificate and key from their files (what SIGHUP
+    /// does in `circle-server`). New handshakes use the new certificate,
+    /// open connections are untouched. A bad file is refused with its
+    /// [`TlsConfigError`] and the old certificate keeps serving.
+    pub fn reload_tls(&self) -> Result<CertificateInfo, ServerError> {
+        let Some(reloader) = &self.tls else {
+            return Err(ServerError::InvalidConfig(
+                "TLS is not enabled on this server".to_owned(),
+            ));
+        };
+        match reloader.reload() {
+            Ok(certificate) => {
+                warn_if_expiring(&certificate);
+                info!(subject = %certificate.subject, serial = %certificate.serial, expires = %rfc3339(certificate.not_after), "TLS certificate reloaded");
+                Ok(certificate)
+            }
+            Err(error) => {
+                warn!(%error, "TLS certificate reload refused; the previous certificate keeps serving");
+                Err(error.into())
+            }
+        }
+    }
+
+    /// The certificate the TLS listener serves, if TLS is on.
+    pub fn tls_certificate(&self) -> Option<CertificateInfo> {
+        self.tls.as_ref().map(|reloader| reloader.certificate())
+    }
+
     /// Stops the server gracefully: no new connections, sessions let their
     /// running scripts answer (up to the configured grace period) and then
     /// close with code 1001. Returns when the server has stopped.
@@ -107,6 +143,7 @@ pub fn spawn_circle_server(
     let tls = load_tls(&config)?;
     let executor = start_executor(&config)?;
 
+    let tls_reloader = tls.as_ref().map(|loaded| loaded.reloader.clone());
     let (plain_listener, tls_listener) = bind_listeners(&config)?;
     let ws_addr = plain_listener.as_ref().map(local_addr).transpose()?;
     let wss_addr = tls_listener.as_ref().map(local_addr).transpose()?;
@@ -123,7 +160,13 @@ pub fn spawn_circle_server(
         auth_domain: config.auth_domain.clone(),
         limits: config.limits.clone(),
         executor,
-        connections: ConnectionCounter::new(config.limits.max_connections),
+        connections: ConnectionCounter::new(
+            config.limits.max_connections,
+            config.limits.max_connections_per_ip,
+        ),
+        allowed_origins: config.allowed_origins.clone(),
+        metrics: Arc::default(),
+        tls: tls_reloader.clone(),
         shutdown,
     });
 
@@ -132,7 +175,12 @@ pub fn spawn_circle_server(
         config.hsts_max_age.as_secs()
     ))
     .map_err(|e| ServerError::InvalidConfig(format!("hsts_max_age: {e}")))?;
+    // Only meaningful with both listeners: the redirect points at the TLS one.
+    let https_port = wss_addr
+        .filter(|_| config.redirect_http_to_https && ws_addr.is_some())
+        .map(|a| a.port());
     let app_shared = shared.clone();
+    let handshake_metrics = shared.metrics.clone();
     let connection_ids = Arc::new(AtomicU64::new(1));
     let mut server = HttpServer::new(move || {
         let hsts = hsts.clone();
@@ -143,9 +191,16 @@ pub fn spawn_circle_server(
                 // Only the TLS listener's responses carry HSTS: on plain HTTP
                 // the header is meaningless (RFC 6797 §7.2).
                 let secure = request.app_config().secure();
+                if let Some(port) = https_port.filter(|_| !secure && request.path() != "/ws") {
+                    let location = https_location(request.request(), port);
+                    let redirect = HttpResponse::PermanentRedirect()
+                        .insert_header((header::LOCATION, location))
+                        .finish();
+                    return Either::Left(future::ready(Ok(request.into_response(redirect))));
+                }
                 let response = service.call(request);
                 let hsts = hsts.clone();
-                async move {
+                Either::Right(async move {
                     let mut response = response.await?;
                     if secure {
                         response
@@ -153,10 +208,19 @@ pub fn spawn_circle_server(
                             .insert(header::STRICT_TRANSPORT_SECURITY, hsts);
                     }
                     Ok(response)
-                }
+                })
             })
             .route("/ws", web::get().to(websocket))
             .route("/health", web::get().to(health))
+            .route("/metrics", web::get().to(metrics))
+    })
+    .on_connect(move |connection, extensions| {
+        if let Some(tls) = connection.downcast_ref::<TlsStream<TcpStream>>() {
+            handshake_metrics.tls_handshake();
+            if let Some(identity) = ClientIdentity::of(tls.get_ref().1) {
+                extensions.insert(identity);
+            }
+        }
     })
     // The embedding program owns its signals; `circle-server` maps them to
     // a graceful stop itself.
@@ -183,6 +247,12 @@ pub fn spawn_circle_server(
             .map_err(|source| bind_error(wss_addr, source))?;
     }
     let server = server.run();
+    if let Some(reloader) = &tls_reloader {
+        tokio::spawn(watch_certificate_expiry(
+            reloader.clone(),
+            shared.shutdown.clone(),
+        ));
+    }
     let handle = ServerHandle {
         server: server.handle(),
         shutdown: Arc::new(shutdown_sender),
@@ -190,6 +260,7 @@ pub fn spawn_circle_server(
         wss_addr,
         circle_public_key: shared.circle.public_key.clone(),
         shared: shared.clone(),
+        tls: tls_reloader,
     };
 
     info!(circle = %shared.circle.name, public_key = %shared.circle.public_key, auth = config.enable_auth, "circle server starting");
@@ -265,6 +336,7 @@ fn load_tls(config: &ServerConfig) -> Result<Option<LoadedTls>, ServerError> {
         chain = certificate.chain_len,
         "TLS certificate loaded from {cert_path}"
     );
+    warn_if_expiring(certificate);
     if let Some(problem) = &loaded.accepted_problem {
         warn!(
             "tls_accept_invalid_certs is set: serving {cert_path} although {problem}; clients that verify certificates will refuse it"
@@ -281,6 +353,34 @@ fn load_tls(config: &ServerConfig) -> Result<Option<LoadedTls>, ServerError> {
         );
     }
     Ok(Some(loaded))
+}
+
+/// Below this much validity left, the log warns every few hours: Let's
+/// Encrypt lifetimes are shrinking toward 45 days, so renewals that silently
+/// fail must be noticed early.
+const EXPIRY_WARNING: Duration = Duration::from_secs(14 * 24 * 60 * 60);
+
+fn warn_if_expiring(certificate: &CertificateInfo) {
+    let left = certificate.expires_in();
+    if left < EXPIRY_WARNING {
+        warn!(
+            subject = %certificate.subject,
+            expires = %rfc3339(certificate.not_after),
+            hours_left = left.as_secs() / 3600,
+            "the TLS certificate expires soon: renew it and reload (SIGHUP or ServerHandle::reload_tls)"
+        );
+    }
+}
+
+async fn watch_certificate_expiry(reloader: Arc<TlsReloader>, mut shutdown: watch::Receiver<bool>) {
+    let mut every = tokio::time::interval(Duration::from_secs(6 * 60 * 60));
+    every.tick().await; // the first tick is immediate; start-up already warned
+    loop {
+        tokio::select! {
+            _ = every.tick() => warn_if_expiring(&reloader.certificate()),
+            changed = shutdown.changed() => if changed.is_err() || *shutdown.borrow() { return },
+        }
+    }
 }
 
 fn start_executor(config: &ServerConfig) -> Result<Arc<dyn Executor>, ServerError> {
@@ -340,9 +440,33 @@ async fn websocket(
     if *shared.shutdown.borrow() {
         return Ok(HttpResponse::ServiceUnavailable().body("server is shutting down"));
     }
-    let Some(slot) = shared.connections.try_open() else {
-        warn!(limit = shared.limits.max_connections, peer = ?request.peer_addr(), "connection refused: server is at its connection limit");
-        return Ok(HttpResponse::ServiceUnavailable().body("too many connections"));
+    if let Some(refused) = check_origin(&request, shared.allowed_origins.as_deref()) {
+        shared.metrics.limit_hit(LimitHit::Origin);
+        return Ok(refused);
+    }
+    let peer = request.peer_addr();
+    let slot = match shared.connections.try_open(peer.map(|addr| addr.ip())) {
+        Ok(slot) => slot,
+        Err(Refusal::ServerFull) => {
+            shared.metrics.limit_hit(LimitHit::Connections);
+            warn!(
+                limit = shared.limits.max_connections,
+                ?peer,
+                "connection refused: the server is at its connection limit"
+            );
+            return Ok(HttpResponse::ServiceUnavailable().body("too many connections"));
+        }
+        Err(Refusal::TooManyFromAddress) => {
+            shared.metrics.limit_hit(LimitHit::ConnectionsPerIp);
+            warn!(
+                limit = shared.limits.max_connections_per_ip,
+                ?peer,
+                "connection refused: too many connections from this address"
+            );
+            return Ok(
+                HttpResponse::TooManyRequests().body("too many connections from your address")
+            );
+        }
     };
     let origin = challenge_origin(&request, shared.auth_domain.as_deref());
     let (response, session, messages) = actix_ws::handle(&request, body)?;
@@ -352,17 +476,82 @@ async fn websocket(
         .aggregate_continuations()
         .max_continuation_size(max_message);
     let connection_id = connection_ids.fetch_add(1, Ordering::Relaxed);
-    let conn = Connection::new(&shared, origin);
-    tracing::debug!(connection_id, peer = ?request.peer_addr(), "websocket connected");
-    actix_web::rt::spawn(session::run(
-        shared.into_inner(),
-        session,
-        messages,
-        conn,
-        connection_id,
-        slot,
-    ));
+    let listener = if request.app_config().secure() {
+        Listener::Tls
+    } else {
+        Listener::Plain
+    };
+    let client_subject = request
+        .conn_data::<ClientIdentity>()
+        .map(|identity| identity.subject.clone());
+    // Every log line of the session carries its connection id (and the
+    // client certificate's subject under mutual TLS).
+    let span = tracing::info_span!("session", connection_id, peer = ?peer, client = client_subject.as_deref());
+    span.in_scope(|| match &client_subject {
+        Some(subject) => info!(%subject, "websocket connected with a verified client certificate"),
+        None => tracing::debug!("websocket connected"),
+    });
+    let conn = Connection::new(&shared, origin, listener);
+    actix_web::rt::spawn(
+        session::run(shared.into_inner(), session, messages, conn, slot).instrument(span),
+    );
     Ok(response)
+}
+
+/// `https://HOST:PORT/PATH?QUERY` for a plain-HTTP request.
+fn https_location(request: &HttpRequest, https_port: u16) -> String {
+    let info = request.connection_info();
+    let host = info.host();
+    // Drop the plain port from the Host header; keep IPv6 brackets intact.
+    let hostname = match host.rsplit_once(':') {
+        Some((name, port))
+            if !name.is_empty()
+                && port.chars().all(|c| c.is_ascii_digit())
+                && !name.ends_with(':') =>
+        {
+            name
+        }
+        _ => host,
+    };
+    let path = request
+        .uri()
+        .path_and_query()
+        .map(|p| p.as_str())
+        .unwrap_or("/");
+    format!("https://{hostname}:{https_port}{path}")
+}
+
+/// Refuses a browser upgrade from an origin outside the allow-list.
+fn check_origin(request: &HttpRequest, allowed: Option<&[String]>) -> Option<HttpResponse> {
+    let allowed = allowed?;
+    let origin = request.headers().get(header::ORIGIN)?;
+    let origin = origin.to_str().unwrap_or_default().trim_end_matches('/');
+    if allowed
+        .iter()
+        .any(|allowed| allowed.trim_end_matches('/').eq_ignore_ascii_case(origin))
+    {
+        return None;
+    }
+    warn!(
+        origin,
+        "websocket refused: origin is not in allowed_origins"
+    );
+    Some(HttpResponse::Forbidden().body("this origin may not open WebSockets here"))
+}
+
+/// `GET /metrics`: Prometheus text format.
+async fn metrics(shared: web::Data<Shared>) -> HttpResponse {
+    let expires_in = shared
+        .tls
+        .as_ref()
+        .map(|tls| tls.certificate().expires_in());
+    HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4; charset=utf-8")
+        .body(
+            shared
+                .metrics
+                .render(expires_in, shared.executor.queue_depth()),
+        )
 }
 
 /// `GET /health`: a small JSON body for load balancers.

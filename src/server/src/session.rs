@@ -12,6 +12,7 @@ use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
 use tracing::{debug, info, warn};
 
+use crate::metrics::LimitHit;
 use crate::router::{self, Connection, Reply};
 use crate::state::{ConnectionSlot, Shared};
 
@@ -33,7 +34,6 @@ pub(crate) async fn run(
     mut session: actix_ws::Session,
     mut messages: AggregatedMessageStream,
     mut conn: Connection,
-    connection_id: u64,
     _slot: ConnectionSlot,
 ) {
     let mut pending = FuturesUnordered::new();
@@ -42,6 +42,7 @@ pub(crate) async fn run(
     let mut ping =
         tokio::time::interval_at(tokio::time::Instant::now() + ping_interval, ping_interval);
     let mut last_heard = Instant::now();
+    shared.metrics.connection_opened(conn.listener);
 
     let ending = loop {
         tokio::select! {
@@ -131,7 +132,6 @@ pub(crate) async fn run(
                 .is_err()
             {
                 warn!(
-                    connection_id,
                     unanswered = pending.len(),
                     "shutdown grace period over; closing with scripts still running"
                 );
@@ -142,16 +142,18 @@ pub(crate) async fn run(
             })
         }
     };
+    shared.metrics.connection_closed(conn.listener);
+    match &ending {
+        Ending::TooBig => shared.metrics.limit_hit(LimitHit::MessageSize),
+        Ending::TooManyFailedSignIns => shared.metrics.limit_hit(LimitHit::FailedSignIns),
+        Ending::Idle => shared.metrics.limit_hit(LimitHit::Idle),
+        _ => {}
+    }
     match &ending {
         Ending::PeerClosed | Ending::PeerVanished | Ending::ServerStopping => {
-            debug!(
-                connection_id,
-                ?ending,
-                in_flight = conn.in_flight(),
-                "session ended"
-            )
+            debug!(?ending, in_flight = conn.in_flight(), "session ended")
         }
-        _ => info!(connection_id, ?ending, "closing connection"),
+        _ => info!(?ending, "closing connection"),
     }
     if let Some(reason) = close {
         // The peer may already be gone; there is nobody left to tell.

@@ -1,13 +1,17 @@
 //! What every connection of a server shares.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 
 use circle_executor::Executor;
 use tokio::sync::watch;
 
 use crate::auth::ChallengeSettings;
 use crate::config::ServerLimits;
+use crate::metrics::Metrics;
+use crate::tls_config::TlsReloader;
 
 /// The circle a server serves.
 #[derive(Clone, Debug)]
@@ -25,56 +29,114 @@ pub(crate) struct Shared {
     pub limits: ServerLimits,
     pub executor: Arc<dyn Executor>,
     pub connections: ConnectionCounter,
+    pub allowed_origins: Option<Vec<String>>,
+    pub metrics: Arc<Metrics>,
+    /// The TLS listener's certificate, when TLS is on.
+    pub tls: Option<Arc<TlsReloader>>,
     /// Flips to `true` when the server begins a graceful stop.
     pub shutdown: watch::Receiver<bool>,
 }
 
-/// Open WebSocket connections across all workers, with a cap.
+/// Open WebSocket connections across all workers, with a cap in total and
+/// one per client address.
 #[derive(Debug)]
 pub(crate) struct ConnectionCounter {
-    open: Arc<AtomicUsize>,
+    inner: Arc<CounterInner>,
+}
+
+#[derive(Debug)]
+struct CounterInner {
+    open: AtomicUsize,
     max: usize,
+    per_ip: Mutex<HashMap<IpAddr, usize>>,
+    max_per_ip: usize,
+}
+
+/// Why a connection was not let in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Refusal {
+    ServerFull,
+    TooManyFromAddress,
 }
 
 impl ConnectionCounter {
-    pub fn new(max: usize) -> Self {
+    pub fn new(max: usize, max_per_ip: usize) -> Self {
         ConnectionCounter {
-            open: Arc::new(AtomicUsize::new(0)),
-            max,
+            inner: Arc::new(CounterInner {
+                open: AtomicUsize::new(0),
+                max,
+                per_ip: Mutex::new(HashMap::new()),
+                max_per_ip,
+            }),
         }
     }
 
-    /// Counts a new connection in, unless the server is full.
-    pub fn try_open(&self) -> Option<ConnectionSlot> {
-        let mut open = self.open.load(Ordering::Relaxed);
+    /// Counts a new connection from `peer` in, unless a cap is reached.
+    pub fn try_open(&self, peer: Option<IpAddr>) -> Result<ConnectionSlot, Refusal> {
+        let inner = &self.inner;
+        let mut open = inner.open.load(Ordering::Relaxed);
         loop {
-            if open >= self.max {
-                return None;
+            if open >= inner.max {
+                return Err(Refusal::ServerFull);
             }
-            match self.open.compare_exchange_weak(
+            match inner.open.compare_exchange_weak(
                 open,
                 open + 1,
                 Ordering::AcqRel,
                 Ordering::Relaxed,
             ) {
-                Ok(_) => return Some(ConnectionSlot(self.open.clone())),
+                Ok(_) => break,
                 Err(actual) => open = actual,
             }
         }
+        // From here on the slot's Drop undoes the global count.
+        let mut slot = ConnectionSlot {
+            inner: inner.clone(),
+            peer: None,
+        };
+        if let Some(ip) = peer {
+            let mut per_ip = inner
+                .per_ip
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            let count = per_ip.entry(ip).or_insert(0);
+            if *count >= inner.max_per_ip {
+                return Err(Refusal::TooManyFromAddress);
+            }
+            *count += 1;
+            slot.peer = Some(ip);
+        }
+        Ok(slot)
     }
 
     /// Connections open now.
     pub fn open(&self) -> usize {
-        self.open.load(Ordering::Relaxed)
+        self.inner.open.load(Ordering::Relaxed)
     }
 }
 
 /// One open connection; counted out when dropped.
 #[derive(Debug)]
-pub(crate) struct ConnectionSlot(Arc<AtomicUsize>);
+pub(crate) struct ConnectionSlot {
+    inner: Arc<CounterInner>,
+    peer: Option<IpAddr>,
+}
 
 impl Drop for ConnectionSlot {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::AcqRel);
+        self.inner.open.fetch_sub(1, Ordering::AcqRel);
+        if let Some(ip) = self.peer {
+            let mut per_ip = self
+                .inner
+                .per_ip
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            if let Some(count) = per_ip.get_mut(&ip) {
+                *count = count.saturating_sub(1);
+                if *count == 0 {
+                    per_ip.remove(&ip);
+                }
+            }
+        }
     }
 }

@@ -190,9 +190,9 @@ pub struct LoadedTls {
     /// Why the certificate would have been refused, when
     /// `accept_invalid_certs` let it through anyway.
     pub accepted_problem: Option<CertificateProblem>,
-    /// The resolver serving the certificate; replace its key to rotate
-    /// certificates without a restart.
-    pub resolver: Arc<ReloadableCertResolver>,
+    /// Reloads the certificate and key from their files while the server
+    /// runs.
+    pub reloader: Arc<TlsReloader>,
 }
 
 /// Loads a certificate chain and private key into a strict rustls server
@@ -215,6 +215,12 @@ pub fn load_server_tls(options: &TlsOptions) -> Result<LoadedTls, TlsConfigError
     let provider = Arc::new(crypto_provider());
     let (certified_key, certificate, accepted_problem) = load_certified_key(options, &provider)?;
     let resolver = Arc::new(ReloadableCertResolver::new(certified_key));
+    let reloader = Arc::new(TlsReloader {
+        options: options.clone(),
+        provider: provider.clone(),
+        resolver: resolver.clone(),
+        current: RwLock::new(certificate.clone()),
+    });
 
     let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
         .with_protocol_versions(&[&version::TLS13, &version::TLS12])
@@ -253,7 +259,7 @@ pub fn load_server_tls(options: &TlsOptions) -> Result<LoadedTls, TlsConfigError
         config,
         certificate,
         accepted_problem,
-        resolver,
+        reloader,
     })
 }
 
@@ -450,6 +456,47 @@ pub fn rfc3339(time: SystemTime) -> String {
         .map(|d| d.as_secs())
         .unwrap_or(0);
     circle_protocol::format_rfc3339_utc(seconds)
+}
+
+/// Replaces the serving certificate from its files without a restart: new
+/// handshakes get the new certificate, open connections keep theirs, and a
+/// bad new file leaves the old certificate serving.
+#[derive(Debug)]
+pub struct TlsReloader {
+    options: TlsOptions,
+    provider: Arc<CryptoProvider>,
+    resolver: Arc<ReloadableCertResolver>,
+    current: RwLock<CertificateInfo>,
+}
+
+impl TlsReloader {
+    /// Reads the certificate and key files again and serves them from the
+    /// next handshake on. On error nothing changes.
+    pub fn reload(&self) -> Result<CertificateInfo, TlsConfigError> {
+        let (key, certificate, accepted_problem) =
+            load_certified_key(&self.options, &self.provider)?;
+        if let Some(problem) = accepted_problem {
+            tracing::warn!(
+                "tls_accept_invalid_certs is set: serving {} although {problem}",
+                self.options.cert_path
+            );
+        }
+        self.resolver.replace(key);
+        let mut current = self
+            .current
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        *current = certificate.clone();
+        Ok(certificate)
+    }
+
+    /// The certificate being served.
+    pub fn certificate(&self) -> CertificateInfo {
+        self.current
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
+    }
 }
 
 /// Serves one certificate that can be replaced while the server runs: new

@@ -1,0 +1,264 @@
+//! Counters for `GET /metrics`, in the Prometheus text format.
+//!
+//! Plain atomics with a fixed set of labels: every method and error code of
+//! the protocol is known in advance, so nothing a client sends can grow the
+//! label set (an unknown method is counted as `other`).
+
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use circle_protocol::{codes, method};
+
+const METHODS: [&str; 5] = [
+    method::FETCH_NONCE,
+    method::AUTHENTICATE,
+    method::PLAY,
+    method::WHOAMI,
+    "other",
+];
+
+const ERROR_CODES: [i32; 12] = [
+    codes::PARSE_ERROR,
+    codes::INVALID_REQUEST,
+    codes::METHOD_NOT_FOUND,
+    codes::INVALID_PARAMS,
+    codes::INTERNAL_ERROR,
+    codes::AUTHENTICATION_FAILED,
+    codes::AUTHENTICATION_REQUIRED,
+    codes::SCRIPT_ERROR,
+    codes::SCRIPT_LIMIT,
+    codes::EXECUTOR_UNAVAILABLE,
+    codes::TOO_MANY_REQUESTS,
+    0, // any other code
+];
+
+/// Upper bounds of the script latency histogram, in seconds.
+const SCRIPT_BUCKETS: [f64; 12] = [
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1, 0.5, 2.5, 10.0,
+];
+
+/// Which limit turned a client away.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum LimitHit {
+    Connections = 0,
+    ConnectionsPerIp,
+    Origin,
+    RequestRate,
+    InFlight,
+    MessageSize,
+    FailedSignIns,
+    Idle,
+}
+
+const LIMIT_NAMES: [&str; 8] = [
+    "connections",
+    "connections_per_ip",
+    "origin",
+    "request_rate",
+    "in_flight",
+    "message_size",
+    "failed_sign_ins",
+    "idle",
+];
+
+/// Which listener a connection came through.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Listener {
+    Plain = 0,
+    Tls = 1,
+}
+
+#[derive(Default)]
+pub(crate) struct Metrics {
+    connections_open: [AtomicU64; 2],
+    connections_total: [AtomicU64; 2],
+    tls_handshakes: AtomicU64,
+    auth_success: AtomicU64,
+    auth_failure: AtomicU64,
+    requests: [AtomicU64; METHODS.len()],
+    errors: [[AtomicU64; ERROR_CODES.len()]; METHODS.len()],
+    script_buckets: [AtomicU64; SCRIPT_BUCKETS.len()],
+    script_count: AtomicU64,
+    script_micros: AtomicU64,
+    limit_hits: [AtomicU64; LIMIT_NAMES.len()],
+}
+
+fn method_index(method: &str) -> usize {
+    METHODS
+        .iter()
+        .position(|known| *known == method)
+        .unwrap_or(METHODS.len() - 1)
+}
+
+fn code_index(code: i32) -> usize {
+    ERROR_CODES
+        .iter()
+        .position(|known| *known == code)
+        .unwrap_or(ERROR_CODES.len() - 1)
+}
+
+impl Metrics {
+    pub fn connection_opened(&self, listener: Listener) {
+        self.connections_open[listener as usize].fetch_add(1, Ordering::Relaxed);
+        self.connections_total[listener as usize].fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn connection_closed(&self, listener: Listener) {
+        self.connections_open[listener as usize].fetch_sub(1, Ordering::Relaxed);
+    }
+
+    pub fn tls_handshake(&self) {
+        self.tls_handshakes.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn request(&self, method: &str) {
+        self.requests[method_index(method)].fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn error(&self, method: &str, code: i32) {
+        self.errors[method_index(method)][code_index(code)].fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn sign_in(&self, succeeded: bool) {
+        let counter = if succeeded {
+            &self.auth_success
+        } else {
+            &self.auth_failure
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn script_finished(&self, took: Duration) {
+        let seconds = took.as_secs_f64();
+        if let Some(bucket) = SCRIPT_BUCKETS.iter().position(|bound| seconds <= *bound) {
+            self.script_buckets[bucket].fetch_add(1, Ordering::Relaxed);
+        }
+        self.script_count.fetch_add(1, Ordering::Relaxed);
+        self.script_micros
+            .fetch_add(took.as_micros() as u64, Ordering::Relaxed);
+    }
+
+    pub fn limit_hit(&self, limit: LimitHit) {
+        self.limit_hits[limit as usize].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Renders every metric; `certificate_expires_in` and `queue_depth` are
+    /// read fresh by the caller.
+    pub fn render(&self, certificate_expires_in: Option<Duration>, queue_depth: usize) -> String {
+        let mut out = String::with_capacity(4096);
+        let get = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
+        let listeners = ["ws", "wss"];
+
+        if let Some(left) = certificate_expires_in {
+            out.push_str("# HELP circle_tls_certificate_expiry_seconds Seconds until the serving certificate expires.\n");
+            out.push_str("# TYPE circle_tls_certificate_expiry_seconds gauge\n");
+            let _ = writeln!(
+                out,
+                "circle_tls_certificate_expiry_seconds {}",
+                left.as_secs()
+            );
+        }
+        out.push_str(
+            "# HELP circle_connections_open WebSocket connections open now, by listener.\n",
+        );
+        out.push_str("# TYPE circle_connections_open gauge\n");
+        for (i, listener) in listeners.iter().enumerate() {
+            let _ = writeln!(
+                out,
+                "circle_connections_open{{listener=\"{listener}\"}} {}",
+                get(&self.connections_open[i])
+            );
+        }
+        out.push_str(
+            "# HELP circle_connections_total WebSocket connections accepted, by listener.\n",
+        );
+        out.push_str("# TYPE circle_connections_total counter\n");
+        for (i, listener) in listeners.iter().enumerate() {
+            let _ = writeln!(
+                out,
+                "circle_connections_total{{listener=\"{listener}\"}} {}",
+                get(&self.connections_total[i])
+            );
+        }
+        out.push_str("# HELP circle_tls_handshakes_total Completed TLS handshakes.\n");
+        out.push_str("# TYPE circle_tls_handshakes_total counter\n");
+        let _ = writeln!(
+            out,
+            "circle_tls_handshakes_total {}",
+            get(&self.tls_handshakes)
+        );
+        out.push_str("# HELP circle_auth_total Sign-in attempts by result.\n");
+        out.push_str("# TYPE circle_auth_total counter\n");
+        let _ = writeln!(
+            out,
+            "circle_auth_total{{result=\"success\"}} {}",
+            get(&self.auth_success)
+        );
+        let _ = writeln!(
+            out,
+            "circle_auth_total{{result=\"failure\"}} {}",
+            get(&self.auth_failure)
+        );
+        out.push_str("# HELP circle_requests_total JSON-RPC requests by method.\n");
+        out.push_str("# TYPE circle_requests_total counter\n");
+        for (i, method) in METHODS.iter().enumerate() {
+            let _ = writeln!(
+                out,
+                "circle_requests_total{{method=\"{method}\"}} {}",
+                get(&self.requests[i])
+            );
+        }
+        out.push_str("# HELP circle_errors_total JSON-RPC error answers by method and code (0: other codes).\n");
+        out.push_str("# TYPE circle_errors_total counter\n");
+        for (i, method) in METHODS.iter().enumerate() {
+            for (j, code) in ERROR_CODES.iter().enumerate() {
+                let count = get(&self.errors[i][j]);
+                if count > 0 {
+                    let _ = writeln!(
+                        out,
+                        "circle_errors_total{{method=\"{method}\",code=\"{code}\"}} {count}"
+                    );
+                }
+            }
+        }
+        out.push_str("# HELP circle_script_duration_seconds Time from handing a script to the executor to its answer.\n");
+        out.push_str("# TYPE circle_script_duration_seconds histogram\n");
+        let mut cumulative = 0;
+        for (i, bound) in SCRIPT_BUCKETS.iter().enumerate() {
+            cumulative += get(&self.script_buckets[i]);
+            let _ = writeln!(
+                out,
+                "circle_script_duration_seconds_bucket{{le=\"{bound}\"}} {cumulative}"
+            );
+        }
+        let count = get(&self.script_count);
+        let _ = writeln!(
+            out,
+            "circle_script_duration_seconds_bucket{{le=\"+Inf\"}} {count}"
+        );
+        let _ = writeln!(
+            out,
+            "circle_script_duration_seconds_sum {}",
+            get(&self.script_micros) as f64 / 1e6
+        );
+        let _ = writeln!(out, "circle_script_duration_seconds_count {count}");
+        out.push_str(
+            "# HELP circle_executor_queue_depth Scripts waiting for an executor thread.\n",
+        );
+        out.push_str("# TYPE circle_executor_queue_depth gauge\n");
+        let _ = writeln!(out, "circle_executor_queue_depth {queue_depth}");
+        out.push_str(
+            "# HELP circle_limit_hits_total Requests or connections turned away by a limit.\n",
+        );
+        out.push_str("# TYPE circle_limit_hits_total counter\n");
+        for (i, limit) in LIMIT_NAMES.iter().enumerate() {
+            let _ = writeln!(
+                out,
+                "circle_limit_hits_total{{limit=\"{limit}\"}} {}",
+                get(&self.limit_hits[i])
+            );
+        }
+        out
+    }
+}

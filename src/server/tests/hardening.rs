@@ -1,0 +1,508 @@
+//! Production behaviour under a bad day: certificate rotation, mutual TLS,
+//! slow and greedy clients, origin policy, redirects and metrics.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use circle_server::{ServerConfig, ServerLimits};
+use common::*;
+use rcgen::{Issuer, KeyPair};
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use serde_json::json;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+
+/// The serial number of the certificate a fresh handshake is served.
+async fn served_serial(addr: std::net::SocketAddr, trust: &[u8]) -> String {
+    let tls = tls_connect(addr, client_tls(trust, &[b"http/1.1"]), "localhost")
+        .await
+        .expect("handshake");
+    let leaf = tls
+        .get_ref()
+        .1
+        .peer_certificates()
+        .expect("server certificate")[0]
+        .clone();
+    let (_, parsed) = x509_parser::parse_x509_certificate(leaf.as_ref()).expect("parses");
+    parsed.raw_serial_as_string()
+}
+
+fn serial_of(pem: &str) -> String {
+    let der = CertificateDer::from_pem_slice(pem.as_bytes()).expect("PEM");
+    let (_, parsed) = x509_parser::parse_x509_certificate(der.as_ref()).expect("parses");
+    parsed.raw_serial_as_string()
+}
+
+#[tokio::test]
+async fn certificate_rotation_under_live_connections() {
+    let files = Certs::new();
+    let (first_cert, first_key) = self_signed(
+        &KeyPair::generate().expect("key"),
+        leaf_params(&["localhost"]),
+    );
+    let (second_cert, second_key) = self_signed(
+        &KeyPair::generate().expect("key"),
+        leaf_params(&["localhost"]),
+    );
+    let cert_path = files.write("cert.pem", &first_cert);
+    let key_path = files.write("key.pem", &first_key);
+    let trust_both = format!("{first_cert}{second_cert}");
+
+    let server = TestServer::start(ServerConfig {
+        cert_path: Some(cert_path.clone()),
+        key_path: Some(key_path.clone()),
+        ..tls_config()
+    });
+    let addr = server.wss_addr();
+    assert_eq!(
+        served_serial(addr, trust_both.as_bytes()).await,
+        serial_of(&first_cert)
+    );
+    let mut old = connect_wss_with(
+        addr,
+        client_tls(trust_both.as_bytes(), &[b"http/1.1"]),
+        "localhost",
+    )
+    .await;
+    assert_eq!(
+        call(&mut old, 1, "play", json!({"script": "1 + 1"})).await["result"]["output"],
+        "2"
+    );
+
+    std::fs::write(&cert_path, &second_cert).expect("write");
+    std::fs::write(&key_path, &second_key).expect("write");
+    let reloaded = server.handle.reload_tls().expect("reload accepted");
+    assert_eq!(reloaded.serial, serial_of(&second_cert));
+    assert_eq!(
+        served_serial(addr, trust_both.as_bytes()).await,
+        serial_of(&second_cert)
+    );
+    assert_eq!(
+        call(&mut old, 2, "play", json!({"script": "2 + 2"})).await["result"]["output"],
+        "4",
+        "open connection untouched"
+    );
+
+    // A bad new file is refused and the current certificate keeps serving.
+    std::fs::write(&key_path, &first_key).expect("write mismatching key");
+    let refused = server
+        .handle
+        .reload_tls()
+        .expect_err("mismatched key refused");
+    assert!(refused.to_string().contains("does not match"), "{refused}");
+    std::fs::write(&cert_path, "garbage").expect("write garbage");
+    assert!(server.handle.reload_tls().is_err());
+    assert_eq!(
+        served_serial(addr, trust_both.as_bytes()).await,
+        serial_of(&second_cert)
+    );
+    assert_eq!(
+        server.handle.tls_certificate().expect("tls").serial,
+        serial_of(&second_cert)
+    );
+    assert_eq!(
+        call(&mut old, 3, "play", json!({"script": "3 + 3"})).await["result"]["output"],
+        "6"
+    );
+    server.stop().await;
+}
+
+/// A client CA and a client certificate it issued; returns (CA PEM, client chain, client key).
+fn client_identity(name: &str) -> (String, Vec<CertificateDer<'static>>, PrivateKeyDer<'static>) {
+    let ca_key = KeyPair::generate().expect("CA key");
+    let ca_params = ca_params(&format!("{name} client CA"));
+    let ca_cert = ca_params.self_signed(&ca_key).expect("CA");
+    let issuer = Issuer::new(ca_params, ca_key);
+    let client_key = KeyPair::generate().expect("client key");
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, name);
+    params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
+    let client_cert = params.signed_by(&client_key, &issuer).expect("client cert");
+    let key = PrivateKeyDer::from_pem_slice(client_key.serialize_pem().as_bytes()).expect("key");
+    (ca_cert.pem(), vec![client_cert.der().clone()], key)
+}
+
+fn mtls_client(
+    identity: Option<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>)>,
+) -> Arc<rustls::ClientConfig> {
+    let mut roots = rustls::RootCertStore::empty();
+    let ca = std::fs::read(dev_cert()).expect("dev cert");
+    for cert in CertificateDer::pem_slice_iter(&ca) {
+        roots.add(cert.expect("PEM")).expect("root");
+    }
+    let builder = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::aws_lc_rs::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .expect("versions")
+    .with_root_certificates(roots);
+    let mut config = match identity {
+        Some((chain, key)) => builder
+            .with_client_auth_cert(chain, key)
+            .expect("client cert"),
+        None => builder.with_no_client_auth(),
+    };
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Arc::new(config)
+}
+
+/// Whether a WebSocket round trip works with this client configuration.
+async fn round_trip_works(addr: std::net::SocketAddr, config: Arc<rustls::ClientConfig>) -> bool {
+    // With TLS 1.3 the server's verdict on a client certificate arrives
+    // after the client thinks the handshake is done, so judge by the upgrade.
+    let Ok(tls) = tls_connect(addr, config, "localhost").await else {
+        return false;
+    };
+    let url = format!("wss://localhost:{}/ws", addr.port());
+    match tokio::time::timeout(
+        Duration::from_secs(10),
+        tokio_tungstenite::client_async(url, Box::new(tls) as Box<dyn Io>),
+    )
+    .await
+    {
+        Ok(Ok((mut ws, _))) => {
+            call(&mut ws, 1, "play", json!({"script": "40 + 2"})).await["result"]["output"] == "42"
+        }
+        _ => false,
+    }
+}
+
+#[tokio::test]
+async fn mutual_tls_accepts_known_clients_and_refuses_others() {
+    let files = Certs::new();
+    let (ca, chain, key) = client_identity("alice");
+    let (_, stranger_chain, stranger_key) = client_identity("mallory");
+    let ca_path = files.write("client-ca.pem", ca);
+
+    let required = TestServer::start(ServerConfig {
+        client_ca_path: Some(ca_path.clone()),
+        client_auth_required: true,
+        ..tls_config()
+    });
+    assert!(
+        round_trip_works(
+            required.wss_addr(),
+            mtls_client(Some((chain.clone(), key.clone_key())))
+        )
+        .await,
+        "a client with a certificate from the CA gets in"
+    );
+    assert!(
+        !round_trip_works(required.wss_addr(), mtls_client(None)).await,
+        "no certificate: refused"
+    );
+    assert!(
+        !round_trip_works(
+            required.wss_addr(),
+            mtls_client(Some((stranger_chain.clone(), stranger_key.clone_key())))
+        )
+        .await,
+        "a certificate from another CA: refused"
+    );
+    required.stop().await;
+
+    let optional = TestServer::start(ServerConfig {
+        client_ca_path: Some(ca_path),
+        ..tls_config()
+    });
+    assert!(
+        round_trip_works(optional.wss_addr(), mtls_client(None)).await,
+        "optional: no certificate is fine"
+    );
+    assert!(round_trip_works(optional.wss_addr(), mtls_client(Some((chain, key)))).await);
+    assert!(
+        !round_trip_works(
+            optional.wss_addr(),
+            mtls_client(Some((stranger_chain, stranger_key)))
+        )
+        .await,
+        "optional: a bad certificate is still refused"
+    );
+    optional.stop().await;
+}
+
+#[tokio::test]
+async fn slowloris_is_dropped_after_the_handshake_timeout_while_others_are_served() {
+    let server = TestServer::start(ServerConfig {
+        limits: ServerLimits {
+            tls_handshake_timeout: Duration::from_secs(1),
+            ..ServerLimits::default()
+        },
+        ..tls_config()
+    });
+    let mut idle = TcpStream::connect(server.wss_addr()).await.expect("tcp");
+    let opened = Instant::now();
+    let mut ws = connect_wss(server.wss_addr()).await;
+    assert_eq!(
+        call(&mut ws, 1, "play", json!({"script": "40 + 2"})).await["result"]["output"],
+        "42"
+    );
+    let mut buffer = [0u8; 16];
+    let read = tokio::time::timeout(Duration::from_secs(10), idle.read(&mut buffer))
+        .await
+        .expect("server drops it in time");
+    assert!(
+        matches!(read, Ok(0) | Err(_)),
+        "connection closed, got {read:?}"
+    );
+    assert!(
+        opened.elapsed() >= Duration::from_millis(900),
+        "not before the timeout"
+    );
+    assert_eq!(
+        call(&mut ws, 2, "play", json!({"script": "40 + 2"})).await["result"]["output"],
+        "42"
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn connections_over_the_per_address_cap_are_refused_cleanly() {
+    let server = TestServer::start(ServerConfig {
+        limits: ServerLimits {
+            max_connections_per_ip: 5,
+            ..ServerLimits::default()
+        },
+        ..tls_config()
+    });
+    let ca = std::fs::read(dev_cert()).expect("dev cert");
+    let mut admitted = Vec::new();
+    for _ in 0..5 {
+        admitted.push(connect_wss(server.wss_addr()).await);
+    }
+    for _ in 0..10 {
+        let tls = tls_connect(
+            server.wss_addr(),
+            client_tls(&ca, &[b"http/1.1"]),
+            "localhost",
+        )
+        .await
+        .expect("TLS still completes");
+        let url = format!("wss://localhost:{}/ws", server.wss_addr().port());
+        match tokio_tungstenite::client_async(url, Box::new(tls) as Box<dyn Io>).await {
+            Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+                assert_eq!(response.status(), 429)
+            }
+            other => panic!("expected HTTP 429, got {:?}", other.map(|_| "a WebSocket")),
+        }
+    }
+    for (id, ws) in admitted.iter_mut().enumerate() {
+        assert_eq!(
+            call(ws, id as i64, "play", json!({"script": "40 + 2"})).await["result"]["output"],
+            "42"
+        );
+    }
+    drop(admitted.pop());
+    // A slot freed is a slot reusable (the server notices the close first).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let tls = tls_connect(
+            server.wss_addr(),
+            client_tls(&ca, &[b"http/1.1"]),
+            "localhost",
+        )
+        .await
+        .expect("tls");
+        let url = format!("wss://localhost:{}/ws", server.wss_addr().port());
+        if tokio_tungstenite::client_async(url, Box::new(tls) as Box<dyn Io>)
+            .await
+            .is_ok()
+        {
+            break;
+        }
+        assert!(Instant::now() < deadline, "freed slot never reusable");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_flood_on_one_connection_is_throttled_without_slowing_another() {
+    let server = TestServer::start(ServerConfig {
+        limits: ServerLimits {
+            max_requests_per_second: 200,
+            ..ServerLimits::default()
+        },
+        ..tls_config()
+    });
+    let mut flood = connect_wss(server.wss_addr()).await;
+    let mut calm = connect_wss(server.wss_addr()).await;
+    let requests: String = (0..1000)
+        .map(|id| json!({"jsonrpc":"2.0","id":id,"method":"whoami"}).to_string())
+        .collect::<Vec<_>>()
+        .join("\n");
+    for line in requests.lines() {
+        send(&mut flood, line).await;
+    }
+    let mut throttled = 0;
+    for _ in 0..1000 {
+        let answer = recv(&mut flood).await;
+        if answer["error"]["code"] == -32029 {
+            throttled += 1;
+        }
+    }
+    assert!(
+        throttled >= 700,
+        "most of a 1000-request burst over a 200/s limit is refused, got {throttled}"
+    );
+    let started = Instant::now();
+    for id in 0..20 {
+        assert!(call(&mut calm, id, "whoami", json!({})).await["result"].is_object());
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "the calm connection is unaffected"
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn origin_allow_list_guards_browser_upgrades() {
+    let server = TestServer::start(ServerConfig {
+        allowed_origins: Some(vec!["https://app.example.com".into()]),
+        ..ServerConfig::default()
+    });
+    let upgrade = |origin: Option<&'static str>| {
+        let url = server.ws_url();
+        async move {
+            let mut request = url.as_str().into_client_request().expect("request");
+            if let Some(origin) = origin {
+                request
+                    .headers_mut()
+                    .insert("Origin", origin.parse().expect("header"));
+            }
+            let authority = url
+                .trim_start_matches("ws://")
+                .trim_end_matches("/ws")
+                .to_owned();
+            let tcp = TcpStream::connect(authority).await.expect("tcp");
+            tokio_tungstenite::client_async(request, Box::new(tcp) as Box<dyn Io>)
+                .await
+                .map(|_| ())
+        }
+    };
+    assert!(upgrade(Some("https://app.example.com")).await.is_ok());
+    assert!(
+        upgrade(None).await.is_ok(),
+        "non-browser clients send no Origin"
+    );
+    match upgrade(Some("https://evil.example")).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+            assert_eq!(response.status(), 403)
+        }
+        other => panic!("expected 403, got {other:?}"),
+    }
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn plain_http_redirects_to_https_when_asked() {
+    let server = TestServer::start(ServerConfig {
+        tls_port: Some(0),
+        redirect_http_to_https: true,
+        ..tls_config()
+    });
+    let mut plain = TcpStream::connect(server.handle.ws_addr().expect("ws"))
+        .await
+        .expect("tcp");
+    plain
+        .write_all(b"GET /health?x=1 HTTP/1.1\r\nHost: localhost:1234\r\nConnection: close\r\n\r\n")
+        .await
+        .expect("write");
+    let mut response = String::new();
+    let _ =
+        tokio::time::timeout(Duration::from_secs(10), plain.read_to_string(&mut response)).await;
+    assert!(response.starts_with("HTTP/1.1 308"), "{response}");
+    let location = format!(
+        "location: https://localhost:{}/health?x=1",
+        server.wss_addr().port()
+    );
+    assert!(response.to_lowercase().contains(&location), "{response}");
+    // WebSockets on the plain listener still work.
+    let mut ws = connect_ws(&server.ws_url()).await;
+    assert_eq!(
+        call(&mut ws, 1, "play", json!({"script": "40 + 2"})).await["result"]["output"],
+        "42"
+    );
+    server.stop().await;
+}
+
+fn metric(text: &str, name: &str) -> f64 {
+    text.lines()
+        .find_map(|line| {
+            line.strip_prefix(name)
+                .and_then(|rest| rest.strip_prefix(' '))
+        })
+        .unwrap_or_else(|| panic!("{name} in metrics:\n{text}"))
+        .parse()
+        .expect("a number")
+}
+
+async fn scrape(addr: std::net::SocketAddr) -> String {
+    let ca = std::fs::read(dev_cert()).expect("dev cert");
+    let mut tls = tls_connect(addr, client_tls(&ca, &[b"http/1.1"]), "localhost")
+        .await
+        .expect("handshake");
+    tls.write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        .await
+        .expect("write");
+    let mut response = String::new();
+    let _ = tokio::time::timeout(Duration::from_secs(10), tls.read_to_string(&mut response)).await;
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    response
+}
+
+#[tokio::test]
+async fn metrics_move_with_a_scripted_session() {
+    let server = TestServer::start(ServerConfig {
+        enable_auth: true,
+        ..tls_config()
+    });
+    let before = scrape(server.wss_addr()).await;
+    assert!(metric(&before, "circle_tls_certificate_expiry_seconds") > 86_400.0 * 30.0);
+    assert_eq!(
+        metric(&before, "circle_requests_total{method=\"play\"}"),
+        0.0
+    );
+
+    let mut ws = connect_wss(server.wss_addr()).await;
+    assert_eq!(
+        error_code(&call(&mut ws, 1, "play", json!({"script": "1"})).await),
+        -32002
+    );
+    assert_eq!(
+        error_code(&call(&mut ws, 2, "authenticate", json!({"signature": "0x00"})).await),
+        -32001
+    );
+    sign_in(&mut ws, &key(31)).await;
+    for id in 10..13 {
+        call(&mut ws, id, "play", json!({"script": "40 + 2"})).await;
+    }
+    let after = scrape(server.wss_addr()).await;
+    assert_eq!(
+        metric(&after, "circle_requests_total{method=\"play\"}"),
+        4.0
+    );
+    assert_eq!(
+        metric(
+            &after,
+            "circle_errors_total{method=\"play\",code=\"-32002\"}"
+        ),
+        1.0
+    );
+    assert_eq!(metric(&after, "circle_auth_total{result=\"success\"}"), 1.0);
+    assert_eq!(metric(&after, "circle_auth_total{result=\"failure\"}"), 1.0);
+    assert_eq!(metric(&after, "circle_script_duration_seconds_count"), 3.0);
+    assert_eq!(
+        metric(&after, "circle_connections_open{listener=\"wss\"}"),
+        1.0
+    );
+    assert!(metric(&after, "circle_tls_handshakes_total") >= 3.0);
+    server.stop().await;
+}
