@@ -306,9 +306,9 @@ fn describe_close(frame: Option<&CloseFrame>) -> String {
     let code = u16::from(frame.code);
     let meaning = match code {
         1000 => "normal closure",
-        close_codes::GOING_AWAY => "going away: the server is shutting down",
+        close_codes::GOING_AWAY => "going away",
         close_codes::PROTOCOL_ERROR => "protocol error",
-        close_codes::POLICY_VIOLATION => "policy violation: too many failed authentications?",
+        close_codes::POLICY_VIOLATION => "policy violation",
         close_codes::MESSAGE_TOO_BIG => "message too big",
         1011 => "server error",
         _ => "",

@@ -273,3 +273,30 @@ async fn reconnecting_gives_up_when_told_to() {
     };
     assert!(error.contains("3 attempt"), "{error}");
 }
+
+#[tokio::test]
+async fn a_refused_signature_is_ok_false() {
+    let server = FakeServer::plain().await;
+    let client = CircleWsClientBuilder::new(server.ws_url())
+        .with_keypair("0x4c0883a69102937d6231471b5dbb6204fe5129617082792ae468d01a3f362318")
+        .build()
+        .unwrap();
+    client.connect().await.unwrap();
+    assert!(!client.authenticate().await.unwrap());
+}
+
+#[tokio::test]
+async fn a_challenge_for_another_address_is_not_signed() {
+    let server = FakeServer::foreign_challenges().await;
+    let client = CircleWsClientBuilder::new(server.ws_url())
+        .with_keypair("0x4c0883a69102937d6231471b5dbb6204fe5129617082792ae468d01a3f362318")
+        .build()
+        .unwrap();
+    client.connect().await.unwrap();
+    match client.authenticate().await {
+        Err(CircleWsClientError::AuthenticationRefused { reason }) => {
+            assert!(reason.contains("refusing to sign"), "{reason}")
+        }
+        other => panic!("expected AuthenticationRefused, got {other:?}"),
+    }
+}

@@ -126,6 +126,10 @@ pub(crate) fn classify_late_tls_error(
     if let Some(classified) = rustls_backend::classify_late_error(error, host) {
         return Some(classified);
     }
+    #[cfg(feature = "native-tls")]
+    if let Some(classified) = native_backend::classify_late_error(error, host) {
+        return Some(classified);
+    }
     let _ = (error, host);
     None
 }

@@ -126,6 +126,34 @@ fn classify_handshake_error(message: &str, host: &str) -> CircleWsClientError {
     }
 }
 
+/// A TLS alert that arrived after the handshake: with TLS 1.3 the server
+/// refuses a client certificate (or its absence) only then. OpenSSL reports
+/// it as text inside an I/O error, e.g. "tlsv13 alert certificate required".
+pub(super) fn classify_late_error(
+    error: &std::io::Error,
+    host: &str,
+) -> Option<CircleWsClientError> {
+    let text = error.to_string();
+    let lower = text.to_ascii_lowercase();
+    if !lower.contains("alert") {
+        return None;
+    }
+    let hint = if lower.contains("certificate required") {
+        "the server requires a client certificate (set client_cert_path and client_key_path)"
+    } else if lower.contains("unknown ca")
+        || lower.contains("bad certificate")
+        || lower.contains("certificate unknown")
+    {
+        "the server refused the client certificate: is it signed by a CA the server trusts?"
+    } else {
+        "the server ended the TLS session with an alert"
+    };
+    Some(CircleWsClientError::TlsHandshake {
+        host: host.to_owned(),
+        detail: format!("{hint} ({text})"),
+    })
+}
+
 /// The DER object identifiers and fixed encodings PKCS#8 needs.
 mod der {
     /// `rsaEncryption` AlgorithmIdentifier: SEQUENCE { OID 1.2.840.113549.1.1.1, NULL }.
@@ -293,6 +321,20 @@ mod tests {
             classify_handshake_error("error:0A00010B:SSL routines::wrong version number", "h"),
             CircleWsClientError::TlsHandshake { detail, .. } if detail.contains("ws:// URL")
         ));
+    }
+
+    #[test]
+    fn late_alerts_are_explained() {
+        let error = std::io::Error::other(
+            "error:0A00045C:SSL routines:ssl3_read_bytes:tlsv13 alert certificate required",
+        );
+        match classify_late_error(&error, "localhost") {
+            Some(CircleWsClientError::TlsHandshake { detail, .. }) => {
+                assert!(detail.contains("client_cert_path"), "{detail}")
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+        assert!(classify_late_error(&std::io::Error::other("reset"), "h").is_none());
     }
 
     #[test]

@@ -157,6 +157,10 @@ pub fn server_tls(server: &Pem, client_ca: Option<&str>) -> Arc<rustls::ServerCo
 /// milliseconds (so answers come out of order), `close` makes the server
 /// close the connection with 1001, `drop` makes it drop the TCP connection,
 /// `fail` is answered with a `-32003` script error.
+///
+/// Sign-in: `fetch_nonce` answers a real challenge for the caller's address
+/// (or, with [`FakeServer::foreign_challenges`], for another address) and
+/// `authenticate` refuses every signature with `-32001`.
 pub struct FakeServer {
     pub addr: SocketAddr,
     task: tokio::task::JoinHandle<()>,
@@ -170,14 +174,19 @@ impl Drop for FakeServer {
 
 impl FakeServer {
     pub async fn plain() -> FakeServer {
-        Self::start(None).await
+        Self::start(None, false).await
+    }
+
+    /// A plain server whose challenges name another address than the caller's.
+    pub async fn foreign_challenges() -> FakeServer {
+        Self::start(None, true).await
     }
 
     pub async fn tls(config: Arc<rustls::ServerConfig>) -> FakeServer {
-        Self::start(Some(tokio_rustls::TlsAcceptor::from(config))).await
+        Self::start(Some(tokio_rustls::TlsAcceptor::from(config)), false).await
     }
 
-    pub async fn start(tls: Option<tokio_rustls::TlsAcceptor>) -> FakeServer {
+    async fn start(tls: Option<tokio_rustls::TlsAcceptor>, foreign: bool) -> FakeServer {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let task = tokio::spawn(async move {
@@ -190,10 +199,10 @@ impl FakeServer {
                     match tls {
                         Some(acceptor) => {
                             if let Ok(stream) = acceptor.accept(tcp).await {
-                                serve(stream).await;
+                                serve(stream, foreign).await;
                             }
                         }
-                        None => serve(tcp).await,
+                        None => serve(tcp, foreign).await,
                     }
                 });
             }
@@ -210,7 +219,31 @@ impl FakeServer {
     }
 }
 
-async fn serve<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(stream: S) {
+fn challenge_for(pubkey: &str, foreign: bool) -> String {
+    use circle_protocol::{PublicKey, SignInChallenge, SigningKey};
+    let address = if foreign {
+        SigningKey::from_hex(&"22".repeat(32)).unwrap().address()
+    } else {
+        PublicKey::from_hex(pubkey).unwrap().address()
+    };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    SignInChallenge {
+        domain: "127.0.0.1".into(),
+        address: address.to_checksum_string(),
+        circle_name: "fake".into(),
+        circle_public_key: "02ab".into(),
+        uri: "ws://127.0.0.1/ws".into(),
+        nonce: "abcdefghijklmnopqrstu".into(),
+        issued_at: now,
+        expiration_time: now + 300,
+    }
+    .to_message()
+}
+
+async fn serve<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(stream: S, foreign: bool) {
     let Ok(websocket) = tokio_tungstenite::accept_async(stream).await else {
         return;
     };
@@ -264,6 +297,19 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(stream: S) {
                     let answer = json!({"jsonrpc":"2.0","id":id,"result":{"output":output}});
                     let _ = answers.send(Message::text(answer.to_string()));
                 });
+            }
+            ("fetch_nonce", _) => {
+                let pubkey = request["params"]["pubkey"].as_str().unwrap_or("");
+                let answer = json!({"jsonrpc":"2.0","id":id,"result":{
+                    "nonce":"abcdefghijklmnopqrstu",
+                    "message":challenge_for(pubkey, foreign),
+                    "expires_at":0}});
+                let _ = answers.send(Message::text(answer.to_string()));
+            }
+            ("authenticate", _) => {
+                let answer = json!({"jsonrpc":"2.0","id":id,"error":{
+                    "code":-32001,"message":"authentication failed: this fake refuses everyone"}});
+                let _ = answers.send(Message::text(answer.to_string()));
             }
             ("whoami", _) => {
                 let answer = json!({"jsonrpc":"2.0","id":id,"result":{

@@ -1,0 +1,191 @@
+//! Shared by the end-to-end tests: certificates made with rcgen, a real
+//! circle server on a free port, and clients for either TLS backend.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use circle_client_ws::{CircleWsClient, CircleWsClientBuilder, TlsBackend, TlsConfig};
+use circle_server::{ServerConfig, ServerHandle, spawn_circle_server};
+
+/// The repository's development certificate (self-signed, localhost).
+pub fn dev_cert() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("cert.pem")
+}
+
+/// The key of [`dev_cert`].
+pub fn dev_key() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("key.pem")
+}
+
+/// Test secret keys (never used anywhere real).
+pub const ALICE_KEY: &str = "0x4c0883a69102937d6231471b5dbb6204fe5129617082792ae468d01a3f362318";
+pub const BOB_KEY: &str = "0x0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+
+/// Every TLS backend of this build; the root package's dev-dependencies
+/// enable both, and this makes sure neither is silently skipped.
+pub fn backends() -> Vec<TlsBackend> {
+    let backends = TlsBackend::available();
+    assert_eq!(
+        backends,
+        vec![TlsBackend::Rustls, TlsBackend::NativeTls],
+        "the end-to-end tests must run over both TLS backends"
+    );
+    backends
+}
+
+/// A temporary folder whose files live as long as it does.
+pub struct Files {
+    dir: tempfile::TempDir,
+}
+
+impl Files {
+    pub fn new() -> Files {
+        Files {
+            dir: tempfile::tempdir().expect("temp dir"),
+        }
+    }
+
+    pub fn write(&self, name: &str, contents: &str) -> PathBuf {
+        let path = self.dir.path().join(name);
+        std::fs::write(&path, contents).expect("write test file");
+        path
+    }
+}
+
+/// A certificate and key as PEM.
+pub struct CertPem {
+    pub cert: String,
+    pub key: String,
+}
+
+/// A development CA that signs server and client certificates.
+pub struct TestCa {
+    issuer: rcgen::CertifiedIssuer<'static, rcgen::KeyPair>,
+}
+
+impl TestCa {
+    pub fn new(common_name: &str) -> TestCa {
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("CA params");
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, common_name);
+        params.key_usages = vec![
+            rcgen::KeyUsagePurpose::KeyCertSign,
+            rcgen::KeyUsagePurpose::DigitalSignature,
+        ];
+        let key = rcgen::KeyPair::generate().expect("CA key");
+        TestCa {
+            issuer: rcgen::CertifiedIssuer::self_signed(params, key).expect("CA certificate"),
+        }
+    }
+
+    pub fn cert_pem(&self) -> String {
+        self.issuer.as_ref().pem()
+    }
+
+    /// A leaf for `names`; `expired` makes one that ended in 2021.
+    pub fn leaf(&self, names: &[&str], expired: bool) -> CertPem {
+        let names: Vec<String> = names.iter().map(|name| name.to_string()).collect();
+        let mut params = rcgen::CertificateParams::new(names).expect("leaf params");
+        if expired {
+            params.not_before = rcgen::date_time_ymd(2020, 1, 1);
+            params.not_after = rcgen::date_time_ymd(2021, 1, 1);
+        }
+        let key = rcgen::KeyPair::generate().expect("leaf key");
+        let cert = params
+            .signed_by(&key, &self.issuer)
+            .expect("leaf certificate");
+        CertPem {
+            cert: cert.pem(),
+            key: key.serialize_pem(),
+        }
+    }
+}
+
+/// A self-signed certificate (not a CA) for `names`.
+pub fn self_signed(names: &[&str]) -> CertPem {
+    let names: Vec<String> = names.iter().map(|name| name.to_string()).collect();
+    let certified = rcgen::generate_simple_self_signed(names).expect("self-signed certificate");
+    CertPem {
+        cert: certified.cert.pem(),
+        key: certified.signing_key.serialize_pem(),
+    }
+}
+
+/// A running circle server, stopped when dropped if the test did not.
+pub struct TestServer {
+    pub handle: ServerHandle,
+    pub task: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl TestServer {
+    /// Starts a server on 127.0.0.1 with a free port. `config` fills in
+    /// the rest; host and port are overridden.
+    pub fn start(config: ServerConfig) -> TestServer {
+        let (task, handle) = spawn_circle_server(ServerConfig {
+            host: "127.0.0.1".into(),
+            port: 0,
+            workers: 2,
+            script_threads: 2,
+            ..config
+        })
+        .expect("the circle server starts");
+        TestServer { handle, task }
+    }
+
+    /// A TLS server with `cert`/`key` files.
+    pub fn tls(cert: &Path, key: &Path, enable_auth: bool) -> TestServer {
+        Self::start(ServerConfig {
+            enable_tls: true,
+            cert_path: Some(cert.display().to_string()),
+            key_path: Some(key.display().to_string()),
+            enable_auth,
+            ..Default::default()
+        })
+    }
+
+    pub fn wss_url(&self, host: &str) -> String {
+        let addr = self.handle.wss_addr().expect("a TLS listener");
+        format!("wss://{host}:{}/ws", addr.port())
+    }
+
+    pub fn ws_url(&self) -> String {
+        let addr = self.handle.ws_addr().expect("a plain listener");
+        format!("ws://127.0.0.1:{}/ws", addr.port())
+    }
+
+    pub async fn stop(self) {
+        self.handle.stop().await;
+        let _ = tokio::time::timeout(Duration::from_secs(10), self.task).await;
+    }
+}
+
+/// A client builder for `url` over `backend` with `tls`.
+pub fn client_for(url: &str, backend: TlsBackend, tls: TlsConfig) -> CircleWsClientBuilder {
+    CircleWsClientBuilder::new(url)
+        .with_tls_backend(backend)
+        .with_tls_config(tls)
+        .with_connect_timeout(Duration::from_secs(5))
+        .with_request_timeout(Duration::from_secs(30))
+}
+
+/// Trust exactly the repository's development certificate.
+pub fn trust_dev_cert() -> TlsConfig {
+    TlsConfig {
+        ca_cert_path: Some(dev_cert()),
+        ..Default::default()
+    }
+}
+
+/// A connected client trusting the development certificate.
+pub async fn connected(url: &str, backend: TlsBackend, key: Option<&str>) -> CircleWsClient {
+    let mut builder = client_for(url, backend, trust_dev_cert());
+    if let Some(key) = key {
+        builder = builder.with_keypair(key);
+    }
+    let client = builder.build().expect("client settings are valid");
+    client.connect().await.expect("the client connects");
+    client
+}
