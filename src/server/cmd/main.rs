@@ -71,6 +71,35 @@ struct Args {
     /// Requests one connection may have in flight.
     #[arg(long, env = "CIRCLE_MAX_IN_FLIGHT", default_value_t = ServerLimits::default().max_in_flight_per_connection)]
     max_in_flight: usize,
+    /// Open connections allowed from one client IP address.
+    #[arg(long, env = "CIRCLE_MAX_CONNECTIONS_PER_IP", default_value_t = ServerLimits::default().max_connections_per_ip)]
+    max_connections_per_ip: usize,
+    /// Requests per second one connection may send (0 = no limit).
+    #[arg(long, env = "CIRCLE_MAX_REQUESTS_PER_SECOND", default_value_t = ServerLimits::default().max_requests_per_second)]
+    max_requests_per_second: u32,
+    /// Longest JSON-RPC batch accepted.
+    #[arg(long, env = "CIRCLE_MAX_BATCH", default_value_t = ServerLimits::default().max_batch_len)]
+    max_batch: usize,
+    /// Seconds a TLS client has to complete its handshake.
+    #[arg(long, env = "CIRCLE_TLS_HANDSHAKE_TIMEOUT", default_value_t = ServerLimits::default().tls_handshake_timeout.as_secs())]
+    tls_handshake_timeout: u64,
+    /// Seconds a graceful stop waits for running scripts.
+    #[arg(long, env = "CIRCLE_SHUTDOWN_GRACE", default_value_t = ServerLimits::default().shutdown_grace.as_secs())]
+    shutdown_grace: u64,
+    /// Browser origins allowed to open WebSockets (repeat or comma-separate; default: all).
+    #[arg(
+        long = "allowed-origin",
+        env = "CIRCLE_ALLOWED_ORIGINS",
+        value_delimiter = ',',
+        value_name = "ORIGIN"
+    )]
+    allowed_origins: Vec<String>,
+    /// With --tls-port: redirect plain-HTTP requests other than WebSocket upgrades to HTTPS.
+    #[arg(long, env = "CIRCLE_REDIRECT_HTTP", requires = "tls_port")]
+    redirect_http_to_https: bool,
+    /// max-age of the Strict-Transport-Security header, in seconds.
+    #[arg(long, env = "CIRCLE_HSTS_MAX_AGE", default_value_t = ServerConfig::default().hsts_max_age.as_secs())]
+    hsts_max_age: u64,
     /// Rhai operations one script may run.
     #[arg(long, env = "CIRCLE_SCRIPT_MAX_OPERATIONS", default_value_t = ScriptLimits::default().max_operations)]
     script_max_operations: u64,
@@ -114,12 +143,20 @@ async fn main() -> ExitCode {
         client_ca_path: args.client_ca,
         client_auth_required: args.client_auth_required,
         auth_domain: args.auth_domain,
+        allowed_origins: (!args.allowed_origins.is_empty()).then_some(args.allowed_origins),
+        redirect_http_to_https: args.redirect_http_to_https,
+        hsts_max_age: Duration::from_secs(args.hsts_max_age),
         workers: args.workers,
         script_threads: args.script_threads,
         limits: ServerLimits {
             max_message_bytes: args.max_message_bytes,
             max_connections: args.max_connections,
             max_in_flight_per_connection: args.max_in_flight,
+            max_connections_per_ip: args.max_connections_per_ip,
+            max_requests_per_second: args.max_requests_per_second,
+            max_batch_len: args.max_batch,
+            tls_handshake_timeout: Duration::from_secs(args.tls_handshake_timeout),
+            shutdown_grace: Duration::from_secs(args.shutdown_grace),
             ..ServerLimits::default()
         },
         script_limits: ScriptLimits {
@@ -127,7 +164,6 @@ async fn main() -> ExitCode {
             max_wall_time: Duration::from_millis(args.script_timeout_ms),
             ..ScriptLimits::default()
         },
-        ..ServerConfig::default()
     };
 
     let (server, handle) = match spawn_circle_server(config) {

@@ -8,6 +8,7 @@ use circle_server::tls_config::{CertificateProblem, PrivateKeyProblem};
 use circle_server::{ServerConfig, ServerError, TlsConfigError, spawn_circle_server};
 use common::*;
 use rcgen::KeyPair;
+use rustls_pki_types::pem::PemObject;
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -475,4 +476,78 @@ async fn leaf_plus_intermediate_chain_verifies_against_the_root() {
     let chain_path = files.write("fullchain.pem", chain);
     let key_path = files.write("privkey.pem", key);
     round_trip_with(&chain_path, &key_path, root.as_bytes()).await;
+}
+
+#[tokio::test]
+async fn tls_posture_hybrid_post_quantum_first_tls12_still_served_and_resumption() {
+    let server = TestServer::tls();
+    let ca = std::fs::read(dev_cert()).expect("dev cert");
+
+    // A current client gets TLS 1.3 with the hybrid X25519MLKEM768 exchange.
+    let modern = client_tls(&ca, &[b"http/1.1"]);
+    let mut tls = tls_connect(server.wss_addr(), modern.clone(), "localhost")
+        .await
+        .expect("handshake");
+    let session = tls.get_ref().1;
+    assert_eq!(
+        session.protocol_version(),
+        Some(rustls::ProtocolVersion::TLSv1_3)
+    );
+    let group = session
+        .negotiated_key_exchange_group()
+        .expect("key exchange")
+        .name();
+    assert_eq!(group, rustls::NamedGroup::X25519MLKEM768);
+    // TLS 1.3 tickets arrive after the handshake: read a response so the
+    // client takes them in.
+    assert!(
+        http_get(&mut tls, "/health")
+            .await
+            .starts_with("http/1.1 200")
+    );
+    drop(tls);
+
+    // The same client config reconnects with a resumed handshake (ticket).
+    let mut resumed = false;
+    for _ in 0..3 {
+        let again = tls_connect(server.wss_addr(), modern.clone(), "localhost")
+            .await
+            .expect("handshake");
+        if again.get_ref().1.handshake_kind() == Some(rustls::HandshakeKind::Resumed) {
+            resumed = true;
+            break;
+        }
+    }
+    assert!(resumed, "session tickets let a returning client resume");
+
+    // A TLS 1.2-only client with a classical group is still served, with a
+    // forward-secret AEAD suite.
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls_pki_types::CertificateDer::pem_slice_iter(&ca) {
+        roots.add(cert.expect("PEM")).expect("root");
+    }
+    let mut provider = rustls::crypto::aws_lc_rs::default_provider();
+    provider.kx_groups = vec![rustls::crypto::aws_lc_rs::kx_group::SECP256R1];
+    let tls12 = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(provider))
+        .with_protocol_versions(&[&rustls::version::TLS12])
+        .expect("TLS 1.2")
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let tls = tls_connect(server.wss_addr(), std::sync::Arc::new(tls12), "localhost")
+        .await
+        .expect("TLS 1.2 handshake");
+    let session = tls.get_ref().1;
+    assert_eq!(
+        session.protocol_version(),
+        Some(rustls::ProtocolVersion::TLSv1_2)
+    );
+    let suite = format!(
+        "{:?}",
+        session.negotiated_cipher_suite().expect("suite").suite()
+    );
+    assert!(
+        suite.starts_with("TLS_ECDHE_") && (suite.contains("GCM") || suite.contains("CHACHA20")),
+        "{suite}"
+    );
+    server.stop().await;
 }
