@@ -75,7 +75,7 @@ impl ReconnectPolicy {
 ///     .expect("valid settings");
 /// assert!(client.is_wss_url());
 /// ```
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 #[must_use = "a builder does nothing until build() is called"]
 pub struct CircleWsClientBuilder {
     url: String,
@@ -87,6 +87,23 @@ pub struct CircleWsClientBuilder {
     reconnect: Option<ReconnectPolicy>,
     max_message_size: Option<usize>,
     max_in_flight: usize,
+}
+
+/// Shows every setting except the secret key, which must never reach a log.
+impl std::fmt::Debug for CircleWsClientBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CircleWsClientBuilder")
+            .field("url", &self.url)
+            .field("keypair", &self.keypair_hex.as_ref().map(|_| "<redacted>"))
+            .field("tls_config", &self.tls_config)
+            .field("tls_backend", &self.tls_backend)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("request_timeout", &self.request_timeout)
+            .field("reconnect", &self.reconnect)
+            .field("max_message_size", &self.max_message_size)
+            .field("max_in_flight", &self.max_in_flight)
+            .finish()
+    }
 }
 
 impl CircleWsClientBuilder {
@@ -290,6 +307,20 @@ mod tests {
                 .build();
             assert_eq!(result.is_ok(), backend.is_available(), "{backend}");
         }
+    }
+
+    #[cfg(feature = "crypto")]
+    #[test]
+    fn debug_output_never_shows_the_key() {
+        let secret = "4c0883a69102937d6231471b5dbb6204fe5129617082792ae468d01a3f362318";
+        let builder = CircleWsClientBuilder::new("ws://localhost/ws").with_keypair(secret);
+        let shown = format!("{builder:?}");
+        assert!(
+            !shown.contains(secret) && shown.contains("redacted"),
+            "{shown}"
+        );
+        let client = builder.build().unwrap();
+        assert!(!format!("{client:?}").contains(secret));
     }
 
     #[cfg(feature = "crypto")]

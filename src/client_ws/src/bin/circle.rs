@@ -32,7 +32,8 @@ EXAMPLES:
   printf '1 + 1\\n\"a\" + \"b\"\\n' | circle --url ws://127.0.0.1:8080/ws";
 
 /// Run Rhai scripts on a circle server over ws:// or wss://.
-#[derive(Debug, Parser)]
+// No Debug: the struct holds the secret key.
+#[derive(Parser)]
 #[command(name = "circle", version, after_help = EXIT_CODES_HELP)]
 struct Cli {
     /// Server URL, e.g. wss://localhost:8443/ws.
