@@ -388,7 +388,7 @@ mod tests {
     }
 
     #[test]
-    fn default_config_builds_and_offers_http_1_1() {
+    fn default_config_builds_and_server_names_parse() {
         assert!(build_connector(&TlsConfig::default()).is_ok());
         assert!(server_name("127.0.0.1").is_ok());
         assert!(server_name("::1").is_ok());
