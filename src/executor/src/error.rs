@@ -58,6 +58,32 @@ impl LimitKind {
     }
 }
 
+impl std::str::FromStr for LimitKind {
+    type Err = UnknownLimitKind;
+
+    /// The inverse of [`LimitKind::as_str`], for kinds sent between processes (a remote
+    /// worker names the limit that stopped a script).
+    fn from_str(name: &str) -> Result<Self, Self::Err> {
+        Ok(match name {
+            "operations" => LimitKind::Operations,
+            "wall_time" => LimitKind::WallTime,
+            "call_depth" => LimitKind::CallDepth,
+            "string_size" => LimitKind::StringSize,
+            "array_size" => LimitKind::ArraySize,
+            "map_size" => LimitKind::MapSize,
+            "output_size" => LimitKind::OutputSize,
+            "script_size" => LimitKind::ScriptSize,
+            "expression_depth" => LimitKind::ExpressionDepth,
+            _ => return Err(UnknownLimitKind(name.to_owned())),
+        })
+    }
+}
+
+/// A name that is not one of [`LimitKind::as_str`]'s.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown limit kind {0:?}")]
+pub struct UnknownLimitKind(pub String);
+
 impl fmt::Display for LimitKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
@@ -95,6 +121,13 @@ pub enum ExecutorError {
     /// (its limit kind is [`LimitKind::WallTime`]).
     #[error("the request's deadline passed before the script could start")]
     DeadlineExceeded,
+    /// The job was handed to remote workers, but no answer came back before the caller's
+    /// deadline: no worker is running for the circle, all are busy, or the one running the
+    /// script stopped and no other finished it in time. The message says how long the
+    /// caller waited. Only a remote executor (Redis) gives this. Code `-32005`: the caller
+    /// cannot fix it by changing the script.
+    #[error("no script worker answered in time: {0}")]
+    NoAnswer(String),
 }
 
 impl ExecutorError {
@@ -103,7 +136,9 @@ impl ExecutorError {
         match self {
             ExecutorError::Script(_) => codes::SCRIPT_ERROR,
             ExecutorError::Limit { .. } | ExecutorError::DeadlineExceeded => codes::LIMIT_EXCEEDED,
-            ExecutorError::Unavailable(_) => codes::EXECUTOR_UNAVAILABLE,
+            ExecutorError::Unavailable(_) | ExecutorError::NoAnswer(_) => {
+                codes::EXECUTOR_UNAVAILABLE
+            }
             ExecutorError::Overloaded(_) => codes::TOO_MANY_REQUESTS,
         }
     }
@@ -138,5 +173,25 @@ mod tests {
         );
         assert_eq!(ExecutorError::Unavailable("x".into()).code(), -32005);
         assert_eq!(ExecutorError::Overloaded("x".into()).code(), -32029);
+        assert_eq!(ExecutorError::NoAnswer("x".into()).code(), -32005);
+    }
+
+    #[test]
+    fn limit_kind_names_round_trip() {
+        let all = [
+            LimitKind::Operations,
+            LimitKind::WallTime,
+            LimitKind::CallDepth,
+            LimitKind::StringSize,
+            LimitKind::ArraySize,
+            LimitKind::MapSize,
+            LimitKind::OutputSize,
+            LimitKind::ScriptSize,
+            LimitKind::ExpressionDepth,
+        ];
+        for kind in all {
+            assert_eq!(kind.as_str().parse::<LimitKind>(), Ok(kind));
+        }
+        assert!("memory".parse::<LimitKind>().is_err());
     }
 }

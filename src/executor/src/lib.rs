@@ -6,6 +6,9 @@
 //! - [`Executor`]: what the server calls: `execute(job)` returns a future of the output.
 //! - [`EmbeddedExecutor`]: an `Executor` running scripts on a bounded pool of OS threads
 //!   inside the server process.
+//! - [`redis`] (feature `redis`, on by default): [`RedisExecutor`], an `Executor` that hands
+//!   scripts to any number of `circle-worker` processes through Redis Streams, and
+//!   [`run_worker`], the loop those processes run.
 //!
 //! Errors are [`ExecutorError`]s, each with the JSON-RPC code it maps to
 //! ([`ExecutorError::code`]).
@@ -29,6 +32,8 @@
 mod embedded;
 mod error;
 mod limits;
+#[cfg(feature = "redis")]
+pub mod redis;
 pub mod sandbox;
 
 use std::future::Future;
@@ -36,8 +41,12 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Instant;
 
+#[cfg(feature = "redis")]
+pub use self::redis::{
+    RedisExecutor, RedisExecutorConfig, RedisSetupError, WorkerConfig, run_worker,
+};
 pub use embedded::{EmbeddedConfig, EmbeddedExecutor};
-pub use error::{ExecutorError, LimitKind, codes};
+pub use error::{ExecutorError, LimitKind, UnknownLimitKind, codes};
 pub use limits::ScriptLimits;
 pub use sandbox::Sandbox;
 

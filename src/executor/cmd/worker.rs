@@ -1,0 +1,120 @@
+//! `circle-worker`: runs a circle's Rhai scripts for its servers, taking them from Redis.
+//!
+//! Start any number of these, on any machines, next to circle servers started with
+//! `--redis-url`: `circle-worker --redis-url redis://redis:6379 --circle-public-key 02ab…`.
+//! Every flag has a `CIRCLE_…` environment variable. SIGTERM or Ctrl-C stops taking jobs,
+//! lets the scripts in hand finish and answers them, then exits 0.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use circle_executor::ScriptLimits;
+use circle_executor::redis::{WorkerConfig, run_worker};
+use clap::Parser;
+
+/// Run circle scripts queued on Redis by circle servers.
+#[derive(Debug, Parser)]
+#[command(name = "circle-worker", version, about, long_about = None, after_help = EXAMPLES)]
+struct Args {
+    /// Redis the circle's servers queue scripts on.
+    #[arg(long, env = "CIRCLE_REDIS_URL", value_name = "URL")]
+    redis_url: String,
+    /// The circle's public key (compressed hex, as circle-server prints it).
+    #[arg(long, env = "CIRCLE_PUBLIC_KEY", value_name = "HEX")]
+    circle_public_key: String,
+    /// This worker's name in the Redis consumer group; unique per running worker (default: host name and process id).
+    #[arg(long, env = "CIRCLE_WORKER_NAME")]
+    name: Option<String>,
+    /// Scripts run at once, one thread each (0 = one per core).
+    #[arg(
+        long,
+        short = 'c',
+        env = "CIRCLE_WORKER_CONCURRENCY",
+        default_value_t = 0
+    )]
+    concurrency: usize,
+    /// Rhai operations one script may run.
+    #[arg(long, env = "CIRCLE_SCRIPT_MAX_OPERATIONS", default_value_t = ScriptLimits::default().max_operations)]
+    script_max_operations: u64,
+    /// Wall-clock time one script may run, in milliseconds.
+    #[arg(long, env = "CIRCLE_SCRIPT_TIMEOUT_MS", default_value_t = ScriptLimits::default().max_wall_time.as_millis() as u64)]
+    script_timeout_ms: u64,
+    /// Bytes of output one script may produce.
+    #[arg(long, env = "CIRCLE_SCRIPT_MAX_OUTPUT_BYTES", default_value_t = ScriptLimits::default().max_output_bytes)]
+    script_max_output_bytes: usize,
+    /// Take over a job another worker left unanswered this long (milliseconds): how fast the jobs of a dead worker are recovered.
+    #[arg(long, env = "CIRCLE_WORKER_CLAIM_IDLE_MS", default_value_t = 10_000)]
+    claim_idle_ms: u64,
+    /// Times a job whose worker died is started again before its caller gets an error.
+    #[arg(long, env = "CIRCLE_WORKER_MAX_RETRIES", default_value_t = 2)]
+    max_retries: u32,
+}
+
+const EXAMPLES: &str = "\
+Examples:
+  circle-worker --redis-url redis://127.0.0.1:6379 --circle-public-key 02ab…
+  CIRCLE_REDIS_URL=redis://redis:6379 CIRCLE_PUBLIC_KEY=02ab… circle-worker -c 8
+
+Logs go to stderr (RUST_LOG=debug for more). Exit codes: 0 stopped by a signal, 2 bad configuration.";
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let args = Args::parse();
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
+
+    let defaults = WorkerConfig::new(args.redis_url, args.circle_public_key);
+    let config = WorkerConfig {
+        name: args.name.unwrap_or(defaults.name.clone()),
+        concurrency: if args.concurrency == 0 {
+            defaults.concurrency
+        } else {
+            args.concurrency
+        },
+        limits: ScriptLimits {
+            max_operations: args.script_max_operations,
+            max_wall_time: Duration::from_millis(args.script_timeout_ms),
+            max_output_bytes: args.script_max_output_bytes,
+            ..ScriptLimits::default()
+        },
+        claim_idle: Duration::from_millis(args.claim_idle_ms),
+        max_retries: args.max_retries,
+        ..defaults
+    };
+    match run_worker(config, stop_signal()).await {
+        Ok(_) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("circle-worker: {error}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// Completes on SIGTERM (how orchestrators stop a process) or Ctrl-C.
+async fn stop_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut terminate) => {
+                tokio::select! {
+                    _ = terminate.recv() => {}
+                    _ = tokio::signal::ctrl_c() => {}
+                }
+            }
+            Err(error) => {
+                tracing::warn!(%error, "cannot listen for SIGTERM; only Ctrl-C stops this worker gracefully");
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

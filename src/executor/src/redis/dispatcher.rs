@@ -1,0 +1,564 @@
+//! The server side: [`RedisExecutor`] queues jobs on Redis and routes answers back.
+
+use std::collections::HashMap;
+use std::hash::{BuildHasher, RandomState};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use ::redis::aio::MultiplexedConnection;
+use ::redis::streams::StreamReadReply;
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::AbortHandle;
+
+use super::connection::{SharedConnection, connection_config, is_connection_error};
+use super::wire::{self, WireJob};
+use super::{
+    RedisSetupError, canonical_circle_key, jobs_stream_key, open_client, reply_stream_key,
+};
+use crate::{ExecuteFuture, Executor, ExecutorError, ScriptJob, ScriptOutput};
+
+/// How a [`RedisExecutor`] reaches Redis and how much it lets queue up.
+///
+/// Only `redis_url` and `circle_public_key` must be chosen; build the rest on
+/// [`RedisExecutorConfig::new`]:
+///
+/// ```
+/// use circle_executor::RedisExecutorConfig;
+/// use std::time::Duration;
+///
+/// let key = format!("02{}", "ab".repeat(32));
+/// let config = RedisExecutorConfig {
+///     max_queued_jobs: 50_000,
+///     ..RedisExecutorConfig::new("redis://127.0.0.1:6379", key)
+/// };
+/// assert_eq!(config.connect_timeout, Duration::from_secs(1));
+/// ```
+#[derive(Debug, Clone)]
+pub struct RedisExecutorConfig {
+    /// `redis://[user:password@]host[:port][/db]`.
+    pub redis_url: String,
+    /// The circle's compressed public key (hex): it names the job stream the circle's
+    /// workers read, so workers must be started with the same key.
+    pub circle_public_key: String,
+    /// Length cap of the circle's job stream (`XADD … MAXLEN ~`), shared by every server of
+    /// the circle. While the stream is this long, `execute` answers
+    /// [`ExecutorError::Overloaded`] at once. Default `10_000`.
+    pub max_queued_jobs: usize,
+    /// Jobs of this server waiting for an answer at once; beyond that `execute` answers
+    /// [`ExecutorError::Overloaded`]. Default `10_000`.
+    pub max_in_flight: usize,
+    /// How long a job without a deadline may wait for its answer. Default 30 s.
+    pub default_deadline: Duration,
+    /// Time to establish a TCP connection to Redis. Default 1 s.
+    pub connect_timeout: Duration,
+    /// Time Redis has to answer one command (or one pipeline of queued jobs). Default 2 s.
+    pub command_timeout: Duration,
+    /// After a failed connection attempt, jobs are answered
+    /// [`ExecutorError::Unavailable`] without dialing again for this long. Default 250 ms.
+    pub reconnect_interval: Duration,
+}
+
+impl RedisExecutorConfig {
+    /// The defaults, for the Redis at `redis_url` and the circle `circle_public_key`.
+    pub fn new(redis_url: impl Into<String>, circle_public_key: impl Into<String>) -> Self {
+        RedisExecutorConfig {
+            redis_url: redis_url.into(),
+            circle_public_key: circle_public_key.into(),
+            max_queued_jobs: 10_000,
+            max_in_flight: 10_000,
+            default_deadline: Duration::from_secs(30),
+            connect_timeout: Duration::from_secs(1),
+            command_timeout: Duration::from_secs(2),
+            reconnect_interval: Duration::from_millis(250),
+        }
+    }
+}
+
+/// Jobs are sent to Redis in pipelines of up to this many, so a burst of `play` calls costs
+/// one round trip, not one per call.
+const MAX_BATCH: usize = 256;
+
+/// How long a measured job stream length is trusted for refusing jobs.
+const QUEUE_LENGTH_TRUSTED_MS: u64 = 1_000;
+
+/// How long one `XREAD BLOCK` of the reply stream waits before it is issued again.
+const REPLY_BLOCK: Duration = Duration::from_secs(1);
+
+type Reply = oneshot::Sender<Result<ScriptOutput, ExecutorError>>;
+
+/// A job on its way to the submitting task.
+struct Submission {
+    job: WireJob,
+}
+
+/// State shared by the executor handle, the callers' futures and the background tasks.
+struct Dispatch {
+    config: RedisExecutorConfig,
+    jobs_key: String,
+    reply_key: String,
+    instance_id: String,
+    next_sequence: AtomicU64,
+    /// Callers waiting for an answer, by job id. An entry is removed by whoever resolves it
+    /// first (answer, Redis failure) or by the caller's future when it is dropped.
+    waiting: Mutex<HashMap<String, Reply>>,
+    /// The job stream's length at the last submission (`XLEN`).
+    queued_jobs: AtomicUsize,
+    /// When `queued_jobs` was measured, in milliseconds since `created`.
+    queued_jobs_measured_ms: AtomicU64,
+    created: Instant,
+}
+
+impl Dispatch {
+    fn waiting(&self) -> MutexGuard<'_, HashMap<String, Reply>> {
+        // A panic while holding this lock cannot leave the map inconsistent (every
+        // operation on it is a single insert or remove), so a poisoned lock is still usable.
+        self.waiting
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Resolves the caller of `job_id`, if it is still waiting.
+    fn answer(&self, job_id: &str, result: Result<ScriptOutput, ExecutorError>) {
+        if let Some(reply) = self.waiting().remove(job_id) {
+            // The caller may have stopped waiting this very moment; nothing to do then.
+            let _ = reply.send(result);
+        }
+    }
+
+    fn is_waiting(&self, job_id: &str) -> bool {
+        self.waiting().contains_key(job_id)
+    }
+
+    fn millis_since_created(&self) -> u64 {
+        u64::try_from(self.created.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
+    fn record_queued_jobs(&self, queued: usize) {
+        self.queued_jobs.store(queued, Ordering::Relaxed);
+        self.queued_jobs_measured_ms
+            .store(self.millis_since_created(), Ordering::Relaxed);
+    }
+
+    /// The queue is full by a recent measure. The length is only measured when jobs are
+    /// submitted, so an old "full" must let a job through, or a full queue that workers
+    /// have since drained would refuse jobs forever.
+    fn queue_is_full(&self) -> Option<usize> {
+        let queued = self.queued_jobs.load(Ordering::Relaxed);
+        let measured = self.queued_jobs_measured_ms.load(Ordering::Relaxed);
+        let recent = self.millis_since_created().saturating_sub(measured) < QUEUE_LENGTH_TRUSTED_MS;
+        (queued >= self.config.max_queued_jobs && recent).then_some(queued)
+    }
+}
+
+/// Forgets a caller's entry when its future is dropped (answered, timed out, or abandoned
+/// because the client went away), so entries never pile up.
+struct WaitingGuard {
+    dispatch: Arc<Dispatch>,
+    job_id: String,
+}
+
+impl Drop for WaitingGuard {
+    fn drop(&mut self) {
+        self.dispatch.waiting().remove(&self.job_id);
+    }
+}
+
+/// An [`Executor`] that queues scripts on Redis for `circle-worker` processes
+/// ([`run_worker`](super::run_worker)) and routes their answers back.
+///
+/// Starting it never fails because Redis is down: it connects lazily, answers
+/// [`ExecutorError::Unavailable`] (`-32005`) while Redis cannot be reached, and recovers by
+/// itself when Redis is back. Every answer arrives by the job's deadline (or
+/// [`RedisExecutorConfig::default_deadline`]): if no worker answered by then, the caller
+/// gets [`ExecutorError::NoAnswer`].
+///
+/// Two background tasks run on the tokio runtime it was created on: one pipelines queued
+/// jobs to Redis, one reads this instance's reply stream. Dropping the executor stops them
+/// and answers every waiting caller `Unavailable`.
+///
+/// ```no_run
+/// use std::sync::Arc;
+/// use circle_executor::{Executor, RedisExecutor, RedisExecutorConfig, ScriptContext, ScriptJob};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let key = format!("02{}", "ab".repeat(32));
+/// let executor = RedisExecutor::new(RedisExecutorConfig::new("redis://127.0.0.1:6379", key))?;
+/// let job = ScriptJob::new("40 + 2", Arc::new(ScriptContext::default()));
+/// println!("{:?}", executor.execute(job).await);
+/// # Ok(())
+/// # }
+/// ```
+pub struct RedisExecutor {
+    dispatch: Arc<Dispatch>,
+    submissions: mpsc::Sender<Submission>,
+    tasks: Vec<AbortHandle>,
+}
+
+impl std::fmt::Debug for RedisExecutor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisExecutor")
+            .field(
+                "redis_url",
+                &super::redacted_url(&self.dispatch.config.redis_url),
+            )
+            .field("jobs_key", &self.dispatch.jobs_key)
+            .field("reply_key", &self.dispatch.reply_key)
+            .field("waiting", &self.dispatch.waiting().len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl RedisExecutor {
+    /// Checks the configuration and starts the background tasks on the current tokio
+    /// runtime. Does not wait for Redis.
+    ///
+    /// # Errors
+    ///
+    /// A malformed URL or circle key, a zero-sized limit, or no tokio runtime.
+    pub fn new(config: RedisExecutorConfig) -> Result<Self, RedisSetupError> {
+        let runtime =
+            tokio::runtime::Handle::try_current().map_err(|_| RedisSetupError::NoRuntime)?;
+        let circle_key = canonical_circle_key(&config.circle_public_key)?;
+        if config.max_queued_jobs == 0 || config.max_in_flight == 0 {
+            return Err(RedisSetupError::InvalidConfig(
+                "max_queued_jobs and max_in_flight must be at least 1".into(),
+            ));
+        }
+        let client = open_client(&config.redis_url)?;
+        let instance_id = new_instance_id();
+        let jobs_key = jobs_stream_key(&circle_key);
+        let reply_key = reply_stream_key(&circle_key, &instance_id);
+        let submit_connection = SharedConnection::new(
+            client.clone(),
+            connection_config(config.connect_timeout, config.command_timeout),
+            jobs_key.clone(),
+            config.reconnect_interval,
+        );
+        let dispatch = Arc::new(Dispatch {
+            jobs_key,
+            reply_key,
+            instance_id,
+            next_sequence: AtomicU64::new(1),
+            waiting: Mutex::new(HashMap::new()),
+            queued_jobs: AtomicUsize::new(0),
+            queued_jobs_measured_ms: AtomicU64::new(0),
+            created: Instant::now(),
+            config,
+        });
+        let (submissions, queue) = mpsc::channel(dispatch.config.max_in_flight);
+        let submitter = runtime.spawn(submit_loop(Arc::clone(&dispatch), queue, submit_connection));
+        let reader = runtime.spawn(reply_loop(Arc::clone(&dispatch), client));
+        tracing::info!(
+            redis = %super::redacted_url(&dispatch.config.redis_url),
+            jobs = %dispatch.jobs_key,
+            replies = %dispatch.reply_key,
+            "scripts go to circle-worker processes through Redis"
+        );
+        Ok(RedisExecutor {
+            dispatch,
+            submissions,
+            tasks: vec![submitter.abort_handle(), reader.abort_handle()],
+        })
+    }
+
+    /// This server instance's reply stream (unique per executor).
+    pub fn reply_stream_key(&self) -> &str {
+        &self.dispatch.reply_key
+    }
+
+    /// Jobs of this server still waiting for an answer.
+    pub fn waiting_jobs(&self) -> usize {
+        self.dispatch.waiting().len()
+    }
+}
+
+impl Drop for RedisExecutor {
+    fn drop(&mut self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+        // Dropping the senders answers every waiting caller `Unavailable` at once, rather
+        // than letting them wait out their deadlines.
+        self.dispatch.waiting().clear();
+    }
+}
+
+impl Executor for RedisExecutor {
+    fn execute(&self, job: ScriptJob) -> ExecuteFuture {
+        let started = Instant::now();
+        let deadline = job
+            .deadline
+            .unwrap_or_else(|| started + self.dispatch.config.default_deadline);
+        if started >= deadline {
+            return ready(Err(ExecutorError::DeadlineExceeded));
+        }
+        if let Some(queued) = self.dispatch.queue_is_full() {
+            return ready(Err(ExecutorError::Overloaded(format!(
+                "{queued} scripts are queued for this circle's workers (limit {}); try again later",
+                self.dispatch.config.max_queued_jobs
+            ))));
+        }
+        let sequence = self.dispatch.next_sequence.fetch_add(1, Ordering::Relaxed);
+        let job_id = format!("{}-{sequence}", self.dispatch.instance_id);
+        let (reply, answer) = oneshot::channel();
+        {
+            let mut waiting = self.dispatch.waiting();
+            if waiting.len() >= self.dispatch.config.max_in_flight {
+                return ready(Err(ExecutorError::Overloaded(format!(
+                    "{} scripts of this server are waiting for workers (limit {}); try again later",
+                    waiting.len(),
+                    self.dispatch.config.max_in_flight
+                ))));
+            }
+            waiting.insert(job_id.clone(), reply);
+        }
+        let guard = WaitingGuard {
+            dispatch: Arc::clone(&self.dispatch),
+            job_id: job_id.clone(),
+        };
+        let wire_job = WireJob {
+            job_id,
+            reply_to: self.dispatch.reply_key.clone(),
+            deadline_unix_ms: wire::unix_ms_at(deadline),
+            script: job.script,
+            context: (*job.context).clone(),
+        };
+        match self.submissions.try_send(Submission { job: wire_job }) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                // Cannot happen while the channel is as large as `max_in_flight`; kept as a
+                // refusal rather than an assumption.
+                return ready(Err(ExecutorError::Overloaded(
+                    "too many scripts are being queued at once; try again later".into(),
+                )));
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => {
+                return ready(Err(ExecutorError::Unavailable(
+                    "the Redis dispatcher has stopped".into(),
+                )));
+            }
+        }
+        Box::pin(async move {
+            let _forget_on_drop = guard;
+            match tokio::time::timeout_at(deadline.into(), answer).await {
+                Ok(Ok(result)) => result,
+                Ok(Err(_)) => Err(ExecutorError::Unavailable(
+                    "the Redis dispatcher stopped before the script was answered".into(),
+                )),
+                Err(_) => Err(ExecutorError::NoAnswer(format!(
+                    "waited {:.1} s for a circle-worker; check that workers are running for this circle and keeping up",
+                    started.elapsed().as_secs_f64()
+                ))),
+            }
+        })
+    }
+
+    /// The circle's job stream length at the last submission: jobs of every server of the
+    /// circle that are queued or running.
+    fn queue_depth(&self) -> usize {
+        self.dispatch.queued_jobs.load(Ordering::Relaxed)
+    }
+}
+
+fn ready(result: Result<ScriptOutput, ExecutorError>) -> ExecuteFuture {
+    Box::pin(std::future::ready(result))
+}
+
+/// A name for this server instance that no other server of the circle will pick: its
+/// replies stream is named after it. Random (std's per-process hash keys) plus the process
+/// id and the time, with no dependency on a random number crate.
+fn new_instance_id() -> String {
+    let random = RandomState::new().hash_one((std::process::id(), wire::unix_now_ms()));
+    format!(
+        "{:016x}",
+        random ^ u64::from(std::process::id()).rotate_left(32)
+    )
+}
+
+/// Takes queued jobs in batches and `XADD`s each batch in one pipeline.
+async fn submit_loop(
+    dispatch: Arc<Dispatch>,
+    mut queue: mpsc::Receiver<Submission>,
+    connection: SharedConnection,
+) {
+    let mut batch = Vec::with_capacity(MAX_BATCH);
+    while queue.recv_many(&mut batch, MAX_BATCH).await > 0 {
+        // A caller that gave up while its job sat here needs no job in Redis.
+        batch.retain(|submission| dispatch.is_waiting(&submission.job.job_id));
+        if !batch.is_empty() {
+            submit_batch(&dispatch, &connection, &batch).await;
+        }
+        batch.clear();
+    }
+}
+
+async fn submit_batch(dispatch: &Dispatch, connection: &SharedConnection, batch: &[Submission]) {
+    let mut pipeline = ::redis::pipe();
+    for submission in batch {
+        let command = pipeline
+            .cmd("XADD")
+            .arg(&dispatch.jobs_key)
+            .arg("MAXLEN")
+            .arg("~")
+            .arg(dispatch.config.max_queued_jobs)
+            .arg("*");
+        for (name, value) in submission.job.fields() {
+            command.arg(name).arg(value);
+        }
+        command.ignore();
+    }
+    pipeline.cmd("XLEN").arg(&dispatch.jobs_key);
+
+    // A connection that broke while idle (Redis restarted) is only noticed when used: give
+    // the batch one more try on a fresh connection before failing its callers. At worst a
+    // job is then queued twice; the caller still gets one answer.
+    let mut last_error = String::new();
+    for attempt in 0..2 {
+        let (mut redis, generation) = match connection.get().await {
+            Ok(connected) => connected,
+            Err(reason) => {
+                last_error = format!("cannot reach Redis: {reason}");
+                break;
+            }
+        };
+        match pipeline.query_async::<(usize,)>(&mut redis).await {
+            Ok((queued,)) => {
+                dispatch.record_queued_jobs(queued);
+                return;
+            }
+            Err(err) => {
+                connection.report(generation, &err).await;
+                last_error = format!("Redis did not take the script: {err}");
+                if !(is_connection_error(&err) && attempt == 0) {
+                    break;
+                }
+            }
+        }
+    }
+    for submission in batch {
+        dispatch.answer(
+            &submission.job.job_id,
+            Err(ExecutorError::Unavailable(last_error.clone())),
+        );
+    }
+}
+
+/// Reads this instance's reply stream and resolves the waiting callers, reconnecting
+/// whenever the connection breaks.
+async fn reply_loop(dispatch: Arc<Dispatch>, client: ::redis::Client) {
+    // The stream is this instance's alone and new, so reading from the start misses
+    // nothing and replays nothing.
+    let mut last_id = "0-0".to_owned();
+    let config = connection_config(
+        dispatch.config.connect_timeout,
+        REPLY_BLOCK + dispatch.config.command_timeout,
+    );
+    let mut connection: Option<MultiplexedConnection> = None;
+    let mut backoff = Duration::from_millis(50);
+    loop {
+        let redis = match &mut connection {
+            Some(redis) => redis,
+            None => match client
+                .get_multiplexed_async_connection_with_config(&config)
+                .await
+            {
+                Ok(redis) => {
+                    backoff = Duration::from_millis(50);
+                    connection.insert(redis)
+                }
+                Err(err) => {
+                    tracing::debug!(error = %err, "reply reader cannot reach Redis");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(1));
+                    continue;
+                }
+            },
+        };
+        let read = ::redis::cmd("XREAD")
+            .arg("COUNT")
+            .arg(MAX_BATCH)
+            .arg("BLOCK")
+            .arg(REPLY_BLOCK.as_millis().to_string())
+            .arg("STREAMS")
+            .arg(&dispatch.reply_key)
+            .arg(&last_id)
+            .query_async::<Option<StreamReadReply>>(redis)
+            .await;
+        let entries = match read {
+            Ok(Some(reply)) => reply.keys.into_iter().flat_map(|key| key.ids),
+            Ok(None) => continue,
+            Err(err) => {
+                tracing::debug!(error = %err, "reading the reply stream failed");
+                if is_connection_error(&err) {
+                    connection = None;
+                }
+                tokio::time::sleep(backoff).await;
+                continue;
+            }
+        };
+        let mut read_ids = Vec::new();
+        for entry in entries {
+            match wire::read_reply(&entry) {
+                Some((job_id, result)) => dispatch.answer(&job_id, result),
+                None => tracing::warn!(id = %entry.id, "ignoring an unreadable reply entry"),
+            }
+            last_id.clone_from(&entry.id);
+            read_ids.push(entry.id);
+        }
+        if !read_ids.is_empty() {
+            // Read answers are not needed again; deleting them keeps the stream near empty.
+            // Best effort: workers cap the stream and let it expire anyway.
+            let deleted = ::redis::cmd("XDEL")
+                .arg(&dispatch.reply_key)
+                .arg(&read_ids)
+                .query_async::<()>(redis)
+                .await;
+            if let Err(err) = deleted
+                && is_connection_error(&err)
+            {
+                connection = None;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn instance_ids_differ() {
+        assert_ne!(new_instance_id(), new_instance_id());
+    }
+
+    #[test]
+    fn a_bad_configuration_is_refused_before_anything_starts() {
+        let key = format!("02{}", "ab".repeat(32));
+        assert!(matches!(
+            RedisExecutor::new(RedisExecutorConfig::new("redis://127.0.0.1:1", key.clone())),
+            Err(RedisSetupError::NoRuntime)
+        ));
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let _entered = runtime.enter();
+        assert!(matches!(
+            RedisExecutor::new(RedisExecutorConfig::new("http://nope", key.clone())),
+            Err(RedisSetupError::InvalidUrl { .. })
+        ));
+        assert!(matches!(
+            RedisExecutor::new(RedisExecutorConfig::new("redis://127.0.0.1:1", "02ab")),
+            Err(RedisSetupError::InvalidCirclePublicKey(_))
+        ));
+        assert!(matches!(
+            RedisExecutor::new(RedisExecutorConfig {
+                max_queued_jobs: 0,
+                ..RedisExecutorConfig::new("redis://127.0.0.1:1", key)
+            }),
+            Err(RedisSetupError::InvalidConfig(_))
+        ));
+    }
+}

@@ -1,0 +1,177 @@
+//! Scripts run by `circle-worker` processes, reached through Redis Streams.
+//!
+//! One machine is not enough for some circles. With this module a circle server hands every
+//! `play` script to Redis ([`RedisExecutor`]), any number of `circle-worker` processes on
+//! any machines run them ([`run_worker`]), and the answer comes back to the server that
+//! asked.
+//!
+//! # How a job travels
+//!
+//! 1. The server `XADD`s the job to the circle's job stream ([`jobs_stream_key`], capped
+//!    with `MAXLEN ~`). The job carries its deadline as Unix milliseconds and the name of
+//!    the server's own reply stream.
+//! 2. Workers read the stream through one consumer group ([`CONSUMER_GROUP`]) with
+//!    `XREADGROUP`, so each job goes to one worker. A worker only reads as many jobs as it
+//!    has idle script threads, so no job waits inside a busy worker.
+//! 3. The worker skips a job whose deadline has passed, otherwise runs it in the same
+//!    [`Sandbox`](crate::Sandbox) the embedded executor uses, then in one `MULTI`: `XADD`s
+//!    the answer to the job's reply stream, `XACK`s and `XDEL`s the job, and counts it in
+//!    [`worker_jobs_key`].
+//! 4. Each server has one task reading its reply stream (`XREAD BLOCK`) and routing answers
+//!    by job id to the callers waiting in memory: one blocked connection per server, not one
+//!    per request.
+//!
+//! A worker that dies holding jobs leaves them in the group's pending list. Running jobs
+//! are renewed (`XCLAIM … JUSTID`) by their worker every third of the claim timeout, so
+//! only abandoned ones go idle; other workers take those over with `XAUTOCLAIM` once idle
+//! longer than [`WorkerConfig::claim_idle`], up to [`WorkerConfig::max_retries`] times,
+//! after which the caller gets a clear error instead.
+//!
+//! # Guarantees
+//!
+//! - **At-least-once delivery** of jobs: a job stays pending until a worker has answered
+//!   it, so a script may run twice (a worker that stalled past the claim timeout, a reply
+//!   written just before a crash). Scripts have no side effects outside the sandbox, so a
+//!   second run only costs CPU.
+//! - **At-most-once answer** to each caller: the first answer for a job id wins, later ones
+//!   are dropped.
+//! - **Nothing hangs**: every wait is bounded by the caller's deadline, and every Redis
+//!   failure is answered at once with [`ExecutorError::Unavailable`](crate::ExecutorError::Unavailable)
+//!   (`-32005`).
+//!
+//! Deadlines cross machines as wall-clock time, so servers and workers need synchronised
+//! clocks (NTP); a skew shortens or lengthens deadlines by that much.
+
+mod connection;
+mod dispatcher;
+mod wire;
+mod worker;
+
+pub use dispatcher::{RedisExecutor, RedisExecutorConfig};
+pub use worker::{WorkerConfig, WorkerSummary, default_worker_name, run_worker};
+
+/// The consumer group every worker of a circle reads the circle's job stream through.
+pub const CONSUMER_GROUP: &str = "circle-workers";
+
+/// The stream a circle's jobs are queued on: `circle:{public key}:jobs`.
+pub fn jobs_stream_key(circle_public_key: &str) -> String {
+    format!("circle:{circle_public_key}:jobs")
+}
+
+/// The stream one server instance reads its answers from:
+/// `circle:{public key}:replies:{instance}`.
+pub fn reply_stream_key(circle_public_key: &str, instance_id: &str) -> String {
+    format!("circle:{circle_public_key}:replies:{instance_id}")
+}
+
+/// A hash of how many scripts each worker (by consumer name) has run and answered for a
+/// circle: `circle:{public key}:worker_jobs`. Updated in the same transaction as the
+/// answer, so it counts exactly the answers written. For operators and tests.
+pub fn worker_jobs_key(circle_public_key: &str) -> String {
+    format!("circle:{circle_public_key}:worker_jobs")
+}
+
+/// Why a [`RedisExecutor`] or a worker could not start. Nothing here needs Redis to be
+/// reachable: an unreachable Redis is a runtime condition, answered per request, not a
+/// start-up failure.
+#[derive(Debug, thiserror::Error)]
+pub enum RedisSetupError {
+    /// The Redis URL does not parse (`redis://[user:password@]host[:port][/db]`).
+    #[error("invalid Redis URL {url:?}: {reason}")]
+    InvalidUrl {
+        /// The URL, with any password replaced by `***`.
+        url: String,
+        /// What the Redis client said.
+        reason: String,
+    },
+    /// The circle public key is not a compressed secp256k1 key in hex.
+    #[error(
+        "invalid circle public key {0:?}: expected the compressed key as circle-server prints it (66 hex digits starting with 02 or 03)"
+    )]
+    InvalidCirclePublicKey(String),
+    /// A setting is out of range; the message names it.
+    #[error("invalid configuration: {0}")]
+    InvalidConfig(String),
+    /// Not called from inside a tokio runtime, which the background tasks need.
+    #[error("the Redis executor must be started from inside a tokio runtime")]
+    NoRuntime,
+    /// The OS refused to start the worker's script threads.
+    #[error("cannot start script threads: {0}")]
+    Threads(#[source] std::io::Error),
+}
+
+/// The key in the canonical form used in Redis key names: lower-case hex without `0x`,
+/// compressed (66 digits, `02…` or `03…`). Both sides must name the circle identically,
+/// so anything else is refused rather than guessed at.
+pub(crate) fn canonical_circle_key(key: &str) -> Result<String, RedisSetupError> {
+    let trimmed = key.trim();
+    let hex = trimmed
+        .strip_prefix("0x")
+        .or_else(|| trimmed.strip_prefix("0X"))
+        .unwrap_or(trimmed)
+        .to_ascii_lowercase();
+    let well_formed = hex.len() == 66
+        && (hex.starts_with("02") || hex.starts_with("03"))
+        && hex.bytes().all(|b| b.is_ascii_hexdigit());
+    if well_formed {
+        Ok(hex)
+    } else {
+        Err(RedisSetupError::InvalidCirclePublicKey(key.to_owned()))
+    }
+}
+
+/// `url` with the password (if any) replaced by `***`, for logs and error messages.
+pub(crate) fn redacted_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    match rest[..authority_end].rfind('@') {
+        Some(at) => {
+            let user = rest[..at].split(':').next().unwrap_or_default();
+            format!("{scheme}://{user}:***@{}", &rest[at + 1..])
+        }
+        None => url.to_owned(),
+    }
+}
+
+/// Opens a client for `url` (no connection is made yet).
+pub(crate) fn open_client(url: &str) -> Result<::redis::Client, RedisSetupError> {
+    ::redis::Client::open(url).map_err(|err| RedisSetupError::InvalidUrl {
+        url: redacted_url(url),
+        reason: err.to_string(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn circle_keys_are_canonical() {
+        let key = format!("02{}", "Ab".repeat(32));
+        assert_eq!(
+            canonical_circle_key(&format!(" 0x{key} ")).unwrap(),
+            key.to_ascii_lowercase()
+        );
+        assert!(canonical_circle_key("04abcd").is_err());
+        assert!(canonical_circle_key(&format!("04{}", "00".repeat(32))).is_err());
+        assert!(canonical_circle_key(&format!("02{}", "zz".repeat(32))).is_err());
+        assert!(canonical_circle_key("").is_err());
+    }
+
+    #[test]
+    fn passwords_are_not_shown() {
+        assert_eq!(
+            redacted_url("redis://user:secret@host:6379/0"),
+            "redis://user:***@host:6379/0"
+        );
+        assert_eq!(redacted_url("redis://:secret@host"), "redis://:***@host");
+        assert_eq!(redacted_url("redis://host:6379"), "redis://host:6379");
+        assert!(open_client("not a url").is_err());
+        let err = open_client("redis://:pw@").map(|_| ()).err();
+        if let Some(err) = err {
+            assert!(!err.to_string().contains("pw@"), "{err}");
+        }
+    }
+}

@@ -1,0 +1,770 @@
+//! The worker side: [`run_worker`] takes jobs from a circle's stream, runs them in the
+//! shared sandbox and answers them.
+
+use std::collections::HashSet;
+use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use ::redis::aio::MultiplexedConnection;
+use ::redis::streams::{StreamAutoClaimReply, StreamId, StreamPendingCountReply, StreamReadReply};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
+
+use super::connection::{
+    SharedConnection, connection_config, ensure_group, is_connection_error, is_missing_group,
+};
+use super::wire::{self, WireJob};
+use super::{
+    CONSUMER_GROUP, RedisSetupError, canonical_circle_key, jobs_stream_key, open_client,
+    worker_jobs_key,
+};
+use crate::{
+    EmbeddedConfig, EmbeddedExecutor, Executor, ExecutorError, ScriptJob, ScriptLimits,
+    ScriptOutput,
+};
+
+/// How a worker reaches Redis, how many scripts it runs at once, and under which limits.
+///
+/// Build on [`WorkerConfig::new`] and change what you need:
+///
+/// ```
+/// use std::time::Duration;
+/// use circle_executor::{ScriptLimits, WorkerConfig};
+///
+/// let key = format!("02{}", "ab".repeat(32));
+/// let config = WorkerConfig {
+///     concurrency: 8,
+///     limits: ScriptLimits { max_wall_time: Duration::from_secs(2), ..ScriptLimits::default() },
+///     ..WorkerConfig::new("redis://127.0.0.1:6379", key)
+/// };
+/// assert_eq!(config.max_retries, 2);
+/// ```
+#[derive(Debug, Clone)]
+pub struct WorkerConfig {
+    /// `redis://[user:password@]host[:port][/db]`.
+    pub redis_url: String,
+    /// The compressed public key (hex) of the circle whose jobs this worker runs; the same
+    /// key its servers are configured with.
+    pub circle_public_key: String,
+    /// This worker's consumer name in the group. Must be unique among running workers of
+    /// the circle. Default: [`default_worker_name`] (host name and process id).
+    pub name: String,
+    /// Scripts run at once (one OS thread each). Default: the machine's available
+    /// parallelism.
+    pub concurrency: usize,
+    /// The limits every script runs under. Give workers the limits the circle's servers
+    /// would use in embedded mode: these, not the server's, apply to Redis jobs.
+    pub limits: ScriptLimits,
+    /// Compiled scripts each thread keeps. Default `256`.
+    pub ast_cache_entries: usize,
+    /// A job left unanswered this long by its worker (which renews the jobs it runs every
+    /// third of this) is taken over by another worker. Default 10 s. The time to recover
+    /// the jobs of a worker that died.
+    pub claim_idle: Duration,
+    /// How many times a job abandoned by a dying worker is taken over and started again;
+    /// beyond that its caller is answered with an error instead, so a script that kills
+    /// every worker running it cannot take the whole pool down. Default `2`.
+    pub max_retries: u32,
+    /// Time to establish a TCP connection to Redis. Default 1 s.
+    pub connect_timeout: Duration,
+    /// Time Redis has to answer one command. Default 2 s.
+    pub command_timeout: Duration,
+    /// A server's reply stream expires this long after the last answer written to it, so a
+    /// server that went away leaves nothing behind. Default 10 minutes.
+    pub reply_ttl: Duration,
+    /// Length cap of one server's reply stream (`MAXLEN ~`), for a server that stopped
+    /// reading. Default `10_000`.
+    pub max_reply_backlog: usize,
+}
+
+impl WorkerConfig {
+    /// The defaults, for the Redis at `redis_url` and the circle `circle_public_key`.
+    pub fn new(redis_url: impl Into<String>, circle_public_key: impl Into<String>) -> Self {
+        WorkerConfig {
+            redis_url: redis_url.into(),
+            circle_public_key: circle_public_key.into(),
+            name: default_worker_name(),
+            concurrency: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            limits: ScriptLimits::default(),
+            ast_cache_entries: 256,
+            claim_idle: Duration::from_secs(10),
+            max_retries: 2,
+            connect_timeout: Duration::from_secs(1),
+            command_timeout: Duration::from_secs(2),
+            reply_ttl: Duration::from_secs(600),
+            max_reply_backlog: 10_000,
+        }
+    }
+}
+
+/// `{host name}-{process id}`: unique among the workers of a fleet, and says where a
+/// worker runs when it shows up in `XINFO CONSUMERS`.
+pub fn default_worker_name() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .or_else(|| std::env::var("COMPUTERNAME").ok())
+        .map(|name| name.trim().to_owned())
+        .filter(|name| !name.is_empty())
+        .unwrap_or_else(|| "worker".to_owned());
+    format!("{host}-{}", std::process::id())
+}
+
+/// What a worker did, returned when it stops.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct WorkerSummary {
+    /// Scripts run and answered (including those that ended in a script or limit error).
+    pub scripts_run: u64,
+    /// Jobs skipped because their caller's deadline had passed.
+    pub expired_skipped: u64,
+    /// Jobs given up after [`WorkerConfig::max_retries`] take-overs.
+    pub abandoned: u64,
+    /// Jobs whose answer could not be written to Redis before their deadline.
+    pub unanswered: u64,
+}
+
+/// Runs a worker until `shutdown` completes, then lets the scripts in hand finish, answers
+/// them, and returns what it did.
+///
+/// Redis being unreachable is not an error here: the worker keeps retrying (and logs it),
+/// so workers can be started before Redis and survive its restarts.
+///
+/// # Errors
+///
+/// Only a bad configuration (URL, circle key, zero concurrency, …) or threads the OS
+/// refused, all before any job is taken.
+pub async fn run_worker(
+    config: WorkerConfig,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<WorkerSummary, RedisSetupError> {
+    let circle_key = canonical_circle_key(&config.circle_public_key)?;
+    check(&config)?;
+    let client = open_client(&config.redis_url)?;
+    let executor = EmbeddedExecutor::new(EmbeddedConfig {
+        threads: config.concurrency,
+        // Never more jobs than threads are taken (see the semaphore below), so none waits.
+        queue_capacity: config.concurrency,
+        limits: config.limits.clone(),
+        ast_cache_entries: config.ast_cache_entries,
+    })
+    .map_err(RedisSetupError::Threads)?;
+    let jobs_key = jobs_stream_key(&circle_key);
+    let worker = Arc::new(Worker {
+        commands: SharedConnection::new(
+            client.clone(),
+            connection_config(config.connect_timeout, config.command_timeout),
+            jobs_key.clone(),
+            Duration::from_millis(250),
+        ),
+        stats_key: worker_jobs_key(&circle_key),
+        jobs_key,
+        executor,
+        in_flight: Mutex::new(HashSet::new()),
+        counters: Counters::default(),
+        config,
+    });
+
+    let (stop_sender, stop) = watch::channel(false);
+    let signal = tokio::spawn(async move {
+        shutdown.await;
+        stop_sender.send_replace(true);
+    });
+    let renewer = tokio::spawn(Arc::clone(&worker).renew_loop());
+    let slots = Arc::new(Semaphore::new(worker.config.concurrency));
+
+    Arc::clone(&worker)
+        .take_jobs(&client, Arc::clone(&slots), stop)
+        .await;
+
+    tracing::info!(
+        worker = %worker.config.name,
+        "stopping: letting the scripts in hand finish"
+    );
+    let all_slots = u32::try_from(worker.config.concurrency).unwrap_or(u32::MAX);
+    // Every slot back means every job task has answered (or given up on) its job. The
+    // semaphore is never closed, so this cannot fail; if it did, there is nothing to wait for.
+    let _all_done = slots.acquire_many(all_slots).await;
+    renewer.abort();
+    signal.abort();
+    worker.leave_group().await;
+    let summary = worker.counters.summary();
+    tracing::info!(
+        worker = %worker.config.name,
+        scripts_run = summary.scripts_run,
+        expired_skipped = summary.expired_skipped,
+        abandoned = summary.abandoned,
+        unanswered = summary.unanswered,
+        "circle-worker stopped"
+    );
+    Ok(summary)
+}
+
+fn check(config: &WorkerConfig) -> Result<(), RedisSetupError> {
+    let invalid = |message: &str| Err(RedisSetupError::InvalidConfig(message.to_owned()));
+    if config.concurrency == 0 || config.concurrency > 4096 {
+        return invalid("concurrency must be between 1 and 4096");
+    }
+    if config.name.trim().is_empty() || config.name.chars().any(char::is_whitespace) {
+        return invalid("the worker name must be non-empty and without spaces");
+    }
+    if config.claim_idle < Duration::from_millis(100) {
+        return invalid("claim_idle must be at least 100 ms");
+    }
+    if config.max_reply_backlog == 0 {
+        return invalid("max_reply_backlog must be at least 1");
+    }
+    if config.reply_ttl < Duration::from_secs(1) {
+        return invalid("reply_ttl must be at least 1 s");
+    }
+    Ok(())
+}
+
+#[derive(Default)]
+struct Counters {
+    scripts_run: AtomicU64,
+    expired_skipped: AtomicU64,
+    abandoned: AtomicU64,
+    unanswered: AtomicU64,
+}
+
+impl Counters {
+    fn summary(&self) -> WorkerSummary {
+        WorkerSummary {
+            scripts_run: self.scripts_run.load(Ordering::Relaxed),
+            expired_skipped: self.expired_skipped.load(Ordering::Relaxed),
+            abandoned: self.abandoned.load(Ordering::Relaxed),
+            unanswered: self.unanswered.load(Ordering::Relaxed),
+        }
+    }
+}
+
+struct Worker {
+    config: WorkerConfig,
+    jobs_key: String,
+    stats_key: String,
+    /// Everything but the blocking reads (which hold their connection for up to a second).
+    commands: SharedConnection,
+    executor: EmbeddedExecutor,
+    /// Stream entry ids of the jobs this worker is running, renewed by `renew_loop`.
+    in_flight: Mutex<HashSet<String>>,
+    counters: Counters,
+}
+
+/// What [`Worker::finish`] writes for a job.
+struct Answer {
+    job_id: String,
+    reply_to: String,
+    result: Result<ScriptOutput, ExecutorError>,
+}
+
+impl Worker {
+    fn in_flight(&self) -> MutexGuard<'_, HashSet<String>> {
+        // Single inserts and removes only: a poisoned set is still consistent.
+        self.in_flight
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// How often abandoned jobs are looked for, and the longest a blocking read waits (so
+    /// the look happens on time).
+    fn claim_check_interval(&self) -> Duration {
+        (self.config.claim_idle / 2).min(Duration::from_secs(1))
+    }
+
+    /// The main loop: whenever a script thread is free, take over abandoned jobs (when
+    /// due), then read new ones, as many as there are free threads.
+    async fn take_jobs(
+        self: Arc<Self>,
+        client: &::redis::Client,
+        slots: Arc<Semaphore>,
+        mut stop: watch::Receiver<bool>,
+    ) {
+        let block = self.claim_check_interval();
+        let reader_config = connection_config(
+            self.config.connect_timeout,
+            block + self.config.command_timeout,
+        );
+        let mut reader: Option<MultiplexedConnection> = None;
+        let mut claim_cursor = "0-0".to_owned();
+        let mut next_claim_check = Instant::now();
+        let mut backoff = Duration::from_millis(50);
+        let mut ready = false;
+        loop {
+            let permit = tokio::select! {
+                biased;
+                _ = stop.wait_for(|stopping| *stopping) => break,
+                permit = Arc::clone(&slots).acquire_owned() => match permit {
+                    Ok(permit) => permit,
+                    Err(_) => break,
+                },
+            };
+            let mut permits = vec![permit];
+            while let Ok(permit) = Arc::clone(&slots).try_acquire_owned() {
+                permits.push(permit);
+            }
+
+            let redis = match &mut reader {
+                Some(redis) => redis,
+                None => match client
+                    .get_multiplexed_async_connection_with_config(&reader_config)
+                    .await
+                {
+                    Ok(redis) => reader.insert(redis),
+                    Err(err) => {
+                        tracing::debug!(error = %err, "cannot reach Redis");
+                        pause(&mut stop, &mut backoff).await;
+                        continue;
+                    }
+                },
+            };
+            if !ready {
+                // The shared connection creates the consumer group when it connects.
+                if self.join_group().await.is_err() {
+                    pause(&mut stop, &mut backoff).await;
+                    continue;
+                }
+                ready = true;
+                tracing::info!(
+                    worker = %self.config.name,
+                    jobs = %self.jobs_key,
+                    concurrency = self.config.concurrency,
+                    "circle-worker ready"
+                );
+            }
+            backoff = Duration::from_millis(50);
+
+            if Instant::now() >= next_claim_check {
+                next_claim_check = Instant::now() + self.claim_check_interval();
+                match self.claim_abandoned(&mut claim_cursor, permits.len()).await {
+                    Ok(claimed) => {
+                        for (entry, deliveries) in claimed {
+                            let Some(permit) = permits.pop() else { break };
+                            self.start(entry, deliveries, permit);
+                        }
+                    }
+                    Err(reason) => tracing::debug!(%reason, "looking for abandoned jobs failed"),
+                }
+                if permits.is_empty() {
+                    continue;
+                }
+            }
+
+            // Not raced against `stop`: dropping a read that Redis has already served would
+            // leave its jobs pending on this worker until another takes them over. A read
+            // returns within `block` anyway.
+            let read = ::redis::cmd("XREADGROUP")
+                .arg("GROUP")
+                .arg(CONSUMER_GROUP)
+                .arg(&self.config.name)
+                .arg("COUNT")
+                .arg(permits.len())
+                .arg("BLOCK")
+                .arg(block.as_millis().to_string())
+                .arg("STREAMS")
+                .arg(&self.jobs_key)
+                .arg(">")
+                .query_async::<Option<StreamReadReply>>(redis)
+                .await;
+            match read {
+                Ok(Some(reply)) => {
+                    for entry in reply.keys.into_iter().flat_map(|key| key.ids) {
+                        match permits.pop() {
+                            Some(permit) => self.start(entry, 1, permit),
+                            // Redis honours COUNT; if it ever did not, the job stays pending
+                            // here and is taken over after `claim_idle`.
+                            None => tracing::warn!(id = %entry.id, "read more jobs than asked for"),
+                        }
+                    }
+                }
+                Ok(None) => {}
+                Err(err) if is_missing_group(&err) => {
+                    tracing::warn!(
+                        "the job stream or its consumer group is gone (Redis restarted or was flushed); recreating it"
+                    );
+                    if let Err(reason) = self.recreate_group().await {
+                        tracing::debug!(%reason, "recreating the consumer group failed");
+                        pause(&mut stop, &mut backoff).await;
+                    }
+                }
+                Err(err) => {
+                    tracing::warn!(error = %err, "reading jobs failed");
+                    if is_connection_error(&err) {
+                        reader = None;
+                    }
+                    pause(&mut stop, &mut backoff).await;
+                }
+            }
+        }
+    }
+
+    /// Registers this worker in the consumer group at once, so `XINFO CONSUMERS` lists it
+    /// from its start (Redis would otherwise add it only when it is first handed a job).
+    async fn join_group(&self) -> Result<(), String> {
+        let (mut redis, generation) = self.commands.get().await?;
+        let joined = ::redis::cmd("XGROUP")
+            .arg("CREATECONSUMER")
+            .arg(&self.jobs_key)
+            .arg(CONSUMER_GROUP)
+            .arg(&self.config.name)
+            .query_async::<()>(&mut redis)
+            .await;
+        if let Err(err) = joined {
+            self.commands.report(generation, &err).await;
+            return Err(err.to_string());
+        }
+        Ok(())
+    }
+
+    async fn recreate_group(&self) -> Result<(), String> {
+        let (mut redis, generation) = self.commands.get().await?;
+        if let Err(err) = ensure_group(&mut redis, &self.jobs_key).await {
+            self.commands.report(generation, &err).await;
+            return Err(err.to_string());
+        }
+        self.join_group().await
+    }
+
+    /// Takes over up to `count` jobs that other workers left unanswered for longer than
+    /// `claim_idle`, each with how many times it has now been delivered.
+    async fn claim_abandoned(
+        &self,
+        cursor: &mut String,
+        count: usize,
+    ) -> Result<Vec<(StreamId, usize)>, String> {
+        let (mut redis, generation) = self.commands.get().await?;
+        let claimed = ::redis::cmd("XAUTOCLAIM")
+            .arg(&self.jobs_key)
+            .arg(CONSUMER_GROUP)
+            .arg(&self.config.name)
+            .arg(self.config.claim_idle.as_millis().to_string())
+            .arg(&*cursor)
+            .arg("COUNT")
+            .arg(count)
+            .query_async::<StreamAutoClaimReply>(&mut redis)
+            .await;
+        let claimed = match claimed {
+            Ok(claimed) => claimed,
+            Err(err) => {
+                self.commands.report(generation, &err).await;
+                if is_missing_group(&err) {
+                    *cursor = "0-0".to_owned();
+                }
+                return Err(err.to_string());
+            }
+        };
+        *cursor = claimed.next_stream_id;
+        if !claimed.deleted_ids.is_empty() {
+            tracing::warn!(
+                count = claimed.deleted_ids.len(),
+                "abandoned jobs were trimmed from the stream (MAXLEN) before another worker took them over; their callers time out"
+            );
+        }
+        if claimed.claimed.is_empty() {
+            return Ok(Vec::new());
+        }
+        // XAUTOCLAIM does not say how often an entry was delivered; XPENDING does.
+        let mut pipeline = ::redis::pipe();
+        for entry in &claimed.claimed {
+            pipeline
+                .cmd("XPENDING")
+                .arg(&self.jobs_key)
+                .arg(CONSUMER_GROUP)
+                .arg(&entry.id)
+                .arg(&entry.id)
+                .arg(1);
+        }
+        let counts = match pipeline
+            .query_async::<Vec<StreamPendingCountReply>>(&mut redis)
+            .await
+        {
+            Ok(counts) => counts,
+            Err(err) => {
+                self.commands.report(generation, &err).await;
+                tracing::debug!(error = %err, "cannot read delivery counts; counting each as a first take-over");
+                Vec::new()
+            }
+        };
+        tracing::warn!(
+            worker = %self.config.name,
+            count = claimed.claimed.len(),
+            "taking over jobs abandoned by a worker that stopped answering"
+        );
+        Ok(claimed
+            .claimed
+            .into_iter()
+            .enumerate()
+            .map(|(index, entry)| {
+                let deliveries = counts
+                    .get(index)
+                    .and_then(|reply| reply.ids.first())
+                    .map_or(2, |pending| pending.times_delivered);
+                (entry, deliveries)
+            })
+            .collect())
+    }
+
+    /// Runs one job on its own task, holding a script thread's slot until it is answered.
+    fn start(self: &Arc<Self>, entry: StreamId, deliveries: usize, permit: OwnedSemaphorePermit) {
+        if !self.in_flight().insert(entry.id.clone()) {
+            // Taken over from ourselves (a renewal failed): it is already running here.
+            return;
+        }
+        let worker = Arc::clone(self);
+        tokio::spawn(async move {
+            let _slot = permit;
+            let entry_id = entry.id.clone();
+            worker.handle(entry, deliveries).await;
+            worker.in_flight().remove(&entry_id);
+        });
+    }
+
+    async fn handle(&self, entry: StreamId, deliveries: usize) {
+        let job = match WireJob::from_entry(&entry) {
+            Ok(job) => job,
+            Err(malformed) => {
+                tracing::warn!(id = %entry.id, reason = %malformed.reason, "refusing a job this worker cannot read");
+                let answer = malformed
+                    .job_id
+                    .zip(malformed.reply_to)
+                    .map(|(job_id, reply_to)| Answer {
+                        job_id,
+                        reply_to,
+                        result: Err(ExecutorError::Unavailable(format!(
+                            "the script worker could not read the job: {}",
+                            malformed.reason
+                        ))),
+                    });
+                self.finish(&entry.id, answer, false, wire::unix_now_ms())
+                    .await;
+                return;
+            }
+        };
+        let WireJob {
+            job_id,
+            reply_to,
+            deadline_unix_ms,
+            script,
+            context,
+        } = job;
+        let mut ran = false;
+        let result = if wire::unix_now_ms() >= deadline_unix_ms {
+            // The caller has already been told it timed out; running would be wasted work.
+            tracing::debug!(%job_id, "skipping a job whose caller stopped waiting");
+            self.counters
+                .expired_skipped
+                .fetch_add(1, Ordering::Relaxed);
+            Err(ExecutorError::DeadlineExceeded)
+        } else if deliveries > 1 + self.config.max_retries as usize {
+            tracing::warn!(%job_id, deliveries, "giving up a job that keeps losing its worker");
+            self.counters.abandoned.fetch_add(1, Ordering::Relaxed);
+            Err(ExecutorError::Unavailable(format!(
+                "the script was started {} times by script workers that stopped before answering (crashed, killed or stalled); it is not retried again",
+                deliveries - 1
+            )))
+        } else {
+            ran = true;
+            let job = ScriptJob {
+                script,
+                context: Arc::new(context),
+                deadline: Some(wire::instant_at(deadline_unix_ms)),
+            };
+            self.executor.execute(job).await
+        };
+        let answer = Answer {
+            job_id,
+            reply_to,
+            result,
+        };
+        self.finish(&entry.id, Some(answer), ran, deadline_unix_ms)
+            .await;
+    }
+
+    /// Answers the job (if it can be answered) and removes it from the stream, in one
+    /// transaction, so an answer is never written without the job being acknowledged or
+    /// the other way round. Retries while Redis is away, until the caller's deadline: after
+    /// that nobody listens, and the job is left for the pending list's clean-up.
+    async fn finish(
+        &self,
+        entry_id: &str,
+        answer: Option<Answer>,
+        ran: bool,
+        deadline_unix_ms: u64,
+    ) {
+        let mut transaction = ::redis::pipe();
+        transaction.atomic();
+        if let Some(answer) = &answer {
+            let command = transaction
+                .cmd("XADD")
+                .arg(&answer.reply_to)
+                .arg("MAXLEN")
+                .arg("~")
+                .arg(self.config.max_reply_backlog)
+                .arg("*");
+            for (name, value) in
+                wire::reply_fields(&answer.job_id, &answer.result, &self.config.name)
+            {
+                command.arg(name).arg(value);
+            }
+            command.ignore();
+            transaction
+                .cmd("PEXPIRE")
+                .arg(&answer.reply_to)
+                .arg(self.config.reply_ttl.as_millis().to_string())
+                .ignore();
+        }
+        if ran {
+            transaction
+                .cmd("HINCRBY")
+                .arg(&self.stats_key)
+                .arg(&self.config.name)
+                .arg(1)
+                .ignore();
+        }
+        transaction
+            .cmd("XACK")
+            .arg(&self.jobs_key)
+            .arg(CONSUMER_GROUP)
+            .arg(entry_id)
+            .ignore();
+        transaction
+            .cmd("XDEL")
+            .arg(&self.jobs_key)
+            .arg(entry_id)
+            .ignore();
+
+        // A skipped or unreadable job has no waiting caller to race, but still deserves a
+        // few seconds to be cleared from the stream.
+        let give_up_at = deadline_unix_ms.max(wire::unix_now_ms() + 5_000);
+        loop {
+            let failure = match self.commands.get().await {
+                Ok((mut redis, generation)) => {
+                    match transaction.query_async::<()>(&mut redis).await {
+                        Ok(()) => {
+                            if ran {
+                                self.counters.scripts_run.fetch_add(1, Ordering::Relaxed);
+                            }
+                            return;
+                        }
+                        Err(err) => {
+                            self.commands.report(generation, &err).await;
+                            err.to_string()
+                        }
+                    }
+                }
+                Err(reason) => reason,
+            };
+            if wire::unix_now_ms() >= give_up_at {
+                tracing::warn!(id = %entry_id, reason = %failure, "could not answer a job before its deadline; leaving it pending");
+                self.counters.unanswered.fetch_add(1, Ordering::Relaxed);
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+
+    /// Keeps the jobs this worker runs from looking abandoned: `XCLAIM … JUSTID` to itself
+    /// resets their idle time without counting a delivery.
+    async fn renew_loop(self: Arc<Self>) {
+        let mut ticker = tokio::time::interval(self.config.claim_idle / 3);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            ticker.tick().await;
+            let running: Vec<String> = self.in_flight().iter().cloned().collect();
+            if running.is_empty() {
+                continue;
+            }
+            let Ok((mut redis, generation)) = self.commands.get().await else {
+                continue;
+            };
+            let renewed = ::redis::cmd("XCLAIM")
+                .arg(&self.jobs_key)
+                .arg(CONSUMER_GROUP)
+                .arg(&self.config.name)
+                .arg(0)
+                .arg(&running)
+                .arg("JUSTID")
+                .query_async::<()>(&mut redis)
+                .await;
+            if let Err(err) = renewed {
+                tracing::debug!(error = %err, "renewing running jobs failed");
+                self.commands.report(generation, &err).await;
+            }
+        }
+    }
+
+    /// Removes this worker's consumer from the group when it holds no job (removing a
+    /// consumer drops its pending jobs, so never otherwise), so stopped workers do not pile
+    /// up in `XINFO CONSUMERS`. Best effort.
+    async fn leave_group(&self) {
+        let Ok((mut redis, _)) = self.commands.get().await else {
+            return;
+        };
+        let pending = ::redis::cmd("XPENDING")
+            .arg(&self.jobs_key)
+            .arg(CONSUMER_GROUP)
+            .arg("-")
+            .arg("+")
+            .arg(1)
+            .arg(&self.config.name)
+            .query_async::<StreamPendingCountReply>(&mut redis)
+            .await;
+        if pending.is_ok_and(|pending| pending.ids.is_empty()) {
+            let _ = ::redis::cmd("XGROUP")
+                .arg("DELCONSUMER")
+                .arg(&self.jobs_key)
+                .arg(CONSUMER_GROUP)
+                .arg(&self.config.name)
+                .query_async::<()>(&mut redis)
+                .await;
+        }
+    }
+}
+
+/// Waits `backoff` (or until stopping), then doubles it up to 2 s.
+async fn pause(stop: &mut watch::Receiver<bool>, backoff: &mut Duration) {
+    tokio::select! {
+        _ = tokio::time::sleep(*backoff) => {}
+        _ = stop.wait_for(|stopping| *stopping) => {}
+    }
+    *backoff = (*backoff * 2).min(Duration::from_secs(2));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bad_settings_are_named() {
+        let key = format!("02{}", "ab".repeat(32));
+        let base = WorkerConfig::new("redis://127.0.0.1:1", key);
+        for (config, word) in [
+            (
+                WorkerConfig {
+                    concurrency: 0,
+                    ..base.clone()
+                },
+                "concurrency",
+            ),
+            (
+                WorkerConfig {
+                    name: "a b".into(),
+                    ..base.clone()
+                },
+                "name",
+            ),
+            (
+                WorkerConfig {
+                    claim_idle: Duration::ZERO,
+                    ..base.clone()
+                },
+                "claim_idle",
+            ),
+        ] {
+            let err = check(&config).unwrap_err().to_string();
+            assert!(err.contains(word), "{err}");
+        }
+        assert!(check(&base).is_ok());
+        assert!(!default_worker_name().is_empty());
+    }
+}

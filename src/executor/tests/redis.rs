@@ -1,0 +1,527 @@
+//! The Redis executor and `circle-worker` against a real, private `redis-server` (see
+//! `support`): real worker processes where a process must die, in-process worker loops
+//! where only the protocol matters.
+//!
+//! Needs `redis-server` on the PATH (`apt-get install redis-server`).
+
+mod support;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use circle_executor::redis::{
+    CONSUMER_GROUP, WorkerConfig, WorkerSummary, jobs_stream_key, run_worker, worker_jobs_key,
+};
+use circle_executor::{
+    EmbeddedConfig, EmbeddedExecutor, Executor, ExecutorError, RedisExecutor, RedisExecutorConfig,
+    ScriptContext, ScriptJob, ScriptLimits,
+};
+use redis::AsyncCommands;
+use redis::streams::{StreamPendingCountReply, StreamReadReply};
+use support::{RedisServer, WorkerProcess, circle_key};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+const WORKER_BIN: &str = env!("CARGO_BIN_EXE_circle-worker");
+
+/// Flags for worker processes running the long scripts below: no operation cap, a wall
+/// time well above their run time, and a short take-over time so the tests stay quick.
+const LONG_SCRIPT_FLAGS: &[&str] = &[
+    "--script-max-operations",
+    "1000000000",
+    "--script-timeout-ms",
+    "20000",
+    "--claim-idle-ms",
+    "1000",
+];
+
+/// A script that keeps a worker busy for about a second in a debug build, and answers
+/// `n + tag`.
+fn long_script(tag: u32) -> String {
+    format!("let n = 0; while n < 1000000 {{ n += 1; }} n + {tag}")
+}
+
+fn context(circle: &str) -> Arc<ScriptContext> {
+    Arc::new(ScriptContext {
+        circle_name: "garden".into(),
+        circle_public_key: circle.into(),
+        caller_public_key: "03cafe".into(),
+    })
+}
+
+fn job(script: &str, circle: &str, wait: Duration) -> ScriptJob {
+    ScriptJob::new(script, context(circle)).with_deadline(Instant::now() + wait)
+}
+
+fn executor(redis_url: &str, circle: &str) -> RedisExecutor {
+    RedisExecutor::new(RedisExecutorConfig::new(redis_url, circle)).expect("executor starts")
+}
+
+/// A worker loop in this process, stopped (gracefully) when dropped or by `stop`.
+struct InProcessWorker {
+    stop: Option<oneshot::Sender<()>>,
+    task: JoinHandle<Result<WorkerSummary, circle_executor::RedisSetupError>>,
+}
+
+impl InProcessWorker {
+    fn start(config: WorkerConfig) -> InProcessWorker {
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(run_worker(config, async move {
+            let _ = stopped.await;
+        }));
+        InProcessWorker {
+            stop: Some(stop),
+            task,
+        }
+    }
+
+    async fn stop(mut self) -> WorkerSummary {
+        drop(self.stop.take());
+        (&mut self.task)
+            .await
+            .expect("worker task")
+            .expect("worker ran")
+    }
+}
+
+fn worker_config(redis_url: &str, circle: &str, name: &str) -> WorkerConfig {
+    WorkerConfig {
+        name: name.into(),
+        concurrency: 2,
+        claim_idle: Duration::from_secs(1),
+        ..WorkerConfig::new(redis_url, circle)
+    }
+}
+
+async fn redis(url: &str) -> redis::aio::MultiplexedConnection {
+    redis::Client::open(url)
+        .expect("url")
+        .get_multiplexed_async_connection()
+        .await
+        .expect("test connection to Redis")
+}
+
+/// A time limit for polling loops, which panics naming what never happened.
+struct GiveUp {
+    at: Instant,
+    what: &'static str,
+}
+
+impl GiveUp {
+    fn after(limit: Duration, what: &'static str) -> GiveUp {
+        GiveUp {
+            at: Instant::now() + limit,
+            what,
+        }
+    }
+
+    /// Panics once the limit has passed, else waits a little before the next look.
+    async fn pause(&self) {
+        assert!(
+            Instant::now() < self.at,
+            "timed out waiting until {}",
+            self.what
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Waits until the consumer `name` holds `count` jobs.
+async fn wait_until_held(url: &str, circle: &str, name: &str, count: usize) {
+    let give_up = GiveUp::after(Duration::from_secs(10), "the worker holds its jobs");
+    while held_by(url, circle, name).await != count {
+        give_up.pause().await;
+    }
+}
+
+/// How many jobs of `circle` the consumer `name` holds (read but not answered).
+async fn held_by(url: &str, circle: &str, name: &str) -> usize {
+    let mut redis = redis(url).await;
+    redis::cmd("XPENDING")
+        .arg(jobs_stream_key(circle))
+        .arg(CONSUMER_GROUP)
+        .arg("-")
+        .arg("+")
+        .arg(100)
+        .arg(name)
+        .query_async::<StreamPendingCountReply>(&mut redis)
+        .await
+        .map_or(0, |pending| pending.ids.len())
+}
+
+/// Scripts answered by worker `name`, from the workers' own counter in Redis.
+async fn answered_by(url: &str, circle: &str, name: &str) -> u64 {
+    let mut redis = redis(url).await;
+    redis
+        .hget::<_, _, Option<u64>>(worker_jobs_key(circle), name)
+        .await
+        .expect("HGET")
+        .unwrap_or(0)
+}
+
+#[tokio::test]
+async fn scripts_behave_exactly_as_in_the_embedded_executor() {
+    let redis_server = RedisServer::start();
+    let circle = circle_key(1);
+    let limits = ScriptLimits {
+        max_operations: 50_000,
+        max_output_bytes: 64,
+        ..ScriptLimits::default()
+    };
+    let worker = InProcessWorker::start(WorkerConfig {
+        limits: limits.clone(),
+        ..worker_config(&redis_server.url(), &circle, "same")
+    });
+    let remote = executor(&redis_server.url(), &circle);
+    let embedded = EmbeddedExecutor::new(EmbeddedConfig {
+        threads: 1,
+        limits,
+        ..EmbeddedConfig::default()
+    })
+    .expect("embedded pool");
+
+    let scripts = [
+        r#"print("hi"); 40 + 2"#,
+        r#"print(""); "text""#,
+        "CIRCLE_NAME + \"/\" + CIRCLE_PUBLIC_KEY + \"/\" + CALLER_PUBLIC_KEY",
+        "let x = ;",
+        "throw \"nope\"",
+        "loop {}",
+        r#"for i in 0..100 { print("0123456789"); }"#,
+        "eval(\"1\")",
+        "()",
+        "sleep(1)",
+    ];
+    for script in scripts {
+        let wait = Duration::from_secs(10);
+        let from_redis = remote.execute(job(script, &circle, wait)).await;
+        let in_process = embedded.execute(job(script, &circle, wait)).await;
+        assert_eq!(
+            format!("{from_redis:?}"),
+            format!("{in_process:?}"),
+            "{script}"
+        );
+    }
+    assert_eq!(worker.stop().await.scripts_run, scripts.len() as u64);
+}
+
+#[tokio::test]
+async fn without_workers_play_fails_within_its_deadline() {
+    let redis_server = RedisServer::start();
+    let circle = circle_key(2);
+    let remote = executor(&redis_server.url(), &circle);
+    let started = Instant::now();
+    let err = remote
+        .execute(job("1", &circle, Duration::from_millis(800)))
+        .await
+        .unwrap_err();
+    let waited = started.elapsed();
+    assert!(matches!(err, ExecutorError::NoAnswer(_)), "{err:?}");
+    assert_eq!(err.code(), -32005);
+    assert!(err.to_string().contains("circle-worker"), "{err}");
+    assert!(
+        (Duration::from_millis(750)..Duration::from_millis(1500)).contains(&waited),
+        "{waited:?}"
+    );
+    assert_eq!(remote.waiting_jobs(), 0, "the caller's entry is forgotten");
+
+    // A job whose deadline has passed is refused at once.
+    let err = remote
+        .execute(ScriptJob::new("1", context(&circle)).with_deadline(Instant::now()))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, ExecutorError::DeadlineExceeded), "{err:?}");
+}
+
+#[tokio::test]
+async fn redis_down_at_start_answers_unavailable_then_recovers_by_itself() {
+    let port = support::free_port();
+    let url = format!("redis://127.0.0.1:{port}");
+    let circle = circle_key(3);
+    let remote = executor(&url, &circle);
+    // Workers may start before Redis too.
+    let worker = InProcessWorker::start(worker_config(&url, &circle, "early"));
+
+    for _ in 0..3 {
+        let started = Instant::now();
+        let err = remote
+            .execute(job("1", &circle, Duration::from_secs(5)))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, ExecutorError::Unavailable(_)), "{err:?}");
+        assert_eq!(err.code(), -32005);
+        assert!(err.to_string().contains("Redis"), "{err}");
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "answered at once"
+        );
+    }
+
+    let _redis_server = RedisServer::start_on(port).expect("Redis starts on the chosen port");
+    let give_up = GiveUp::after(Duration::from_secs(10), "play succeeds after Redis started");
+    let answer = loop {
+        match remote
+            .execute(job("40 + 2", &circle, Duration::from_secs(2)))
+            .await
+        {
+            Ok(answer) => break answer,
+            Err(_) => give_up.pause().await,
+        }
+    };
+    assert_eq!(answer.output, "42");
+    worker.stop().await;
+}
+
+#[tokio::test]
+async fn jobs_of_a_killed_worker_are_finished_by_another() {
+    let redis_server = RedisServer::start();
+    let url = redis_server.url();
+    let circle = circle_key(4);
+    let remote = Arc::new(executor(&url, &circle));
+    let bin = std::path::Path::new(WORKER_BIN);
+
+    let mut doomed = WorkerProcess::start(
+        bin,
+        &url,
+        &circle,
+        "doomed",
+        &[LONG_SCRIPT_FLAGS, &["--concurrency", "3"]].concat(),
+    );
+    let started = Instant::now();
+    let deadline = Duration::from_secs(30);
+    let calls: Vec<_> = (0..3)
+        .map(|tag| {
+            let remote = Arc::clone(&remote);
+            let job = job(&long_script(tag), &circle, deadline);
+            tokio::spawn(async move { remote.execute(job).await })
+        })
+        .collect();
+    wait_until_held(&url, &circle, "doomed", 3).await;
+    doomed.kill();
+
+    let _rescuer = WorkerProcess::start(
+        bin,
+        &url,
+        &circle,
+        "rescuer",
+        &[LONG_SCRIPT_FLAGS, &["--concurrency", "3"]].concat(),
+    );
+    for (tag, call) in calls.into_iter().enumerate() {
+        let output = call
+            .await
+            .expect("caller task")
+            .unwrap_or_else(|err| panic!("job {tag}: {err:?}\nworker log:\n{}", doomed.log()));
+        assert_eq!(output.output, (1_000_000 + tag).to_string());
+    }
+    assert!(started.elapsed() < deadline, "answered before the deadline");
+    assert_eq!(answered_by(&url, &circle, "doomed").await, 0);
+    assert_eq!(answered_by(&url, &circle, "rescuer").await, 3);
+}
+
+#[tokio::test]
+async fn a_job_that_keeps_losing_its_worker_is_given_up_with_a_clear_error() {
+    let redis_server = RedisServer::start();
+    let url = redis_server.url();
+    let circle = circle_key(5);
+    let remote = executor(&url, &circle);
+    let bin = std::path::Path::new(WORKER_BIN);
+
+    let mut doomed = WorkerProcess::start(bin, &url, &circle, "doomed", LONG_SCRIPT_FLAGS);
+    let deadline = Duration::from_secs(30);
+    let started = Instant::now();
+    let call = remote.execute(job(&long_script(0), &circle, deadline));
+    let call = tokio::spawn(call);
+    wait_until_held(&url, &circle, "doomed", 1).await;
+    doomed.kill();
+    // Allowed no retry at all: the job's second delivery is its last.
+    let _strict = WorkerProcess::start(
+        bin,
+        &url,
+        &circle,
+        "strict",
+        &[LONG_SCRIPT_FLAGS, &["--max-retries", "0"]].concat(),
+    );
+    let err = call.await.expect("caller task").unwrap_err();
+    assert!(matches!(err, ExecutorError::Unavailable(_)), "{err:?}");
+    assert!(err.to_string().contains("not retried"), "{err}");
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(
+        answered_by(&url, &circle, "strict").await,
+        0,
+        "not run again"
+    );
+}
+
+#[tokio::test]
+async fn sigterm_lets_the_scripts_in_hand_finish_and_leaves_the_group_tidy() {
+    let redis_server = RedisServer::start();
+    let url = redis_server.url();
+    let circle = circle_key(6);
+    let remote = Arc::new(executor(&url, &circle));
+    let mut worker = WorkerProcess::start(
+        std::path::Path::new(WORKER_BIN),
+        &url,
+        &circle,
+        "graceful",
+        &[LONG_SCRIPT_FLAGS, &["--concurrency", "2"]].concat(),
+    );
+    let calls: Vec<_> = (0..2)
+        .map(|tag| {
+            let remote = Arc::clone(&remote);
+            let job = job(&long_script(tag), &circle, Duration::from_secs(30));
+            tokio::spawn(async move { remote.execute(job).await })
+        })
+        .collect();
+    wait_until_held(&url, &circle, "graceful", 2).await;
+    worker.terminate();
+    for (tag, call) in calls.into_iter().enumerate() {
+        let output = call.await.expect("caller task").expect("answered");
+        assert_eq!(output.output, (1_000_000 + tag).to_string());
+    }
+    let status = worker
+        .wait_exit(Duration::from_secs(10))
+        .expect("the worker exits after SIGTERM");
+    assert!(status.success(), "{status}\n{}", worker.log());
+    let mut redis = redis(&url).await;
+    let consumers: redis::streams::StreamInfoConsumersReply = redis
+        .xinfo_consumers(jobs_stream_key(&circle), CONSUMER_GROUP)
+        .await
+        .expect("XINFO CONSUMERS");
+    assert!(
+        consumers.consumers.iter().all(|c| c.name != "graceful"),
+        "a stopped worker holding nothing leaves the group"
+    );
+}
+
+#[tokio::test]
+async fn expired_and_unreadable_jobs_are_answered_without_running() {
+    let redis_server = RedisServer::start();
+    let url = redis_server.url();
+    let circle = circle_key(7);
+    let mut redis = redis(&url).await;
+    let jobs = jobs_stream_key(&circle);
+    let replies = "test:replies";
+    // Written as a server would, but with a deadline long gone.
+    let expired: Vec<(&str, String)> = vec![
+        ("v", "1".into()),
+        ("job", "expired-1".into()),
+        ("reply_to", replies.into()),
+        ("deadline_ms", "1000".into()),
+        ("circle_name", "garden".into()),
+        ("circle_public_key", circle.clone()),
+        ("caller_public_key", String::new()),
+        ("script", "print(\"ran\"); 1".into()),
+    ];
+    let _: String = redis.xadd(&jobs, "*", &expired).await.expect("XADD");
+    let unreadable = [("v", "1"), ("job", "broken-1"), ("reply_to", replies)];
+    let _: String = redis.xadd(&jobs, "*", &unreadable).await.expect("XADD");
+    let from_the_future = [("v", "9"), ("job", "future-1"), ("reply_to", replies)];
+    let _: String = redis
+        .xadd(&jobs, "*", &from_the_future)
+        .await
+        .expect("XADD");
+
+    let worker = InProcessWorker::start(worker_config(&url, &circle, "careful"));
+    let mut answers = std::collections::HashMap::new();
+    let give_up = GiveUp::after(Duration::from_secs(10), "all three are answered");
+    while answers.len() < 3 {
+        give_up.pause().await;
+        let read: Option<StreamReadReply> = redis.xread(&[replies], &["0"]).await.expect("XREAD");
+        for entry in read.into_iter().flat_map(|r| r.keys).flat_map(|k| k.ids) {
+            let job: String = entry.get("job").unwrap_or_default();
+            let status: String = entry.get("status").unwrap_or_default();
+            let message: String = entry.get("message").unwrap_or_default();
+            answers.insert(job, (status, message));
+        }
+    }
+    assert_eq!(answers["expired-1"].0, "deadline");
+    assert_eq!(answers["broken-1"].0, "unavailable");
+    assert!(answers["broken-1"].1.contains("script"), "{:?}", answers);
+    assert!(answers["future-1"].1.contains("version"), "{:?}", answers);
+    let left: usize = redis.xlen(&jobs).await.expect("XLEN");
+    assert_eq!(left, 0, "answered jobs leave the stream");
+
+    // The worker is still serving.
+    let remote = executor(&url, &circle);
+    let output = remote
+        .execute(job("1 + 1", &circle, Duration::from_secs(5)))
+        .await
+        .expect("still serving");
+    assert_eq!(output.output, "2");
+    let summary = worker.stop().await;
+    assert_eq!(summary.scripts_run, 1, "{summary:?}");
+    assert_eq!(summary.expired_skipped, 1, "{summary:?}");
+}
+
+#[tokio::test]
+async fn dropping_the_executor_answers_its_callers_at_once() {
+    let redis_server = RedisServer::start();
+    let circle = circle_key(8);
+    let remote = executor(&redis_server.url(), &circle);
+    let call = remote.execute(job("1", &circle, Duration::from_secs(30)));
+    let started = Instant::now();
+    drop(remote);
+    let err = call.await.unwrap_err();
+    assert!(matches!(err, ExecutorError::Unavailable(_)), "{err:?}");
+    assert!(started.elapsed() < Duration::from_secs(1));
+}
+
+#[tokio::test]
+async fn a_full_job_stream_refuses_at_once_and_reopens_once_drained() {
+    let redis_server = RedisServer::start();
+    let url = redis_server.url();
+    let circle = circle_key(9);
+    let remote = Arc::new(
+        RedisExecutor::new(RedisExecutorConfig {
+            max_queued_jobs: 2,
+            ..RedisExecutorConfig::new(&url, &circle)
+        })
+        .expect("executor starts"),
+    );
+    let queued: Vec<_> = (0..2)
+        .map(|n| {
+            let remote = Arc::clone(&remote);
+            let job = job(&format!("{n}"), &circle, Duration::from_secs(20));
+            tokio::spawn(async move { remote.execute(job).await })
+        })
+        .collect();
+    let give_up = GiveUp::after(Duration::from_secs(5), "both jobs are queued");
+    while remote.queue_depth() < 2 {
+        give_up.pause().await;
+    }
+    let err = remote
+        .execute(job("2", &circle, Duration::from_secs(20)))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, ExecutorError::Overloaded(_)), "{err:?}");
+    assert_eq!(err.code(), -32029);
+
+    let worker = InProcessWorker::start(worker_config(&url, &circle, "drainer"));
+    for (n, call) in queued.into_iter().enumerate() {
+        let output = call
+            .await
+            .expect("caller task")
+            .expect("queued job answered");
+        assert_eq!(output.output, n.to_string());
+    }
+    // The last measured length is still "full"; it stops counting after a second.
+    let give_up = GiveUp::after(Duration::from_secs(5), "the executor accepts jobs again");
+    loop {
+        match remote
+            .execute(job("3", &circle, Duration::from_secs(5)))
+            .await
+        {
+            Ok(output) => {
+                assert_eq!(output.output, "3");
+                break;
+            }
+            Err(ExecutorError::Overloaded(_)) => give_up.pause().await,
+            Err(other) => panic!("{other:?}"),
+        }
+    }
+    worker.stop().await;
+}
