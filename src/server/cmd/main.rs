@@ -24,10 +24,10 @@ struct Args {
     #[arg(long, env = "CIRCLE_TLS")]
     tls: bool,
     /// PEM certificate chain, leaf first (Let's Encrypt's fullchain.pem works as it is).
-    #[arg(long, env = "CIRCLE_CERT", value_name = "FILE")]
+    #[arg(long, env = "CIRCLE_TLS_CERT", value_name = "FILE")]
     cert: Option<String>,
     /// PEM private key: PKCS#8, PKCS#1 (RSA) or SEC1 (EC), not encrypted.
-    #[arg(long, env = "CIRCLE_KEY", value_name = "FILE")]
+    #[arg(long, env = "CIRCLE_TLS_KEY", value_name = "FILE")]
     key: Option<String>,
     /// Serve TLS on this port and keep plain ws:// on --port.
     #[arg(long, env = "CIRCLE_TLS_PORT", value_name = "PORT")]
@@ -56,6 +56,9 @@ struct Args {
     /// Redis URL of a queue shared with circle-worker processes (default: run scripts in-process).
     #[arg(long, env = "CIRCLE_REDIS_URL", value_name = "URL")]
     redis_url: Option<String>,
+    /// Serve the static files of this folder at / (e.g. the browser console page).
+    #[arg(long, env = "CIRCLE_WEB_ROOT", value_name = "DIR")]
+    web_root: Option<std::path::PathBuf>,
     /// Connection-serving threads (0 = one per core).
     #[arg(long, env = "CIRCLE_WORKERS", default_value_t = 0)]
     workers: usize,
@@ -83,6 +86,9 @@ struct Args {
     /// Seconds a TLS client has to complete its handshake.
     #[arg(long, env = "CIRCLE_TLS_HANDSHAKE_TIMEOUT", default_value_t = ServerLimits::default().tls_handshake_timeout.as_secs())]
     tls_handshake_timeout: u64,
+    /// Seconds without a request before a connection is closed (0 = never).
+    #[arg(long, env = "CIRCLE_IDLE_TIMEOUT", default_value_t = ServerLimits::default().idle_timeout.as_secs())]
+    idle_timeout: u64,
     /// Seconds a graceful stop waits for running scripts.
     #[arg(long, env = "CIRCLE_SHUTDOWN_GRACE", default_value_t = ServerLimits::default().shutdown_grace.as_secs())]
     shutdown_grace: u64,
@@ -146,6 +152,7 @@ async fn main() -> ExitCode {
         allowed_origins: (!args.allowed_origins.is_empty()).then_some(args.allowed_origins),
         redirect_http_to_https: args.redirect_http_to_https,
         hsts_max_age: Duration::from_secs(args.hsts_max_age),
+        web_root: args.web_root,
         workers: args.workers,
         script_threads: args.script_threads,
         limits: ServerLimits {
@@ -157,6 +164,7 @@ async fn main() -> ExitCode {
             max_batch_len: args.max_batch,
             tls_handshake_timeout: Duration::from_secs(args.tls_handshake_timeout),
             shutdown_grace: Duration::from_secs(args.shutdown_grace),
+            idle_timeout: Duration::from_secs(args.idle_timeout),
             ..ServerLimits::default()
         },
         script_limits: ScriptLimits {

@@ -72,6 +72,10 @@ pub struct ServerConfig {
     /// requests other than WebSocket upgrades with a 308 redirect to the
     /// same path on the TLS listener.
     pub redirect_http_to_https: bool,
+    /// A folder of static files (for example the browser console page and
+    /// its WASM bundle) served at `/`, with `index.html` for directories.
+    /// Over TLS the responses carry HSTS like every other.
+    pub web_root: Option<std::path::PathBuf>,
     /// Number of actix worker threads serving connections; `0` = one per core.
     pub workers: usize,
     /// Number of threads running scripts in the embedded executor; `0` = one
@@ -103,6 +107,7 @@ impl Default for ServerConfig {
             allowed_origins: None,
             hsts_max_age: Duration::from_secs(365 * 24 * 60 * 60),
             redirect_http_to_https: false,
+            web_root: None,
             workers: 0,
             script_threads: 0,
             limits: ServerLimits::default(),
@@ -140,6 +145,10 @@ pub struct ServerLimits {
     /// Interval of server pings; a peer that has sent nothing (not even a
     /// pong) for three intervals is closed.
     pub ping_interval: Duration,
+    /// A connection that sends no request for this long is closed (code
+    /// 1001), so abandoned clients do not hold slots forever. Pings and pongs
+    /// do not count as requests. `Duration::ZERO` keeps idle connections.
+    pub idle_timeout: Duration,
     /// Time a TLS client has to finish its handshake.
     pub tls_handshake_timeout: Duration,
     /// How long a graceful stop waits for in-flight scripts before closing.
@@ -161,6 +170,7 @@ impl Default for ServerLimits {
             max_failed_auth_attempts: 5,
             nonce_ttl: Duration::from_secs(300),
             ping_interval: Duration::from_secs(20),
+            idle_timeout: Duration::from_secs(15 * 60),
             tls_handshake_timeout: Duration::from_secs(10),
             shutdown_grace: Duration::from_secs(10),
             script_deadline: Duration::from_secs(30),

@@ -25,6 +25,8 @@
 
 mod auth;
 mod config;
+#[doc(hidden)]
+pub mod fuzzing;
 mod metrics;
 mod router;
 mod server;

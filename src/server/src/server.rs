@@ -179,6 +179,15 @@ pub fn spawn_circle_server(
     let https_port = wss_addr
         .filter(|_| config.redirect_http_to_https && ws_addr.is_some())
         .map(|a| a.port());
+    if let Some(root) = &config.web_root
+        && !root.is_dir()
+    {
+        return Err(ServerError::InvalidConfig(format!(
+            "web_root {} is not a folder",
+            root.display()
+        )));
+    }
+    let web_root = config.web_root.clone();
     let app_shared = shared.clone();
     let handshake_metrics = shared.metrics.clone();
     let connection_ids = Arc::new(AtomicU64::new(1));
@@ -213,6 +222,11 @@ pub fn spawn_circle_server(
             .route("/ws", web::get().to(websocket))
             .route("/health", web::get().to(health))
             .route("/metrics", web::get().to(metrics))
+            .configure(|app| {
+                if let Some(root) = &web_root {
+                    app.service(actix_files::Files::new("/", root).index_file("index.html"));
+                }
+            })
     })
     .on_connect(move |connection, extensions| {
         if let Some(tls) = connection.downcast_ref::<TlsStream<TcpStream>>() {

@@ -21,6 +21,7 @@ use crate::state::{ConnectionSlot, Shared};
 enum Ending {
     PeerClosed,
     PeerVanished,
+    Unresponsive,
     Idle,
     TooBig,
     ProtocolViolation(String),
@@ -39,9 +40,17 @@ pub(crate) async fn run(
     let mut pending = FuturesUnordered::new();
     let mut shutdown = shared.shutdown.clone();
     let ping_interval = shared.limits.ping_interval;
-    let mut ping =
-        tokio::time::interval_at(tokio::time::Instant::now() + ping_interval, ping_interval);
     let mut last_heard = Instant::now();
+    let mut last_request = Instant::now();
+    let idle_timeout = shared.limits.idle_timeout;
+    // The idle check rides on the ping timer, so it needs ticks at least
+    // as often as the idle timeout is short.
+    let tick_every = if idle_timeout.is_zero() {
+        ping_interval
+    } else {
+        ping_interval.min(idle_timeout / 2)
+    };
+    let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + tick_every, tick_every);
     shared.metrics.connection_opened(conn.listener);
 
     let ending = loop {
@@ -51,6 +60,7 @@ pub(crate) async fn run(
                 let Some(message) = message else { break Ending::PeerVanished };
                 match message {
                     Ok(AggregatedMessage::Text(text)) => {
+                        last_request = Instant::now();
                         match router::handle_text(&shared, &mut conn, &text) {
                             Reply::Now(Some(answer)) => {
                                 if session.text(answer).await.is_err() { break Ending::PeerVanished }
@@ -63,6 +73,7 @@ pub(crate) async fn run(
                         }
                     }
                     Ok(AggregatedMessage::Binary(_)) => {
+                        last_request = Instant::now();
                         if session.text(router::binary_frame_reply()).await.is_err() { break Ending::PeerVanished }
                     }
                     Ok(AggregatedMessage::Ping(payload)) => {
@@ -80,7 +91,10 @@ pub(crate) async fn run(
                 }
             }
             _ = ping.tick() => {
-                if last_heard.elapsed() > ping_interval * 3 { break Ending::Idle }
+                if last_heard.elapsed() > ping_interval * 3 { break Ending::Unresponsive }
+                if !idle_timeout.is_zero() && pending.is_empty() && last_request.elapsed() >= idle_timeout {
+                    break Ending::Idle
+                }
                 if session.ping(b"").await.is_err() { break Ending::PeerVanished }
             }
             changed = shutdown.changed() => {
@@ -96,9 +110,13 @@ pub(crate) async fn run(
             description: None,
         }),
         Ending::PeerVanished => None,
-        Ending::Idle => Some(CloseReason {
+        Ending::Unresponsive => Some(CloseReason {
             code: CloseCode::Away,
             description: Some("no traffic from the client, not even pongs".to_owned()),
+        }),
+        Ending::Idle => Some(CloseReason {
+            code: CloseCode::Away,
+            description: Some(format!("no request for {} s", idle_timeout.as_secs())),
         }),
         Ending::TooBig => Some(CloseReason {
             code: CloseCode::Size,
@@ -146,7 +164,7 @@ pub(crate) async fn run(
     match &ending {
         Ending::TooBig => shared.metrics.limit_hit(LimitHit::MessageSize),
         Ending::TooManyFailedSignIns => shared.metrics.limit_hit(LimitHit::FailedSignIns),
-        Ending::Idle => shared.metrics.limit_hit(LimitHit::Idle),
+        Ending::Idle | Ending::Unresponsive => shared.metrics.limit_hit(LimitHit::Idle),
         _ => {}
     }
     match &ending {

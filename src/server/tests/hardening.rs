@@ -506,3 +506,86 @@ async fn metrics_move_with_a_scripted_session() {
     assert!(metric(&after, "circle_tls_handshakes_total") >= 3.0);
     server.stop().await;
 }
+
+#[tokio::test]
+async fn web_root_is_served_over_https_with_hsts_and_stays_inside_its_folder() {
+    let files = Certs::new();
+    let root = files.dir.path().join("site");
+    std::fs::create_dir(&root).expect("mkdir");
+    std::fs::write(root.join("index.html"), "<h1>console</h1>").expect("write");
+    std::fs::write(root.join("app.wasm"), b"\0asm\x01\0\0\0").expect("write");
+    std::fs::write(files.dir.path().join("secret.txt"), "not for the web").expect("write");
+    let server = TestServer::start(ServerConfig {
+        web_root: Some(root),
+        ..tls_config()
+    });
+    let get = |path: &'static str| {
+        let addr = server.wss_addr();
+        async move {
+            let ca = std::fs::read(dev_cert()).expect("dev cert");
+            let mut tls = tls_connect(addr, client_tls(&ca, &[b"http/1.1"]), "localhost")
+                .await
+                .expect("handshake");
+            tls.write_all(
+                format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+                    .as_bytes(),
+            )
+            .await
+            .expect("write");
+            let mut response = Vec::new();
+            let _ =
+                tokio::time::timeout(Duration::from_secs(10), tls.read_to_end(&mut response)).await;
+            String::from_utf8_lossy(&response).to_lowercase()
+        }
+    };
+    let index = get("/").await;
+    assert!(
+        index.starts_with("http/1.1 200") && index.contains("<h1>console</h1>"),
+        "{index}"
+    );
+    assert!(index.contains("strict-transport-security"), "{index}");
+    assert!(
+        get("/app.wasm")
+            .await
+            .contains("content-type: application/wasm")
+    );
+    for escape in ["/../secret.txt", "/%2e%2e/secret.txt", "/..%2fsecret.txt"] {
+        let response = get(escape).await;
+        assert!(
+            !response.contains("not for the web"),
+            "{escape} escaped the web root: {response}"
+        );
+    }
+    // The WebSocket endpoint and health still answer beside the files.
+    let mut ws = connect_wss(server.wss_addr()).await;
+    assert_eq!(
+        call(&mut ws, 1, "play", json!({"script": "40 + 2"})).await["result"]["output"],
+        "42"
+    );
+    assert!(get("/health").await.contains("\"status\":\"ok\""));
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn idle_connections_are_closed_and_busy_ones_kept() {
+    let server = TestServer::start(ServerConfig {
+        limits: ServerLimits {
+            idle_timeout: Duration::from_secs(1),
+            ..ServerLimits::default()
+        },
+        ..tls_config()
+    });
+    let mut idle = connect_wss(server.wss_addr()).await;
+    let mut busy = connect_wss(server.wss_addr()).await;
+    let started = Instant::now();
+    for id in 0..8 {
+        assert!(call(&mut busy, id, "whoami", json!({})).await["result"].is_object());
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    assert!(
+        started.elapsed() > Duration::from_secs(2),
+        "the busy connection outlived the idle timeout"
+    );
+    assert_eq!(recv_close_code(&mut idle).await, Some(1001));
+    server.stop().await;
+}

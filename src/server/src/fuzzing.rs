@@ -1,0 +1,79 @@
+//! A door for the fuzzers in `fuzz/`: the JSON-RPC router of one
+//! connection, without sockets. Not part of the supported API.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use circle_executor::{EmbeddedConfig, EmbeddedExecutor, ScriptLimits};
+use tokio::sync::watch;
+
+use crate::auth::{ChallengeOrigin, ChallengeSettings};
+use crate::config::ServerLimits;
+use crate::metrics::Listener;
+use crate::router::{self, Connection, Reply};
+use crate::state::{CircleIdentity, ConnectionCounter, Shared};
+
+/// One connection's router, fed frames directly.
+pub struct RouterHarness {
+    shared: Shared,
+    conn: Connection,
+    _shutdown: watch::Sender<bool>,
+}
+
+impl RouterHarness {
+    /// A router with authentication on and a small real script executor.
+    pub fn new() -> std::io::Result<Self> {
+        let (shutdown_sender, shutdown) = watch::channel(false);
+        let executor = EmbeddedExecutor::new(EmbeddedConfig {
+            threads: 1,
+            queue_capacity: 8,
+            limits: ScriptLimits {
+                max_operations: 10_000,
+                max_wall_time: Duration::from_millis(50),
+                ..ScriptLimits::default()
+            },
+            ..EmbeddedConfig::default()
+        })?;
+        let circle = CircleIdentity {
+            name: "fuzz".to_owned(),
+            public_key: "024e3b81af9c2234cad09d679ce6035ed1392347ce64ce405f5dcd36228a25de6e"
+                .to_owned(),
+        };
+        let shared = Shared {
+            challenge: ChallengeSettings {
+                circle_name: circle.name.clone(),
+                circle_public_key: circle.public_key.clone(),
+                nonce_ttl_secs: 300,
+            },
+            circle,
+            enable_auth: true,
+            auth_domain: None,
+            limits: ServerLimits::default(),
+            executor: Arc::new(executor),
+            connections: ConnectionCounter::new(1, 1),
+            allowed_origins: None,
+            metrics: Arc::default(),
+            tls: None,
+            shutdown,
+        };
+        let origin = ChallengeOrigin {
+            domain: "localhost".to_owned(),
+            uri: "wss://localhost/ws".to_owned(),
+        };
+        let conn = Connection::new(&shared, origin, Listener::Tls);
+        Ok(RouterHarness {
+            shared,
+            conn,
+            _shutdown: shutdown_sender,
+        })
+    }
+
+    /// Handles one text frame; returns the immediate answer. Answers that
+    /// wait on a script are dropped unawaited (the script still runs).
+    pub fn handle_text(&mut self, text: &str) -> Option<String> {
+        match router::handle_text(&self.shared, &mut self.conn, text) {
+            Reply::Now(answer) => answer,
+            Reply::Later(_) => None,
+        }
+    }
+}
