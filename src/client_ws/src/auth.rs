@@ -5,7 +5,9 @@
 //! names this key's address and has not expired yet. The signing itself is
 //! `circle_protocol`'s, the same code the server verifies with.
 
-use std::time::{SystemTime, UNIX_EPOCH};
+// std's SystemTime panics in a browser (wasm32-unknown-unknown); web-time
+// reads the browser's clock there and is std's own elsewhere.
+use web_time::{SystemTime, UNIX_EPOCH};
 
 use circle_protocol::{SignInChallenge, SigningKey};
 

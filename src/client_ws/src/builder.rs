@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use crate::client::CircleWsClient;
 use crate::error::CircleWsClientError;
+#[cfg(not(target_arch = "wasm32"))]
 use crate::tls::PreparedTls;
 use crate::tls_config::{TlsBackend, TlsConfig};
 use crate::transport::{Dialer, WsUrl};
@@ -176,7 +177,8 @@ impl CircleWsClientBuilder {
     }
 
     /// Largest message accepted from the server (default: tungstenite's
-    /// 64 MiB).
+    /// 64 MiB). Native only: a browser's WebSocket has no such setting, so
+    /// in a browser this is ignored.
     pub fn with_max_message_size(mut self, bytes: usize) -> Self {
         self.max_message_size = Some(bytes);
         self
@@ -187,8 +189,36 @@ impl CircleWsClientBuilder {
     ///
     /// Errors: [`InvalidUrl`](CircleWsClientError::InvalidUrl),
     /// [`TlsConfig`](CircleWsClientError::TlsConfig) (a file missing or
-    /// unusable, a backend not compiled in),
+    /// unusable, a backend not compiled in; in a browser, any TLS setting
+    /// other than the default, because the browser controls TLS trust),
     /// [`InvalidKeypair`](CircleWsClientError::InvalidKeypair).
+    #[cfg(target_arch = "wasm32")]
+    pub fn build(self) -> Result<CircleWsClient, CircleWsClientError> {
+        let url = WsUrl::parse(&self.url)?;
+        if let Some(backend) = self.tls_backend {
+            return Err(CircleWsClientError::TlsConfig {
+                path: None,
+                problem: format!(
+                    "the {backend} TLS backend cannot be used in a browser: the browser controls \
+                     TLS (and which certificates it trusts); leave the backend unset"
+                ),
+            });
+        }
+        if let Some(config) = &self.tls_config {
+            config.check_browser_can_honour()?;
+        }
+        self.finish(url)
+    }
+
+    /// Checks every setting and reads every file, then makes the client. It
+    /// does not connect: call [`CircleWsClient::connect`].
+    ///
+    /// Errors: [`InvalidUrl`](CircleWsClientError::InvalidUrl),
+    /// [`TlsConfig`](CircleWsClientError::TlsConfig) (a file missing or
+    /// unusable, a backend not compiled in; in a browser, any TLS setting
+    /// other than the default, because the browser controls TLS trust),
+    /// [`InvalidKeypair`](CircleWsClientError::InvalidKeypair).
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn build(self) -> Result<CircleWsClient, CircleWsClientError> {
         let url = WsUrl::parse(&self.url)?;
 
@@ -226,7 +256,7 @@ impl CircleWsClientBuilder {
     fn finish(
         self,
         url: WsUrl,
-        tls: Option<PreparedTls>,
+        #[cfg(not(target_arch = "wasm32"))] tls: Option<PreparedTls>,
     ) -> Result<CircleWsClient, CircleWsClientError> {
         #[cfg(feature = "crypto")]
         let signing_key = self
@@ -239,8 +269,10 @@ impl CircleWsClientBuilder {
 
         let dialer = Dialer {
             url,
+            #[cfg(not(target_arch = "wasm32"))]
             tls,
             connect_timeout: self.connect_timeout,
+            #[cfg(not(target_arch = "wasm32"))]
             max_message_size: self.max_message_size,
         };
         Ok(CircleWsClient::new(
@@ -254,7 +286,9 @@ impl CircleWsClientBuilder {
     }
 }
 
-#[cfg(test)]
+// Native builds and TLS files; the browser's refusals are tested in a real
+// browser (tests/browser_client.rs).
+#[cfg(all(test, not(target_arch = "wasm32")))]
 mod tests {
     use super::*;
 

@@ -6,7 +6,6 @@ use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use circle_protocol::{PlayParams, WhoamiResult, method};
-use rand::Rng;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tokio::sync::watch;
@@ -15,6 +14,7 @@ use crate::PlayResultClient;
 use crate::builder::ReconnectPolicy;
 use crate::connection::Connection;
 use crate::error::CircleWsClientError;
+use crate::rt;
 use crate::tls_config::TlsBackend;
 use crate::transport::Dialer;
 
@@ -35,8 +35,11 @@ struct Shared {
     dialer: Dialer,
     request_timeout: Duration,
     reconnect: Option<ReconnectPolicy>,
+    /// Set by the builder, or by a successful
+    /// [`authenticate_with_keypair`](CircleWsClient::authenticate_with_keypair);
+    /// a reconnect signs in again with it.
     #[cfg(feature = "crypto")]
-    signing_key: Option<circle_protocol::SigningKey>,
+    signing_key: std::sync::RwLock<Option<circle_protocol::SigningKey>>,
     next_id: AtomicI64,
     link: watch::Sender<Link>,
     /// Serialises connecting, so concurrent `connect()` calls open one
@@ -85,7 +88,7 @@ impl CircleWsClient {
                 request_timeout,
                 reconnect,
                 #[cfg(feature = "crypto")]
-                signing_key,
+                signing_key: std::sync::RwLock::new(signing_key),
                 next_id: AtomicI64::new(1),
                 link: watch::channel(Link::Disconnected).0,
                 connect_lock: tokio::sync::Mutex::new(()),
@@ -111,9 +114,13 @@ impl CircleWsClient {
         self.is_wss_url()
     }
 
-    /// The TLS library `wss://` connections use, when TLS is set up.
+    /// The TLS library `wss://` connections use, when TLS is set up (always
+    /// `None` in a browser, where the browser does TLS).
     pub fn tls_backend(&self) -> Option<TlsBackend> {
-        self.shared.dialer.tls.as_ref().map(|tls| tls.backend())
+        #[cfg(not(target_arch = "wasm32"))]
+        return self.shared.dialer.tls.as_ref().map(|tls| tls.backend());
+        #[cfg(target_arch = "wasm32")]
+        return None;
     }
 
     /// Whether a connection is open right now.
@@ -121,22 +128,32 @@ impl CircleWsClient {
         matches!(&*self.shared.link.borrow(), Link::Connected(connection) if !connection.is_ended())
     }
 
-    /// The compressed public key (hex, no `0x`) of the configured keypair.
+    /// The compressed public key (hex, no `0x`) of the configured keypair
+    /// (the builder's, or the last one the server accepted in
+    /// [`authenticate_with_keypair`](Self::authenticate_with_keypair)).
     #[cfg(feature = "crypto")]
     pub fn public_key(&self) -> Option<String> {
-        self.shared
-            .signing_key
-            .as_ref()
+        self.signing_key()
             .map(|key| key.public_key().to_compressed_hex())
     }
 
-    /// The EIP-55 address of the configured keypair.
+    /// The EIP-55 address of the configured keypair (as for
+    /// [`public_key`](Self::public_key)).
     #[cfg(feature = "crypto")]
     pub fn address(&self) -> Option<String> {
+        self.signing_key()
+            .map(|key| key.address().to_checksum_string())
+    }
+
+    #[cfg(feature = "crypto")]
+    fn signing_key(&self) -> Option<circle_protocol::SigningKey> {
+        // A panic while holding the lock cannot leave a half-written key:
+        // the only write is one assignment.
         self.shared
             .signing_key
-            .as_ref()
-            .map(|key| key.address().to_checksum_string())
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
     }
 
     /// Opens the connection (TCP, TLS for `wss://`, WebSocket upgrade) within
@@ -178,14 +195,42 @@ impl CircleWsClient {
     /// sign ([`AuthenticationRefused`](CircleWsClientError::AuthenticationRefused)).
     #[cfg(feature = "crypto")]
     pub async fn authenticate(&self) -> Result<bool, CircleWsClientError> {
-        let key = self.shared.signing_key.as_ref().ok_or_else(|| {
-            CircleWsClientError::AuthenticationRefused {
+        let key = self
+            .signing_key()
+            .ok_or_else(|| CircleWsClientError::AuthenticationRefused {
                 reason: "no keypair configured: use CircleWsClientBuilder::with_keypair".into(),
-            }
-        })?;
+            })?;
         let connection = self.connection_for_request().await?;
-        let accepted = self.authenticate_on(&connection, key).await?;
+        let accepted = self.authenticate_on(&connection, &key).await?;
         if accepted {
+            self.shared.authenticated.store(true, Ordering::SeqCst);
+        }
+        Ok(accepted)
+    }
+
+    /// Like [`authenticate`](Self::authenticate), with a secret key given
+    /// now (64 hex digits, `0x` optional) rather than to the builder: for
+    /// callers that learn the key after connecting, such as a web page's
+    /// form. When the server accepts, the key becomes this client's keypair
+    /// (a reconnect signs in with it again); when it refuses, the previous
+    /// keypair, if any, stays.
+    ///
+    /// A malformed key is [`InvalidKeypair`](CircleWsClientError::InvalidKeypair),
+    /// before anything is sent.
+    #[cfg(feature = "crypto")]
+    pub async fn authenticate_with_keypair(
+        &self,
+        secret_key_hex: &str,
+    ) -> Result<bool, CircleWsClientError> {
+        let key = crate::auth::parse_signing_key(secret_key_hex)?;
+        let connection = self.connection_for_request().await?;
+        let accepted = self.authenticate_on(&connection, &key).await?;
+        if accepted {
+            *self
+                .shared
+                .signing_key
+                .write()
+                .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(key);
             self.shared.authenticated.store(true, Ordering::SeqCst);
         }
         Ok(accepted)
@@ -290,13 +335,13 @@ impl CircleWsClient {
             CircleWsClientError::Protocol(format!("cannot encode the {method} request: {e}"))
         })?;
         let timeout = self.shared.request_timeout;
-        let deadline = tokio::time::Instant::now() + timeout;
+        let deadline = rt::deadline_after(timeout);
         let timed_out = || CircleWsClientError::Timeout {
             operation: method.to_owned(),
             after: timeout,
         };
         // Waiting for a slot counts against the request's own timeout.
-        let _slot = tokio::time::timeout_at(deadline, self.shared.in_flight_slots.acquire())
+        let _slot = rt::timeout_at(deadline, self.shared.in_flight_slots.acquire())
             .await
             .map_err(|_| timed_out())?
             // The semaphore is never closed.
@@ -316,7 +361,7 @@ impl CircleWsClient {
     /// waits for it (within the request timeout) rather than failing.
     async fn connection_for_request(&self) -> Result<Arc<Connection>, CircleWsClientError> {
         let mut link = self.shared.link.subscribe();
-        let deadline = tokio::time::Instant::now() + self.shared.request_timeout;
+        let deadline = rt::deadline_after(self.shared.request_timeout);
         loop {
             let current = link.borrow_and_update().clone();
             match current {
@@ -334,7 +379,7 @@ impl CircleWsClient {
                 // will change the link; wait for that.
                 Link::Connected(_) | Link::Reconnecting => {}
             }
-            match tokio::time::timeout_at(deadline, link.changed()).await {
+            match rt::timeout_at(deadline, link.changed()).await {
                 Ok(Ok(())) => {}
                 // The sender lives in `shared`, which we hold: cannot happen.
                 Ok(Err(_)) => return Err(CircleWsClientError::NotConnected),
@@ -355,7 +400,7 @@ impl CircleWsClient {
             .link
             .send_replace(Link::Connected(connection.clone()));
         if let Some(policy) = self.shared.reconnect.clone() {
-            tokio::spawn(supervise(
+            rt::spawn(supervise(
                 Arc::downgrade(&self.shared),
                 Arc::downgrade(&connection),
                 ended,
@@ -371,8 +416,8 @@ impl CircleWsClient {
         let connection = self.shared.dialer.open().await?;
         #[cfg(feature = "crypto")]
         if self.shared.authenticated.load(Ordering::SeqCst)
-            && let Some(key) = &self.shared.signing_key
-            && !self.authenticate_on(&connection, key).await?
+            && let Some(key) = self.signing_key()
+            && !self.authenticate_on(&connection, &key).await?
         {
             return Err(CircleWsClientError::AuthenticationRefused {
                 reason: "the server refused to authenticate the reconnected client".into(),
@@ -416,7 +461,7 @@ async fn supervise(
 
     let mut attempt: u32 = 0;
     loop {
-        tokio::time::sleep(with_jitter(policy.delay_before(attempt))).await;
+        rt::sleep(with_jitter(policy.delay_before(attempt))).await;
         let Some(client) = shared.upgrade().map(|shared| CircleWsClient { shared }) else {
             return;
         };
@@ -456,7 +501,7 @@ async fn supervise(
 fn with_jitter(delay: Duration) -> Duration {
     let full = u64::try_from(delay.as_micros()).unwrap_or(u64::MAX);
     let half = full / 2;
-    Duration::from_micros(rand::rng().random_range(half..=full))
+    Duration::from_micros(rt::random_between(half, full))
 }
 
 #[cfg(test)]

@@ -2,8 +2,10 @@
 //! task that matches answers to waiting requests by id, and the table of
 //! requests in flight.
 //!
-//! The core is generic over the byte stream, so it is the same code for
-//! `ws://` and for both TLS backends. When the connection ends, for whatever
+//! The core is generic over the socket — anything that yields [`Incoming`]
+//! frames and accepts [`Outgoing`] ones — so it is the same code for `ws://`,
+//! both native TLS backends, and the browser's WebSocket (each transport only
+//! translates its own frame type). When the connection ends, for whatever
 //! reason, every request in flight fails at once with
 //! [`CircleWsClientError::ConnectionLost`] and later requests fail fast: no
 //! caller waits for an answer that cannot come.
@@ -13,16 +15,59 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use circle_protocol::{Id, Response, close_codes};
-use futures_util::{SinkExt, StreamExt};
+use futures_util::future::{AbortHandle, abortable};
+use futures_util::{Sink, SinkExt, Stream, StreamExt};
 use tokio::sync::{mpsc, oneshot, watch};
-use tokio::task::JoinHandle;
-use tokio_tungstenite::WebSocketStream;
-use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::tungstenite::protocol::CloseFrame;
-use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use web_time::Instant;
 
 use crate::error::CircleWsClientError;
-use crate::tls::ByteStream;
+use crate::rt::{self, MaybeSend};
+
+/// A frame (or event) from the server, as every transport reports it.
+#[derive(Debug)]
+pub(crate) enum Incoming {
+    /// A text frame: one JSON-RPC response or batch.
+    Text(String),
+    /// A binary frame: the protocol sends none to clients.
+    Binary,
+    /// The server's close frame (code, reason), or the browser's close event.
+    Closed {
+        /// The close code, when there was one.
+        code: Option<u16>,
+        /// The close reason, possibly empty.
+        reason: String,
+    },
+    /// The transport failed: its own words.
+    Failed(String),
+    /// Nothing for the core: pings and pongs (answered by tungstenite), the
+    /// browser's detail-less `error` event (its `close` event follows).
+    Ignored,
+}
+
+/// A frame to send.
+#[derive(Debug)]
+pub(crate) enum Outgoing {
+    /// One JSON-RPC request.
+    Text(String),
+    /// A close frame; nothing is sent after it.
+    Close {
+        /// The close code (1000 for a normal closure).
+        code: u16,
+        /// Why, for the server's logs.
+        reason: String,
+    },
+}
+
+/// A WebSocket as the connection core sees it. Send errors are text because
+/// the reader reports the same failure with more detail.
+pub(crate) trait FrameSocket:
+    Stream<Item = Incoming> + Sink<Outgoing, Error = String> + Unpin + MaybeSend + 'static
+{
+}
+impl<S> FrameSocket for S where
+    S: Stream<Item = Incoming> + Sink<Outgoing, Error = String> + Unpin + MaybeSend + 'static
+{
+}
 
 /// How long `close()` waits for the server to answer the close frame before
 /// dropping the connection anyway.
@@ -119,11 +164,13 @@ impl Drop for ForgetOnDrop<'_> {
 
 /// An open connection. Dropping it stops its tasks.
 pub(crate) struct Connection {
-    outgoing: mpsc::UnboundedSender<Message>,
+    outgoing: mpsc::UnboundedSender<Outgoing>,
     in_flight: Arc<InFlightTable>,
     ended: watch::Receiver<bool>,
-    reader: JoinHandle<()>,
-    writer: JoinHandle<()>,
+    // Abort handles rather than tokio JoinHandles: they work the same on
+    // tokio and on the browser's event loop.
+    reader: AbortHandle,
+    writer: AbortHandle,
 }
 
 impl std::fmt::Debug for Connection {
@@ -135,14 +182,21 @@ impl std::fmt::Debug for Connection {
 }
 
 impl Connection {
-    /// Starts the reader and writer tasks of a handshaken WebSocket.
-    pub(crate) fn start<S: ByteStream>(websocket: WebSocketStream<S>) -> Connection {
-        let (sink, stream) = websocket.split();
+    /// Starts the reader and writer tasks of an open WebSocket.
+    pub(crate) fn start<S: FrameSocket>(socket: S) -> Connection {
+        let (sink, stream) = socket.split();
         let (outgoing, outgoing_rx) = mpsc::unbounded_channel();
         let in_flight = Arc::new(InFlightTable::default());
         let (ended_tx, ended) = watch::channel(false);
-        let writer = tokio::spawn(write_frames(sink, outgoing_rx, in_flight.clone()));
-        let reader = tokio::spawn(read_frames(stream, in_flight.clone(), ended_tx));
+        let (write_task, writer) = abortable(write_frames(sink, outgoing_rx, in_flight.clone()));
+        let (read_task, reader) = abortable(read_frames(stream, in_flight.clone(), ended_tx));
+        // The tasks' results only say whether they were aborted.
+        rt::spawn(async move {
+            let _ = write_task.await;
+        });
+        rt::spawn(async move {
+            let _ = read_task.await;
+        });
         Connection {
             outgoing,
             in_flight,
@@ -159,7 +213,7 @@ impl Connection {
         id: i64,
         text: String,
         method: &str,
-        deadline: tokio::time::Instant,
+        deadline: Instant,
         timeout: Duration,
     ) -> Result<Response, CircleWsClientError> {
         let receiver = self.in_flight.register(id)?;
@@ -167,10 +221,10 @@ impl Connection {
             table: &self.in_flight,
             id,
         };
-        if self.outgoing.send(Message::text(text)).is_err() {
+        if self.outgoing.send(Outgoing::Text(text)).is_err() {
             return Err(self.lost());
         }
-        match tokio::time::timeout_at(deadline, receiver).await {
+        match rt::timeout_at(deadline, receiver).await {
             Ok(Ok(answer)) => answer,
             // The table was dropped without answering: the connection is gone.
             Ok(Err(_)) => Err(self.lost()),
@@ -216,12 +270,12 @@ impl Connection {
     /// Closes the connection politely (close frame 1000), waits briefly for
     /// the server to answer, and fails whatever is still in flight.
     pub(crate) async fn close(&self) {
-        let frame = CloseFrame {
-            code: CloseCode::Normal,
+        let frame = Outgoing::Close {
+            code: 1000,
             reason: "client disconnect".into(),
         };
-        if self.outgoing.send(Message::Close(Some(frame))).is_ok() {
-            let _ = tokio::time::timeout(CLOSE_HANDSHAKE_GRACE, self.wait_ended()).await;
+        if self.outgoing.send(frame).is_ok() {
+            let _ = rt::timeout(CLOSE_HANDSHAKE_GRACE, self.wait_ended()).await;
         }
         self.in_flight.end("the client disconnected".to_owned());
         self.reader.abort();
@@ -237,14 +291,14 @@ impl Drop for Connection {
     }
 }
 
-async fn write_frames<S: ByteStream>(
-    mut sink: futures_util::stream::SplitSink<WebSocketStream<S>, Message>,
-    mut outgoing: mpsc::UnboundedReceiver<Message>,
+async fn write_frames<S: FrameSocket>(
+    mut sink: futures_util::stream::SplitSink<S, Outgoing>,
+    mut outgoing: mpsc::UnboundedReceiver<Outgoing>,
     in_flight: Arc<InFlightTable>,
 ) {
-    while let Some(message) = outgoing.recv().await {
-        let closing = matches!(message, Message::Close(_));
-        if let Err(error) = sink.send(message).await {
+    while let Some(frame) = outgoing.recv().await {
+        let closing = matches!(frame, Outgoing::Close { .. });
+        if let Err(error) = sink.send(frame).await {
             // The reader will see the same failure; ending here too makes
             // waiting callers fail now rather than when the reader notices.
             in_flight.end(format!("sending failed: {error}"));
@@ -256,20 +310,19 @@ async fn write_frames<S: ByteStream>(
     }
 }
 
-async fn read_frames<S: ByteStream>(
-    mut stream: futures_util::stream::SplitStream<WebSocketStream<S>>,
+async fn read_frames<S: FrameSocket>(
+    mut stream: futures_util::stream::SplitStream<S>,
     in_flight: Arc<InFlightTable>,
     ended: watch::Sender<bool>,
 ) {
     let reason = loop {
         match stream.next().await {
-            Some(Ok(Message::Text(text))) => dispatch(text.as_str(), &in_flight),
-            Some(Ok(Message::Close(frame))) => break describe_close(frame.as_ref()),
-            // Pings are answered by tungstenite itself; the protocol sends
-            // no binary frames to clients.
-            Some(Ok(Message::Binary(_))) => tracing::warn!("ignoring a binary frame"),
-            Some(Ok(_)) => {}
-            Some(Err(error)) => break format!("{error}"),
+            Some(Incoming::Text(text)) => dispatch(&text, &in_flight),
+            Some(Incoming::Closed { code, reason }) => break describe_close(code, &reason),
+            // The protocol sends no binary frames to clients.
+            Some(Incoming::Binary) => tracing::warn!("ignoring a binary frame"),
+            Some(Incoming::Ignored) => {}
+            Some(Incoming::Failed(error)) => break error,
             None => break "the server closed the connection without a close frame".to_owned(),
         };
     };
@@ -299,21 +352,23 @@ fn answer_value(value: serde_json::Value, in_flight: &InFlightTable) {
     }
 }
 
-fn describe_close(frame: Option<&CloseFrame>) -> String {
-    let Some(frame) = frame else {
+/// Says how the server closed the connection, for `ConnectionLost`.
+fn describe_close(code: Option<u16>, reason: &str) -> String {
+    let Some(code) = code else {
         return "the server closed the connection".to_owned();
     };
-    let code = u16::from(frame.code);
     let meaning = match code {
         1000 => "normal closure",
         close_codes::GOING_AWAY => "going away",
         close_codes::PROTOCOL_ERROR => "protocol error",
         close_codes::POLICY_VIOLATION => "policy violation",
         close_codes::MESSAGE_TOO_BIG => "message too big",
+        // Never sent on the wire: browsers report it when the connection
+        // dropped without a close frame.
+        1006 => "abnormal closure, no close frame",
         1011 => "server error",
         _ => "",
     };
-    let reason = frame.reason.as_str();
     match (meaning.is_empty(), reason.is_empty()) {
         (false, false) => format!("the server closed the connection ({code} {meaning}: {reason})"),
         (false, true) => format!("the server closed the connection ({code} {meaning})"),
@@ -366,15 +421,12 @@ mod tests {
 
     #[test]
     fn close_frames_are_explained() {
-        let frame = CloseFrame {
-            code: CloseCode::Away,
-            reason: "server shutting down".into(),
-        };
-        let text = describe_close(Some(&frame));
+        let text = describe_close(Some(1001), "server shutting down");
         assert!(
-            text.contains("1001") && text.contains("shutting down"),
+            text.contains("1001") && text.contains("going away") && text.contains("shutting down"),
             "{text}"
         );
-        assert!(describe_close(None).contains("closed"));
+        assert!(describe_close(Some(4000), "").ends_with("(4000)"));
+        assert!(describe_close(None, "").contains("closed"));
     }
 }

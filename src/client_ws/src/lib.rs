@@ -1,7 +1,7 @@
 //! # circle_client_ws
 //!
-//! The native client of circles: JSON-RPC over `ws://` and `wss://`
-//! (PROTOCOL.md), with secp256k1 sign-in.
+//! The client of circles, native and in the browser: JSON-RPC over `ws://`
+//! and `wss://` (PROTOCOL.md), with secp256k1 sign-in.
 //!
 //! ```no_run
 //! use circle_client_ws::{CircleWsClientBuilder, TlsConfig};
@@ -39,25 +39,53 @@
 //!   cases a caller acts on differently.
 //! - Protocol types come from `circle_protocol`, shared with the server.
 //!
-//! This crate is native only (tokio); a browser client speaks the same
-//! protocol with the browser's own WebSocket.
+//! ## In the browser (wasm32)
+//!
+//! Built for `wasm32-unknown-unknown` (`--no-default-features --features
+//! crypto`, or `js` for the JavaScript bindings), the same
+//! [`CircleWsClientBuilder`] / [`CircleWsClient`] API runs over the page's
+//! own WebSocket (gloo-net), with the same request matching, timeouts
+//! (browser timers) and reconnects: only the transport differs (`rt.rs` and
+//! `transport/` hold the two sides). The browser does TLS with its own
+//! trust store, so [`TlsConfig`] settings other than the default are an
+//! error from `build()` that says so. The `js` feature adds
+//! `js::CircleClient` for web pages (wasm32 only).
 
 #![warn(missing_docs)]
-// A build without any TLS backend (ws:// only) leaves the certificate-file
-// and connector plumbing unused; it is kept compiling rather than cfg'd out
-// piece by piece.
+// A native build without any TLS backend (ws:// only) leaves the
+// certificate-file and connector plumbing unused; it is kept compiling
+// rather than cfg'd out piece by piece.
 #![cfg_attr(
-    not(any(feature = "rustls-tls", feature = "native-tls")),
+    all(
+        not(target_arch = "wasm32"),
+        not(any(feature = "rustls-tls", feature = "native-tls"))
+    ),
     allow(dead_code, unused_imports)
 )]
+
+// Said plainly here rather than as a missing-crate error: the TLS libraries
+// and the CLI are native-only dependencies.
+#[cfg(all(
+    target_arch = "wasm32",
+    any(feature = "rustls-tls", feature = "native-tls", feature = "cli")
+))]
+compile_error!(
+    "in a browser the browser does TLS, and there is no command line: build circle_client_ws \
+     for wasm32 with --no-default-features --features crypto (or --features js)"
+);
 
 mod builder;
 mod client;
 mod connection;
 mod error;
+mod rt;
+#[cfg(not(target_arch = "wasm32"))]
 mod tls;
 pub mod tls_config;
 mod transport;
+
+#[cfg(all(target_arch = "wasm32", feature = "js"))]
+pub mod js;
 
 #[cfg(feature = "crypto")]
 mod auth;

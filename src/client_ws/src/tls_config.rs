@@ -2,15 +2,28 @@
 //! [`TlsConfig`], the choice of TLS library ([`TlsBackend`]), and the PEM
 //! file reading both backends share, so that a bad file gives the same clear
 //! error whichever library is in use.
+//!
+//! In a browser (wasm32) the browser does TLS with its own trust store and
+//! offers pages no say in it: only the default [`TlsConfig`] is accepted
+//! there, and every other setting is a clear error from `build()`.
 
-use std::path::{Path, PathBuf};
+#[cfg(not(target_arch = "wasm32"))]
+use std::path::Path;
+use std::path::PathBuf;
 
+#[cfg(not(target_arch = "wasm32"))]
 use rustls_pki_types::pem::{self, PemObject};
+#[cfg(not(target_arch = "wasm32"))]
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
 use crate::error::CircleWsClientError;
 
 /// TLS settings for `wss://` URLs.
+///
+/// In a browser only the default is accepted: the browser decides which
+/// certificates it trusts (install a development CA in the browser's or the
+/// system's trust store instead), and a page can neither turn checks off nor
+/// present a client certificate of its choosing.
 ///
 /// The [`Default`] verifies everything: the server's certificate must chain
 /// to one of the system's root certificates and be valid for the URL's host.
@@ -68,22 +81,25 @@ pub enum TlsBackend {
 
 impl TlsBackend {
     /// The default backend: rustls when compiled in, else native-tls, else
-    /// `None` (then only `ws://` URLs work).
+    /// `None` (then only `ws://` URLs work natively; in a browser it is
+    /// always `None`, and the browser does TLS).
     pub fn default_available() -> Option<TlsBackend> {
-        if cfg!(feature = "rustls-tls") {
+        if TlsBackend::Rustls.is_available() {
             Some(TlsBackend::Rustls)
-        } else if cfg!(feature = "native-tls") {
+        } else if TlsBackend::NativeTls.is_available() {
             Some(TlsBackend::NativeTls)
         } else {
             None
         }
     }
 
-    /// Whether this backend's cargo feature is enabled in this build.
+    /// Whether this backend's cargo feature is enabled in this build (never
+    /// in a browser build).
     pub fn is_available(self) -> bool {
+        let native = cfg!(not(target_arch = "wasm32"));
         match self {
-            TlsBackend::Rustls => cfg!(feature = "rustls-tls"),
-            TlsBackend::NativeTls => cfg!(feature = "native-tls"),
+            TlsBackend::Rustls => native && cfg!(feature = "rustls-tls"),
+            TlsBackend::NativeTls => native && cfg!(feature = "native-tls"),
         }
     }
 
@@ -106,9 +122,52 @@ impl std::fmt::Display for TlsBackend {
 }
 
 impl TlsConfig {
+    /// The settings a browser cannot honour, by field name: every one that
+    /// differs from the default.
+    pub fn browser_unsupported_settings(&self) -> Vec<&'static str> {
+        let mut unsupported = Vec::new();
+        if self.accept_invalid_certs {
+            unsupported.push("accept_invalid_certs");
+        }
+        if self.accept_invalid_hostnames {
+            unsupported.push("accept_invalid_hostnames");
+        }
+        if self.ca_cert_path.is_some() {
+            unsupported.push("ca_cert_path");
+        }
+        if self.client_cert_path.is_some() {
+            unsupported.push("client_cert_path");
+        }
+        if self.client_key_path.is_some() {
+            unsupported.push("client_key_path");
+        }
+        unsupported
+    }
+
+    /// In a browser: refuses every setting but the defaults, saying that the
+    /// browser controls TLS trust and what to do instead.
+    #[cfg(target_arch = "wasm32")]
+    pub(crate) fn check_browser_can_honour(&self) -> Result<(), CircleWsClientError> {
+        let unsupported = self.browser_unsupported_settings();
+        if unsupported.is_empty() {
+            return Ok(());
+        }
+        Err(CircleWsClientError::TlsConfig {
+            path: None,
+            problem: format!(
+                "{} cannot be used in a browser: the browser controls TLS trust, not the page. \
+                 Use TlsConfig::default() and make the browser trust the server instead (a \
+                 certificate from a public CA, or a development CA added to the browser's or \
+                 the system's trust store); client certificates are chosen by the browser too",
+                unsupported.join(", ")
+            ),
+        })
+    }
+
     /// The client certificate chain and key for mutual TLS, when configured.
     /// One without the other is an error: presenting a certificate needs its
     /// key, and a key alone means nothing.
+    #[cfg(not(target_arch = "wasm32"))]
     pub(crate) fn client_identity(
         &self,
     ) -> Result<Option<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>)>, CircleWsClientError>
@@ -135,6 +194,7 @@ impl TlsConfig {
     }
 
     /// The extra trusted certificates of `ca_cert_path` (none when unset).
+    #[cfg(not(target_arch = "wasm32"))]
     pub(crate) fn extra_roots(&self) -> Result<Vec<CertificateDer<'static>>, CircleWsClientError> {
         match &self.ca_cert_path {
             Some(path) => read_certificates(path),
@@ -143,6 +203,7 @@ impl TlsConfig {
     }
 }
 
+#[cfg(not(target_arch = "wasm32"))]
 fn tls_file_error(path: &Path, problem: impl Into<String>) -> CircleWsClientError {
     CircleWsClientError::TlsConfig {
         path: Some(path.to_path_buf()),
@@ -150,6 +211,7 @@ fn tls_file_error(path: &Path, problem: impl Into<String>) -> CircleWsClientErro
     }
 }
 
+#[cfg(not(target_arch = "wasm32"))]
 fn read_pem_file(path: &Path, what: &str) -> Result<Vec<u8>, CircleWsClientError> {
     let bytes = std::fs::read(path).map_err(|e| match e.kind() {
         std::io::ErrorKind::NotFound => tls_file_error(path, format!("{what} file not found")),
@@ -161,6 +223,7 @@ fn read_pem_file(path: &Path, what: &str) -> Result<Vec<u8>, CircleWsClientError
     Ok(bytes)
 }
 
+#[cfg(not(target_arch = "wasm32"))]
 /// Every `CERTIFICATE` block of a PEM file, in order.
 pub(crate) fn read_certificates(
     path: &Path,
@@ -183,6 +246,7 @@ pub(crate) fn read_certificates(
     Ok(certificates)
 }
 
+#[cfg(not(target_arch = "wasm32"))]
 /// The first private key of a PEM file: PKCS#8, PKCS#1 or SEC1.
 pub(crate) fn read_private_key(path: &Path) -> Result<PrivateKeyDer<'static>, CircleWsClientError> {
     let bytes = read_pem_file(path, "private key")?;
@@ -210,17 +274,19 @@ pub(crate) fn read_private_key(path: &Path) -> Result<PrivateKeyDer<'static>, Ci
     })
 }
 
+#[cfg(not(target_arch = "wasm32"))]
 fn contains_private_key_block(bytes: &[u8]) -> bool {
     find_subslice(bytes, b"PRIVATE KEY-----")
 }
 
+#[cfg(not(target_arch = "wasm32"))]
 fn find_subslice(haystack: &[u8], needle: &[u8]) -> bool {
     haystack
         .windows(needle.len())
         .any(|window| window == needle)
 }
 
-#[cfg(test)]
+#[cfg(all(test, not(target_arch = "wasm32")))]
 mod tests {
     use super::*;
     use std::io::Write;
@@ -317,6 +383,23 @@ mod tests {
         };
         let (chain, _key) = tls.client_identity().unwrap().unwrap();
         assert_eq!(chain.len(), 1);
+    }
+
+    #[test]
+    fn only_defaults_are_browser_compatible() {
+        assert!(
+            TlsConfig::default()
+                .browser_unsupported_settings()
+                .is_empty()
+        );
+        let everything = TlsConfig {
+            accept_invalid_certs: true,
+            accept_invalid_hostnames: true,
+            ca_cert_path: Some("ca.pem".into()),
+            client_cert_path: Some("client.pem".into()),
+            client_key_path: Some("client.key".into()),
+        };
+        assert_eq!(everything.browser_unsupported_settings().len(), 5);
     }
 
     #[test]

@@ -1,6 +1,11 @@
 //! The client's request machinery over plain ws:// against a small fake
 //! peer: pipelining, out-of-order answers, per-request timeouts, lost
 //! connections, reconnects.
+//!
+//! Native only (a fake tokio server in the test process); the browser side
+//! is tests/browser_client.rs.
+
+#![cfg(not(target_arch = "wasm32"))]
 
 mod support;
 
@@ -299,4 +304,30 @@ async fn a_challenge_for_another_address_is_not_signed() {
         }
         other => panic!("expected AuthenticationRefused, got {other:?}"),
     }
+}
+
+#[tokio::test]
+async fn a_key_given_at_authenticate_is_checked_and_kept_only_when_accepted() {
+    let server = FakeServer::plain().await;
+    let client = CircleWsClientBuilder::new(server.ws_url()).build().unwrap();
+    client.connect().await.unwrap();
+    // Malformed: refused before anything is sent, without echoing the key.
+    match client.authenticate_with_keypair("0xnot-a-key").await {
+        Err(CircleWsClientError::InvalidKeypair(reason)) => {
+            assert!(!reason.contains("not-a-key"), "{reason}")
+        }
+        other => panic!("expected InvalidKeypair, got {other:?}"),
+    }
+    // Well-formed but refused by the server (this fake refuses everyone):
+    // Ok(false), and the client does not adopt the key.
+    let refused = client
+        .authenticate_with_keypair(
+            "0x4c0883a69102937d6231471b5dbb6204fe5129617082792ae468d01a3f362318",
+        )
+        .await
+        .unwrap();
+    assert!(!refused);
+    assert_eq!(client.address(), None);
+    // Still usable afterwards.
+    assert_eq!(client.play("after").await.unwrap().output, "after");
 }

@@ -1,5 +1,10 @@
 //! Every TlsConfig field, for every TLS backend compiled into this build,
 //! against a real rustls server with rcgen certificates.
+//!
+//! Native only (a fake tokio server in the test process); the browser side
+//! is tests/browser_client.rs.
+
+#![cfg(not(target_arch = "wasm32"))]
 
 mod support;
 

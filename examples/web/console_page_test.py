@@ -1,0 +1,257 @@
+#!/usr/bin/env python3
+"""End-to-end test of the browser console page in real headless Chromium.
+
+Drives Debian's Chromium through chromedriver's WebDriver HTTP API (the
+standard library only: no Selenium, no downloaded browser) against a page
+served by a running `circle-server --tls --auth --web-root examples/web/www`:
+open https://localhost:PORT/, type into the form as a user would, click Run,
+read the result from the page, and save a screenshot.
+
+Chromium must trust the server's certificate by itself: run this with HOME
+pointing at a home whose NSS database (~/.pki/nssdb) trusts it, as
+.ci/browser-tests.sh does. Certificate errors are NOT ignored here.
+
+Usage: console_page_test.py --url https://localhost:PORT/ --out DIR
+Exit status 0 when every check passed; the last line says how many did.
+"""
+
+import argparse
+import base64
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+
+# A key of the protocol's ethers.js vectors; any key may sign in.
+KEY = "0x4c0883a69102937d6231471b5dbb6204fe5129617082792ae468d01a3f362318"
+KEY_PUBLIC = "024e3b81af9c2234cad09d679ce6035ed1392347ce64ce405f5dcd36228a25de6e"
+KEY_ADDRESS = "0x2c7536E3605D9C16a7a3D7b1898e529396a65c23"
+
+ELEMENT = "element-6066-11e4-a52e-4f735466cecf"  # the W3C WebDriver element key
+
+# As the machine's notes require for Chromium here: headless, no sandbox
+# (root), no GPU, and none of the background connections a closed network
+# refuses.
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-dev-shm-usage",
+    "--window-size=1000,860",
+]
+
+
+class WebDriver:
+    """The few WebDriver commands this test needs, over plain HTTP."""
+
+    def __init__(self, base):
+        self.base = base
+        self.session = None
+
+    def call(self, method, path, body=None, timeout=60):
+        data = None if body is None else json.dumps(body).encode()
+        request = urllib.request.Request(
+            self.base + path, data=data, method=method,
+            headers={"Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(request, timeout=timeout) as response:
+                return json.load(response).get("value")
+        except urllib.error.HTTPError as error:
+            detail = error.read().decode(errors="replace")
+            raise RuntimeError(f"WebDriver {method} {path}: HTTP {error.code}: {detail}") from None
+
+    def start(self, user_data_dir):
+        capabilities = {
+            "browserName": "chrome",
+            # Real verification: an untrusted certificate must fail the test.
+            "acceptInsecureCerts": False,
+            "goog:chromeOptions": {
+                "binary": "/usr/bin/chromium",
+                "args": CHROMIUM_ARGS + [f"--user-data-dir={user_data_dir}"],
+            },
+        }
+        value = self.call("POST", "/session", {"capabilities": {"alwaysMatch": capabilities}})
+        self.session = value["sessionId"]
+
+    def s(self, path):
+        return f"/session/{self.session}{path}"
+
+    def open(self, url):
+        self.call("POST", self.s("/url"), {"url": url})
+
+    def title(self):
+        return self.call("GET", self.s("/title"))
+
+    def find(self, css):
+        return self.call("POST", self.s("/element"), {"using": "css selector", "value": css})[ELEMENT]
+
+    def text(self, css):
+        return self.call("GET", self.s(f"/element/{self.find(css)}/text"))
+
+    def attribute(self, css, name):
+        return self.call("GET", self.s(f"/element/{self.find(css)}/attribute/{name}"))
+
+    def property(self, css, name):
+        return self.call("GET", self.s(f"/element/{self.find(css)}/property/{name}"))
+
+    def type_into(self, css, text):
+        element = self.find(css)
+        self.call("POST", self.s(f"/element/{element}/clear"), {})
+        if text:
+            self.call("POST", self.s(f"/element/{element}/value"), {"text": text})
+
+    def click(self, css):
+        self.call("POST", self.s(f"/element/{self.find(css)}/click"), {})
+
+    def screenshot(self, path):
+        png = base64.b64decode(self.call("GET", self.s("/screenshot")))
+        with open(path, "wb") as file:
+            file.write(png)
+        return len(png)
+
+    def stop(self):
+        if self.session:
+            try:
+                self.call("DELETE", self.s(""), timeout=10)
+            except (OSError, RuntimeError):
+                pass
+            self.session = None
+
+
+def free_port():
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def wait_for(what, condition, timeout=30.0):
+    """Polls `condition` until it returns something truthy, or fails."""
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        try:
+            last = condition()
+            if last:
+                return last
+        except (OSError, RuntimeError, KeyError) as error:
+            last = error
+        time.sleep(0.1)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
+
+
+def run_script(driver, script):
+    """Types `script`, clicks Run, and returns (state, output) once settled."""
+    driver.type_into("#script", script)
+    driver.click("#run")
+    state = wait_for(
+        "the script's result",
+        lambda: (s := driver.attribute("#output", "data-state")) in ("done", "error") and s)
+    return state, driver.text("#output")
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--url", required=True, help="the page, e.g. https://localhost:8443/")
+    parser.add_argument("--out", required=True, help="folder for the screenshot")
+    parser.add_argument("--chromedriver", default="/usr/bin/chromedriver")
+    args = parser.parse_args()
+    os.makedirs(args.out, exist_ok=True)
+
+    passed, failed = 0, 0
+
+    def check(name, condition, detail=""):
+        nonlocal passed, failed
+        if condition:
+            passed += 1
+            print(f"ok   {name}")
+        else:
+            failed += 1
+            print(f"FAIL {name}: {detail}")
+
+    port = free_port()
+    log = open(os.path.join(args.out, "chromedriver.log"), "w")
+    driver_process = subprocess.Popen(
+        [args.chromedriver, f"--port={port}"], stdout=log, stderr=subprocess.STDOUT)
+    driver = WebDriver(f"http://127.0.0.1:{port}")
+    try:
+        wait_for("chromedriver", lambda: driver.call("GET", "/status", timeout=2).get("ready"))
+        with tempfile.TemporaryDirectory(prefix="console-page-chromium-") as profile:
+            driver.start(profile)
+            driver.open(args.url)
+            title = driver.title()
+            if title != "circles console":
+                # Chromium's interstitial ("Privacy error") when it does not
+                # trust the certificate: say so rather than time out later.
+                raise AssertionError(
+                    f"the page did not load (title {title!r}): does Chromium trust the "
+                    "server's certificate? (HOME's ~/.pki/nssdb must hold it)")
+            # The page loaded over https:// (the certificate was trusted) and
+            # its WebAssembly client initialised.
+            status = wait_for("the page to load its client",
+                              lambda: driver.attribute("#status", "data-state") == "idle"
+                              and driver.text("#status"))
+            check("page loads over https and initialises the WASM client",
+                  status == "ready", status)
+            expected_ws = args.url.replace("https://", "wss://").rstrip("/") + "/ws"
+            url_field = driver.property("#url", "value")
+            check("the server URL defaults to this origin's /ws", url_field == expected_ws, url_field)
+
+            # The server runs with --auth: without a key, play is refused
+            # with the protocol's code, and the page shows it.
+            driver.type_into("#key", "")
+            state, output = run_script(driver, "1 + 1")
+            check("play before signing in shows error -32002",
+                  state == "error" and output.startswith("error -32002:"), f"{state}: {output}")
+
+            # With a key: Sign-In with Ethereum in the page, then the script
+            # sees the caller's key.
+            driver.type_into("#key", KEY)
+            state, output = run_script(
+                driver, 'print("hello from " + CIRCLE_NAME);\nCALLER_PUBLIC_KEY')
+            check("signed in, the script runs as the caller",
+                  state == "done" and output == f"hello from circle\n{KEY_PUBLIC}",
+                  f"{state}: {output!r}")
+            status = driver.text("#status")
+            check("the status names the signed-in address", KEY_ADDRESS in status, status)
+
+            state, output = run_script(driver, "let x = ;")
+            check("a script error shows error -32003",
+                  state == "error" and output.startswith("error -32003:"), f"{state}: {output}")
+
+            # The last run stays on screen for the screenshot.
+            state, output = run_script(driver, 'print("hello from the browser");\n40 + 2')
+            check("a script's output is read back from the page",
+                  state == "done" and output == "hello from the browser\n42",
+                  f"{state}: {output!r}")
+            path = os.path.join(args.out, "console-page.png")
+            size = driver.screenshot(path)
+            check("screenshot saved", size > 1000, f"{size} bytes")
+            print(f"screenshot: {path}")
+    except (AssertionError, RuntimeError, OSError, KeyError) as error:
+        failed += 1
+        print(f"FAIL {error}")
+    finally:
+        driver.stop()
+        driver_process.terminate()
+        try:
+            driver_process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            driver_process.kill()
+        log.close()
+
+    print(f"console-page: {passed} passed, {failed} failed")
+    return 0 if failed == 0 and passed > 0 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
