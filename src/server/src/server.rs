@@ -139,6 +139,14 @@ impl ServerHandle {
 pub fn spawn_circle_server(
     config: ServerConfig,
 ) -> Result<(JoinHandle<io::Result<()>>, ServerHandle), ServerError> {
+    if let Some(root) = &config.web_root
+        && !root.is_dir()
+    {
+        return Err(ServerError::InvalidConfig(format!(
+            "web_root {} is not a folder",
+            root.display()
+        )));
+    }
     let circle = circle_identity(&config)?;
     let tls = load_tls(&config)?;
     let executor = start_executor(&config)?;
@@ -179,14 +187,6 @@ pub fn spawn_circle_server(
     let https_port = wss_addr
         .filter(|_| config.redirect_http_to_https && ws_addr.is_some())
         .map(|a| a.port());
-    if let Some(root) = &config.web_root
-        && !root.is_dir()
-    {
-        return Err(ServerError::InvalidConfig(format!(
-            "web_root {} is not a folder",
-            root.display()
-        )));
-    }
     let web_root = config.web_root.clone();
     let app_shared = shared.clone();
     let handshake_metrics = shared.metrics.clone();
