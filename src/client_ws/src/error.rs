@@ -65,7 +65,10 @@ pub enum CircleWsClientError {
     },
 
     /// The TCP connection could not be opened for another reason (unknown
-    /// host, network unreachable, …).
+    /// host, network unreachable, …). In a browser, every failure to open
+    /// the WebSocket: browsers do not tell pages whether the port was
+    /// closed, the certificate untrusted or the path wrong (the browser's
+    /// developer console does).
     #[error("could not connect to {address}: {source}")]
     ConnectFailed {
         /// `host:port` as dialled.
