@@ -82,6 +82,12 @@ pub(crate) async fn run(
                     Ok(AggregatedMessage::Pong(_)) => {}
                     Ok(AggregatedMessage::Close(_)) => break Ending::PeerClosed,
                     Err(ProtocolError::Overflow) => break Ending::TooBig,
+                    // A message sent in fragments (browsers split large ones)
+                    // trips actix-ws's continuation limit, which it reports
+                    // only as an I/O error with this text.
+                    Err(ProtocolError::Io(error)) if error.to_string().contains("maximum continuation size") => {
+                        break Ending::TooBig
+                    }
                     Err(error) => break Ending::ProtocolViolation(error.to_string()),
                 }
             }

@@ -645,3 +645,27 @@ async fn graceful_stop_lets_running_scripts_answer_then_closes_with_1001() {
     assert_eq!(recv_close_code(&mut ws).await, Some(1001));
     stopping.await.expect("stop completes");
 }
+
+#[tokio::test]
+async fn oversize_message_in_fragments_also_closes_with_1009() {
+    use tokio_tungstenite::tungstenite::protocol::frame::Frame;
+    use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
+
+    let server = TestServer::start(ServerConfig {
+        limits: ServerLimits {
+            max_message_bytes: 4096,
+            ..ServerLimits::default()
+        },
+        ..tls_config()
+    });
+    let mut ws = connect_wss(server.wss_addr()).await;
+    // Each fragment is under the limit; the message they make is not.
+    let first = Frame::message("x".repeat(3000), OpCode::Data(Data::Text), false);
+    let rest = Frame::message("x".repeat(3000), OpCode::Data(Data::Continue), true);
+    ws.send(Message::Frame(first))
+        .await
+        .expect("first fragment");
+    ws.send(Message::Frame(rest)).await.expect("last fragment");
+    assert_eq!(recv_close_code(&mut ws).await, Some(1009));
+    server.stop().await;
+}
