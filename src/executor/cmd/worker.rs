@@ -12,6 +12,12 @@ use circle_executor::ScriptLimits;
 use circle_executor::redis::{WorkerConfig, run_worker};
 use clap::Parser;
 
+/// Counts each thread's live heap bytes, which is what enforces `--script-max-memory-bytes`
+/// (see `circle_executor::memory`).
+#[global_allocator]
+static ALLOCATOR: circle_executor::memory::CountingAllocator =
+    circle_executor::memory::CountingAllocator::new();
+
 /// Run circle scripts queued on Redis by circle servers.
 #[derive(Debug, Parser)]
 #[command(name = "circle-worker", version, about, long_about = None, after_help = EXAMPLES)]
@@ -42,6 +48,9 @@ struct Args {
     /// Bytes of output one script may produce.
     #[arg(long, env = "CIRCLE_SCRIPT_MAX_OUTPUT_BYTES", default_value_t = ScriptLimits::default().max_output_bytes)]
     script_max_output_bytes: usize,
+    /// Bytes of heap memory one script may hold.
+    #[arg(long, env = "CIRCLE_SCRIPT_MAX_MEMORY_BYTES", default_value_t = ScriptLimits::default().max_memory_bytes)]
+    script_max_memory_bytes: usize,
     /// Take over a job another worker left unanswered this long (milliseconds): how fast the jobs of a dead worker are recovered.
     #[arg(long, env = "CIRCLE_WORKER_CLAIM_IDLE_MS", default_value_t = 10_000)]
     claim_idle_ms: u64,
@@ -80,6 +89,7 @@ async fn main() -> ExitCode {
             max_operations: args.script_max_operations,
             max_wall_time: Duration::from_millis(args.script_timeout_ms),
             max_output_bytes: args.script_max_output_bytes,
+            max_memory_bytes: args.script_max_memory_bytes,
             ..ScriptLimits::default()
         },
         claim_idle: Duration::from_millis(args.claim_idle_ms),

@@ -116,10 +116,15 @@ impl std::fmt::Debug for EmbeddedExecutor {
 impl EmbeddedExecutor {
     /// Starts `config.threads` worker threads (named `circle-executor-N`).
     ///
+    /// Logs a warning if [`ScriptLimits::max_memory_bytes`] cannot be enforced because
+    /// the process did not install [`CountingAllocator`](crate::memory::CountingAllocator)
+    /// as its global allocator.
+    ///
     /// # Errors
     ///
     /// The OS refused to start a thread. Threads already started then exit on their own.
     pub fn new(config: EmbeddedConfig) -> std::io::Result<Self> {
+        warn_if_memory_limit_unenforced(&config.limits);
         let limits = config.limits.clone();
         let cache_entries = config.ast_cache_entries;
         let factory: RunnerFactory = Arc::new(move || {
@@ -248,6 +253,18 @@ impl Executor for EmbeddedExecutor {
 
     fn queue_depth(&self) -> usize {
         self.sender.as_ref().map_or(0, Sender::len)
+    }
+}
+
+/// Says, once per executor, that the memory limit will not be enforced, when it cannot be:
+/// an operator who set it should not believe scripts are capped when they are not.
+fn warn_if_memory_limit_unenforced(limits: &ScriptLimits) {
+    if limits.max_memory_bytes != usize::MAX && !crate::memory::is_counting() {
+        tracing::warn!(
+            max_memory_bytes = limits.max_memory_bytes,
+            "the script memory limit is not enforced: this process did not install \
+             circle_executor::memory::CountingAllocator as its #[global_allocator]"
+        );
     }
 }
 

@@ -39,6 +39,8 @@ pub enum LimitKind {
     ScriptSize,
     /// [`ScriptLimits::max_expr_depth`](crate::ScriptLimits::max_expr_depth).
     ExpressionDepth,
+    /// [`ScriptLimits::max_memory_bytes`](crate::ScriptLimits::max_memory_bytes).
+    Memory,
 }
 
 impl LimitKind {
@@ -54,6 +56,7 @@ impl LimitKind {
             LimitKind::OutputSize => "output_size",
             LimitKind::ScriptSize => "script_size",
             LimitKind::ExpressionDepth => "expression_depth",
+            LimitKind::Memory => "memory",
         }
     }
 }
@@ -74,6 +77,7 @@ impl std::str::FromStr for LimitKind {
             "output_size" => LimitKind::OutputSize,
             "script_size" => LimitKind::ScriptSize,
             "expression_depth" => LimitKind::ExpressionDepth,
+            "memory" => LimitKind::Memory,
             _ => return Err(UnknownLimitKind(name.to_owned())),
         })
     }
@@ -188,10 +192,12 @@ mod tests {
             LimitKind::OutputSize,
             LimitKind::ScriptSize,
             LimitKind::ExpressionDepth,
+            LimitKind::Memory,
         ];
         for kind in all {
             assert_eq!(kind.as_str().parse::<LimitKind>(), Ok(kind));
         }
-        assert!("memory".parse::<LimitKind>().is_err());
+        assert_eq!("memory".parse::<LimitKind>(), Ok(LimitKind::Memory));
+        assert!("heap".parse::<LimitKind>().is_err());
     }
 }

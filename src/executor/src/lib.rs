@@ -10,6 +10,9 @@
 //!   scripts to any number of `circle-worker` processes through Redis Streams, and
 //!   [`run_worker`], the loop those processes run.
 //!
+//! - [`memory`]: [`CountingAllocator`](memory::CountingAllocator), the global allocator a
+//!   program installs so that [`ScriptLimits::max_memory_bytes`] is enforced.
+//!
 //! Errors are [`ExecutorError`]s, each with the JSON-RPC code it maps to
 //! ([`ExecutorError::code`]).
 //!
@@ -32,6 +35,7 @@
 mod embedded;
 mod error;
 mod limits;
+pub mod memory;
 #[cfg(feature = "redis")]
 pub mod redis;
 pub mod sandbox;

@@ -52,6 +52,20 @@ pub struct ScriptLimits {
     /// Length of the script's source text, in bytes, checked before it is parsed.
     /// Default 64 KiB.
     pub max_script_bytes: usize,
+    /// Heap memory one run may hold, in bytes: how much the live bytes of the thread
+    /// running the script may grow above their level at the start of the run. Default
+    /// 64 MiB. `0` stops a script at its first net allocation. Checked after every
+    /// operation, so a script overshoots it by what one operation allocates: usually at
+    /// most one value within the data-size limits above, at most the size of the
+    /// container it copies for an operation that copies one (`a + a`).
+    ///
+    /// The data-size limits alone do not bound memory (rhai does not check a container's
+    /// size when an element is assigned by index); this does. It needs the process to
+    /// install [`CountingAllocator`](crate::memory::CountingAllocator) as its global
+    /// allocator: without it the limit is not enforced, and
+    /// [`EmbeddedExecutor::new`](crate::EmbeddedExecutor::new) logs a warning saying so.
+    /// `usize::MAX` means no cap (and no warning).
+    pub max_memory_bytes: usize,
 }
 
 impl Default for ScriptLimits {
@@ -66,6 +80,7 @@ impl Default for ScriptLimits {
             max_map_size: 100_000,
             max_output_bytes: 1024 * 1024,
             max_script_bytes: 64 * 1024,
+            max_memory_bytes: 64 * 1024 * 1024,
         }
     }
 }

@@ -13,8 +13,8 @@ use circle_executor::redis::{
     CONSUMER_GROUP, WorkerConfig, WorkerSummary, jobs_stream_key, run_worker, worker_jobs_key,
 };
 use circle_executor::{
-    EmbeddedConfig, EmbeddedExecutor, Executor, ExecutorError, RedisExecutor, RedisExecutorConfig,
-    ScriptContext, ScriptJob, ScriptLimits,
+    EmbeddedConfig, EmbeddedExecutor, Executor, ExecutorError, LimitKind, RedisExecutor,
+    RedisExecutorConfig, ScriptContext, ScriptJob, ScriptLimits,
 };
 use redis::AsyncCommands;
 use redis::streams::{StreamPendingCountReply, StreamReadReply};
@@ -524,4 +524,51 @@ async fn a_full_job_stream_refuses_at_once_and_reopens_once_drained() {
         }
     }
     worker.stop().await;
+}
+
+#[tokio::test]
+async fn the_worker_process_caps_script_memory() {
+    // The binary installs the counting allocator, takes the limit from its flag, and the
+    // limit's kind travels back to the server.
+    let redis_server = RedisServer::start();
+    let url = redis_server.url();
+    let circle = circle_key(10);
+    let remote = executor(&url, &circle);
+    let worker = WorkerProcess::start(
+        std::path::Path::new(WORKER_BIN),
+        &url,
+        &circle,
+        "capped",
+        &[
+            LONG_SCRIPT_FLAGS,
+            &["--script-max-memory-bytes", "16777216"],
+        ]
+        .concat(),
+    );
+    // Fills an array by index with distinct 1 MB strings: ~200 MB without the limit.
+    let grow = r#"
+        let big = "";
+        big.pad(1000000, "x");
+        let a = [];
+        a.pad(200, ());
+        for i in 0..200 { a[i] = big + i; }
+        a.len()
+    "#;
+    let err = remote
+        .execute(job(grow, &circle, Duration::from_secs(20)))
+        .await
+        .unwrap_err();
+    assert_eq!(err.limit_kind(), Some(LimitKind::Memory), "{err:?}");
+    assert_eq!(err.code(), -32004);
+    assert!(
+        err.to_string()
+            .starts_with("script exceeded the memory limit (16777216 bytes)"),
+        "{err}"
+    );
+    let output = remote
+        .execute(job("40 + 2", &circle, Duration::from_secs(20)))
+        .await
+        .expect("an ordinary script after the stopped one");
+    assert_eq!(output.output, "42");
+    assert!(!worker.log().contains("not enforced"), "{}", worker.log());
 }

@@ -10,6 +10,12 @@ use std::time::Duration;
 use circle_server::{ScriptLimits, ServerConfig, ServerLimits, spawn_circle_server};
 use clap::Parser;
 
+/// Counts each thread's live heap bytes, which is what enforces the script memory limit
+/// (see `circle_executor::memory`).
+#[global_allocator]
+static ALLOCATOR: circle_executor::memory::CountingAllocator =
+    circle_executor::memory::CountingAllocator::new();
+
 /// Serve a circle: authenticated Rhai scripts over ws:// and wss://.
 #[derive(Debug, Parser)]
 #[command(name = "circle-server", version, about, long_about = None, after_help = EXAMPLES)]

@@ -6,7 +6,21 @@
 
 use rhai::{EvalAltResult, LexError, ParseError, ParseErrorType, Position};
 
+use super::display;
 use crate::{ExecutorError, LimitKind, ScriptLimits};
+
+/// Error messages are cut to the output limit, but never below this, so that even the
+/// strictest output limit leaves a readable message.
+const MIN_MESSAGE_BYTES: usize = 1024;
+
+/// `err`'s message, cut to [`ScriptLimits::max_output_bytes`] (at least
+/// [`MIN_MESSAGE_BYTES`]). A thrown value is part of the message (`throw x` gives "Runtime
+/// error: x"), and a script can throw an array whose text is far larger than its memory
+/// (see [`display`]): the message is written through a bounded buffer, never in full.
+fn script_message(err: &EvalAltResult, limits: &ScriptLimits) -> ExecutorError {
+    let cap = limits.max_output_bytes.max(MIN_MESSAGE_BYTES);
+    ExecutorError::Script(display::display_cut(err, cap))
+}
 
 /// ` (line L, position P)` when rhai knows where, else nothing.
 fn at(pos: Position) -> String {
@@ -56,6 +70,10 @@ pub(crate) fn limit_error(limit: LimitKind, limits: &ScriptLimits, pos: Position
             "script exceeded the expression depth limit ({} levels)",
             limits.max_expr_depth
         ),
+        LimitKind::Memory => format!(
+            "script exceeded the memory limit ({} bytes)",
+            limits.max_memory_bytes
+        ),
     };
     ExecutorError::Limit {
         limit,
@@ -97,8 +115,8 @@ pub(crate) fn from_parse_error(err: &ParseError, limits: &ScriptLimits) -> Execu
     }
 }
 
-/// Maps a run-time error. Terminations by the sandbox's own callbacks (wall time, output
-/// size) are not seen here: the sandbox records why it stopped a script and reports that.
+/// Maps a run-time error. Terminations by the sandbox's own callbacks (wall time, memory,
+/// output size) are not seen here: the sandbox records why it stopped a script and reports that.
 pub(crate) fn from_eval_error(err: &EvalAltResult, limits: &ScriptLimits) -> ExecutorError {
     // A limit hit inside a function call arrives wrapped in `ErrorInFunctionCall`; the
     // innermost error says what actually happened.
@@ -109,13 +127,13 @@ pub(crate) fn from_eval_error(err: &EvalAltResult, limits: &ScriptLimits) -> Exe
         EvalAltResult::ErrorStackOverflow(pos) => limit_error(LimitKind::CallDepth, limits, *pos),
         EvalAltResult::ErrorDataTooLarge(what, pos) => match data_limit_kind(what) {
             Some(kind) => limit_error(kind, limits, *pos),
-            None => ExecutorError::Script(err.to_string()),
+            None => script_message(err, limits),
         },
         EvalAltResult::ErrorParsing(parse_type, pos) => {
             from_parse_error(&ParseError(Box::new(parse_type.clone()), *pos), limits)
         }
         // Includes `ErrorTerminated` without a recorded reason, which only our callbacks
         // raise and which they always record: answer rather than guess a limit.
-        _ => ExecutorError::Script(err.to_string()),
+        _ => script_message(err, limits),
     }
 }

@@ -3,7 +3,8 @@
 //! [`Sandbox`] owns a rhai [`Engine`] configured so that a script from any network peer can
 //! be run safely: no file or network access (rhai has none unless the host adds it, and
 //! this crate builds rhai with `no_module`, so `import` does not exist), `eval` disabled,
-//! and every resource capped by [`ScriptLimits`]. It knows nothing about threads or
+//! and every resource capped by [`ScriptLimits`] (memory too, when the process installed
+//! [`CountingAllocator`](crate::memory::CountingAllocator)). It knows nothing about threads or
 //! queues, so the embedded pool ([`EmbeddedExecutor`](crate::EmbeddedExecutor)) and a
 //! separate worker process can both use it as is.
 //!
@@ -17,6 +18,7 @@
 //! (the embedded pool does); the default limits are sized against that.
 
 mod cache;
+mod display;
 mod errors;
 
 use std::cell::{Cell, RefCell};
@@ -27,7 +29,7 @@ use rhai::{AST, Dynamic, Engine, EvalAltResult, Position, Scope};
 
 pub use cache::CacheStats;
 
-use crate::{ExecutorError, LimitKind, ScriptContext, ScriptLimits, ScriptOutput};
+use crate::{ExecutorError, LimitKind, ScriptContext, ScriptLimits, ScriptOutput, memory};
 use cache::AstCache;
 
 /// Native stack a thread running a [`Sandbox`] should have, in bytes (64 MiB).
@@ -61,9 +63,13 @@ const SLEEP_REFUSED: &str = "sleep is not available in the circle sandbox";
 struct RunState {
     /// When the current run must end.
     deadline: Cell<Instant>,
+    /// [`memory::thread_live_bytes`] when the current run started: the memory limit caps
+    /// the growth from here.
+    memory_baseline: Cell<isize>,
     /// The limit that stopped the current run, once one has. Sticky: after it is set every
-    /// further operation terminates the script, so a `try`/`catch` around a function call
-    /// (which can catch a wrapped termination) cannot keep it going.
+    /// further operation terminates the script, so neither a `try`/`catch` around a
+    /// function call (which can catch a wrapped termination) nor a native function that
+    /// ignores errors (rhai's `sort` with its comparator) can keep it going.
     stopped: Cell<Option<LimitKind>>,
     /// The lines printed so far in the current run.
     output: RefCell<Output>,
@@ -79,6 +85,15 @@ struct Output {
 }
 
 impl RunState {
+    /// Records that `limit` stopped the run, unless another limit already did (the first
+    /// one is what the script ran into). The progress callback ends the script at its next
+    /// operation.
+    fn stop(&self, limit: LimitKind) {
+        if self.stopped.get().is_none() {
+            self.stopped.set(Some(limit));
+        }
+    }
+
     /// Appends one printed line, or records that the output limit was hit.
     fn push_line(&self, line: &str, max_output_bytes: usize) {
         if self.stopped.get().is_some() {
@@ -118,6 +133,8 @@ impl RunState {
 pub struct Sandbox {
     engine: Engine,
     limits: ScriptLimits,
+    /// Whether the memory limit is checked (see [`Sandbox::enforces_memory_limit`]).
+    memory_enforced: bool,
     state: Rc<RunState>,
     cache: AstCache,
 }
@@ -126,6 +143,7 @@ impl std::fmt::Debug for Sandbox {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Sandbox")
             .field("limits", &self.limits)
+            .field("memory_enforced", &self.memory_enforced)
             .field("cache", &self.cache.stats())
             .finish_non_exhaustive()
     }
@@ -134,16 +152,24 @@ impl std::fmt::Debug for Sandbox {
 impl Sandbox {
     /// A sandbox enforcing `limits`, keeping up to `ast_cache_entries` compiled scripts
     /// (`0` disables the cache).
+    ///
+    /// [`ScriptLimits::max_memory_bytes`] is enforced only if the process installed
+    /// [`CountingAllocator`](crate::memory::CountingAllocator) (see
+    /// [`Sandbox::enforces_memory_limit`]); otherwise it is skipped silently here
+    /// ([`EmbeddedExecutor::new`](crate::EmbeddedExecutor::new) warns when it starts).
     pub fn new(limits: ScriptLimits, ast_cache_entries: usize) -> Self {
         let state = Rc::new(RunState {
             deadline: Cell::new(Instant::now()),
+            memory_baseline: Cell::new(0),
             stopped: Cell::new(None),
             output: RefCell::new(Output::default()),
         });
-        let engine = build_engine(&limits, &state);
+        let memory_cap = memory_cap(&limits);
+        let engine = build_engine(&limits, memory_cap, &state);
         Sandbox {
             engine,
             limits,
+            memory_enforced: memory_cap.is_some(),
             state,
             cache: AstCache::new(ast_cache_entries),
         }
@@ -152,6 +178,13 @@ impl Sandbox {
     /// The limits this sandbox enforces.
     pub fn limits(&self) -> &ScriptLimits {
         &self.limits
+    }
+
+    /// Whether this sandbox checks [`ScriptLimits::max_memory_bytes`]: the process
+    /// installed [`CountingAllocator`](crate::memory::CountingAllocator) as its global
+    /// allocator and the limit is not `usize::MAX`.
+    pub fn enforces_memory_limit(&self) -> bool {
+        self.memory_enforced
     }
 
     /// Hit and miss counters of the compiled-script cache.
@@ -192,6 +225,9 @@ impl Sandbox {
             .set(deadline_after(self.limits.max_wall_time));
         self.state.stopped.set(None);
         *self.state.output.borrow_mut() = Output::default();
+        // After the compile (a cached script must not count against the run that first
+        // compiled it) and before anything the run itself allocates, constants included.
+        self.state.memory_baseline.set(memory::thread_live_bytes());
 
         let mut scope = Scope::new();
         scope.push_constant("CIRCLE_NAME", context.circle_name.clone());
@@ -237,15 +273,18 @@ impl Sandbox {
     fn render(&self, printed: Output, value: &Dynamic) -> Result<ScriptOutput, ExecutorError> {
         let mut output = printed.text;
         if !value.is_unit() {
-            let shown = value.to_string();
             let separator = usize::from(printed.lines > 0);
-            if output.len() + separator + shown.len() > self.limits.max_output_bytes {
-                return Err(errors::limit_error(
-                    LimitKind::OutputSize,
-                    &self.limits,
-                    Position::NONE,
-                ));
-            }
+            let too_large =
+                || errors::limit_error(LimitKind::OutputSize, &self.limits, Position::NONE);
+            let room = self
+                .limits
+                .max_output_bytes
+                .checked_sub(output.len() + separator)
+                .ok_or_else(too_large)?;
+            // Written through a bounded buffer, not `to_string`: the text of a value can be
+            // far larger than its memory (an array holding one big string many times), and
+            // only what fits in the output is ever needed.
+            let shown = display::display_within(value, room).ok_or_else(too_large)?;
             if separator == 1 {
                 output.push('\n');
             }
@@ -264,9 +303,21 @@ fn deadline_after(wall_time: std::time::Duration) -> Instant {
         .unwrap_or(now)
 }
 
+/// The growth of the thread's live bytes a run may reach, or `None` when the memory limit
+/// is not checked: no counting allocator to read (see [`memory::is_counting`]), or no cap
+/// asked for (`usize::MAX`).
+fn memory_cap(limits: &ScriptLimits) -> Option<isize> {
+    if limits.max_memory_bytes == usize::MAX || !memory::is_counting() {
+        return None;
+    }
+    // Above `isize::MAX` no allocation could ever reach the limit anyway.
+    Some(isize::try_from(limits.max_memory_bytes).unwrap_or(isize::MAX))
+}
+
 /// Builds the locked-down engine. Limits of `0` become the strictest setting rhai accepts,
-/// because rhai reads `0` as "unlimited" (see [`ScriptLimits`]).
-fn build_engine(limits: &ScriptLimits, state: &Rc<RunState>) -> Engine {
+/// because rhai reads `0` as "unlimited" (see [`ScriptLimits`]). `memory_cap` is what
+/// [`memory_cap`] gave for these limits.
+fn build_engine(limits: &ScriptLimits, memory_cap: Option<isize>, state: &Rc<RunState>) -> Engine {
     let mut engine = Engine::new();
 
     // `eval` would run a string as script: it would bypass the compiled-script cache and
@@ -296,6 +347,9 @@ fn build_engine(limits: &ScriptLimits, state: &Rc<RunState>) -> Engine {
     engine.set_max_string_size(limits.max_string_size.max(1));
     engine.set_max_array_size(limits.max_array_size.max(1));
     engine.set_max_map_size(limits.max_map_size.max(1));
+    // Formatting arrays and maps must stop at the string limit rather than after (see
+    // `display`): it is the one way a single operation could allocate without bound.
+    display::register(&mut engine, limits.max_string_size.max(1), state);
 
     let max_output = limits.max_output_bytes;
     let print_state = Rc::clone(state);
@@ -305,9 +359,23 @@ fn build_engine(limits: &ScriptLimits, state: &Rc<RunState>) -> Engine {
 
     let progress_state = Rc::clone(state);
     engine.on_progress(move |operations| {
-        // A hot path: one `Cell` read per operation, the clock only now and then.
+        // A hot path: a few `Cell` reads per operation, the clock only now and then.
         if progress_state.stopped.get().is_some() {
             return Some(Dynamic::from(STOP_TOKEN));
+        }
+        // Every operation, not every `CLOCK_CHECK_INTERVAL`: it is one thread-local read,
+        // and a single operation can allocate up to a data-size limit (a 1 MiB string), so
+        // checking only now and then would let a script overshoot by a thousand of those.
+        // Recorded in the sticky `stopped`, like the other limits, so that neither a
+        // `try`/`catch` nor a native function that ignores errors (rhai's `sort` ignores
+        // its comparator's) can keep the script going past the termination.
+        if let Some(cap) = memory_cap {
+            let grown =
+                memory::thread_live_bytes().wrapping_sub(progress_state.memory_baseline.get());
+            if grown > cap {
+                progress_state.stopped.set(Some(LimitKind::Memory));
+                return Some(Dynamic::from(STOP_TOKEN));
+            }
         }
         if operations % CLOCK_CHECK_INTERVAL == 0 && Instant::now() >= progress_state.deadline.get()
         {
