@@ -115,6 +115,9 @@ struct Args {
     /// Rhai operations one script may run.
     #[arg(long, env = "CIRCLE_SCRIPT_MAX_OPERATIONS", default_value_t = ScriptLimits::default().max_operations)]
     script_max_operations: u64,
+    /// Memory one script may hold, in bytes (enforced through the counting allocator this binary installs).
+    #[arg(long, env = "CIRCLE_SCRIPT_MAX_MEMORY_BYTES", default_value_t = ScriptLimits::default().max_memory_bytes)]
+    script_max_memory_bytes: usize,
     /// Wall-clock time one script may run, in milliseconds.
     #[arg(long, env = "CIRCLE_SCRIPT_TIMEOUT_MS", default_value_t = ScriptLimits::default().max_wall_time.as_millis() as u64)]
     script_timeout_ms: u64,
@@ -176,6 +179,7 @@ async fn main() -> ExitCode {
         script_limits: ScriptLimits {
             max_operations: args.script_max_operations,
             max_wall_time: Duration::from_millis(args.script_timeout_ms),
+            max_memory_bytes: args.script_max_memory_bytes,
             ..ScriptLimits::default()
         },
     };

@@ -55,6 +55,7 @@ async fn tls_server_process_serves_wss_and_stops_cleanly_on_sigterm() {
         .args([
             "--tls", "--cert", "cert.pem", "--key", "key.pem", "--port", "0", "--auth",
         ])
+        .args(["--script-max-memory-bytes", "16777216"])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -80,6 +81,18 @@ async fn tls_server_process_serves_wss_and_stops_cleanly_on_sigterm() {
         )
         .await["result"]["output"],
         "hi\n42"
+    );
+
+    // The binary installs the counting allocator, so the memory cap holds.
+    let hog = r#"let big = ""; big.pad(100000, "x"); let m = #{}; let i = 0; loop { m["k" + i] = big + i; i += 1; }"#;
+    let stopped = call(&mut ws, 4, "play", json!({"script": hog})).await;
+    assert_eq!(error_code(&stopped), -32004, "{stopped}");
+    assert!(
+        stopped["error"]["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("memory limit (16777216 bytes)"),
+        "{stopped}"
     );
 
     let pid = child.id().to_string();
