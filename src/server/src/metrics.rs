@@ -146,119 +146,153 @@ impl Metrics {
     /// Renders every metric; `certificate_expires_in` and `queue_depth` are
     /// read fresh by the caller.
     pub fn render(&self, certificate_expires_in: Option<Duration>, queue_depth: usize) -> String {
-        let mut out = String::with_capacity(4096);
         let get = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
+        let mut out = Exposition(String::with_capacity(4096));
         let listeners = ["ws", "wss"];
 
         if let Some(left) = certificate_expires_in {
-            out.push_str("# HELP circle_tls_certificate_expiry_seconds Seconds until the serving certificate expires.\n");
-            out.push_str("# TYPE circle_tls_certificate_expiry_seconds gauge\n");
-            let _ = writeln!(
-                out,
-                "circle_tls_certificate_expiry_seconds {}",
-                left.as_secs()
+            out.family(
+                "circle_tls_certificate_expiry_seconds",
+                "gauge",
+                "Seconds until the serving certificate expires.",
             );
+            out.sample("circle_tls_certificate_expiry_seconds", "", left.as_secs());
         }
-        out.push_str(
-            "# HELP circle_connections_open WebSocket connections open now, by listener.\n",
+        out.family(
+            "circle_connections_open",
+            "gauge",
+            "WebSocket connections open now, by listener.",
         );
-        out.push_str("# TYPE circle_connections_open gauge\n");
         for (i, listener) in listeners.iter().enumerate() {
-            let _ = writeln!(
-                out,
-                "circle_connections_open{{listener=\"{listener}\"}} {}",
-                get(&self.connections_open[i])
+            out.sample(
+                "circle_connections_open",
+                &format!("listener=\"{listener}\""),
+                get(&self.connections_open[i]),
             );
         }
-        out.push_str(
-            "# HELP circle_connections_total WebSocket connections accepted, by listener.\n",
+        out.family(
+            "circle_connections_total",
+            "counter",
+            "WebSocket connections accepted, by listener.",
         );
-        out.push_str("# TYPE circle_connections_total counter\n");
         for (i, listener) in listeners.iter().enumerate() {
-            let _ = writeln!(
-                out,
-                "circle_connections_total{{listener=\"{listener}\"}} {}",
-                get(&self.connections_total[i])
+            out.sample(
+                "circle_connections_total",
+                &format!("listener=\"{listener}\""),
+                get(&self.connections_total[i]),
             );
         }
-        out.push_str("# HELP circle_tls_handshakes_total Completed TLS handshakes.\n");
-        out.push_str("# TYPE circle_tls_handshakes_total counter\n");
-        let _ = writeln!(
-            out,
-            "circle_tls_handshakes_total {}",
-            get(&self.tls_handshakes)
+        out.family(
+            "circle_tls_handshakes_total",
+            "counter",
+            "Completed TLS handshakes.",
         );
-        out.push_str("# HELP circle_auth_total Sign-in attempts by result.\n");
-        out.push_str("# TYPE circle_auth_total counter\n");
-        let _ = writeln!(
-            out,
-            "circle_auth_total{{result=\"success\"}} {}",
-            get(&self.auth_success)
+        out.sample("circle_tls_handshakes_total", "", get(&self.tls_handshakes));
+        out.family(
+            "circle_auth_total",
+            "counter",
+            "Sign-in attempts by result.",
         );
-        let _ = writeln!(
-            out,
-            "circle_auth_total{{result=\"failure\"}} {}",
-            get(&self.auth_failure)
+        out.sample(
+            "circle_auth_total",
+            "result=\"success\"",
+            get(&self.auth_success),
         );
-        out.push_str("# HELP circle_requests_total JSON-RPC requests by method.\n");
-        out.push_str("# TYPE circle_requests_total counter\n");
+        out.sample(
+            "circle_auth_total",
+            "result=\"failure\"",
+            get(&self.auth_failure),
+        );
+        out.family(
+            "circle_requests_total",
+            "counter",
+            "JSON-RPC requests by method.",
+        );
         for (i, method) in METHODS.iter().enumerate() {
-            let _ = writeln!(
-                out,
-                "circle_requests_total{{method=\"{method}\"}} {}",
-                get(&self.requests[i])
+            out.sample(
+                "circle_requests_total",
+                &format!("method=\"{method}\""),
+                get(&self.requests[i]),
             );
         }
-        out.push_str("# HELP circle_errors_total JSON-RPC error answers by method and code (0: other codes).\n");
-        out.push_str("# TYPE circle_errors_total counter\n");
+        out.family(
+            "circle_errors_total",
+            "counter",
+            "JSON-RPC error answers by method and code (0: other codes).",
+        );
         for (i, method) in METHODS.iter().enumerate() {
             for (j, code) in ERROR_CODES.iter().enumerate() {
                 let count = get(&self.errors[i][j]);
                 if count > 0 {
-                    let _ = writeln!(
-                        out,
-                        "circle_errors_total{{method=\"{method}\",code=\"{code}\"}} {count}"
+                    out.sample(
+                        "circle_errors_total",
+                        &format!("method=\"{method}\",code=\"{code}\""),
+                        count,
                     );
                 }
             }
         }
-        out.push_str("# HELP circle_script_duration_seconds Time from handing a script to the executor to its answer.\n");
-        out.push_str("# TYPE circle_script_duration_seconds histogram\n");
+        out.family(
+            "circle_script_duration_seconds",
+            "histogram",
+            "Time from handing a script to the executor to its answer.",
+        );
         let mut cumulative = 0;
         for (i, bound) in SCRIPT_BUCKETS.iter().enumerate() {
             cumulative += get(&self.script_buckets[i]);
-            let _ = writeln!(
-                out,
-                "circle_script_duration_seconds_bucket{{le=\"{bound}\"}} {cumulative}"
+            out.sample(
+                "circle_script_duration_seconds_bucket",
+                &format!("le=\"{bound}\""),
+                cumulative,
             );
         }
         let count = get(&self.script_count);
-        let _ = writeln!(
-            out,
-            "circle_script_duration_seconds_bucket{{le=\"+Inf\"}} {count}"
+        out.sample(
+            "circle_script_duration_seconds_bucket",
+            "le=\"+Inf\"",
+            count,
         );
-        let _ = writeln!(
-            out,
-            "circle_script_duration_seconds_sum {}",
-            get(&self.script_micros) as f64 / 1e6
+        out.sample(
+            "circle_script_duration_seconds_sum",
+            "",
+            get(&self.script_micros) as f64 / 1e6,
         );
-        let _ = writeln!(out, "circle_script_duration_seconds_count {count}");
-        out.push_str(
-            "# HELP circle_executor_queue_depth Scripts waiting for an executor thread.\n",
+        out.sample("circle_script_duration_seconds_count", "", count);
+        out.family(
+            "circle_executor_queue_depth",
+            "gauge",
+            "Scripts waiting for an executor thread.",
         );
-        out.push_str("# TYPE circle_executor_queue_depth gauge\n");
-        let _ = writeln!(out, "circle_executor_queue_depth {queue_depth}");
-        out.push_str(
-            "# HELP circle_limit_hits_total Requests or connections turned away by a limit.\n",
+        out.sample("circle_executor_queue_depth", "", queue_depth);
+        out.family(
+            "circle_limit_hits_total",
+            "counter",
+            "Requests or connections turned away by a limit.",
         );
-        out.push_str("# TYPE circle_limit_hits_total counter\n");
         for (i, limit) in LIMIT_NAMES.iter().enumerate() {
-            let _ = writeln!(
-                out,
-                "circle_limit_hits_total{{limit=\"{limit}\"}} {}",
-                get(&self.limit_hits[i])
+            out.sample(
+                "circle_limit_hits_total",
+                &format!("limit=\"{limit}\""),
+                get(&self.limit_hits[i]),
             );
         }
-        out
+        out.0
+    }
+}
+
+/// The Prometheus text format, written line by line.
+struct Exposition(String);
+
+impl Exposition {
+    fn family(&mut self, name: &str, kind: &str, help: &str) {
+        let _ = writeln!(self.0, "# HELP {name} {help}\n# TYPE {name} {kind}");
+    }
+
+    fn sample(&mut self, name: &str, labels: &str, value: impl std::fmt::Display) {
+        let _ = if labels.is_empty() {
+            writeln!(self.0, "{name} {value}")
+        } else {
+            writeln!(self.0, "{name}{{{labels}}} {value}")
+        };
     }
 }
