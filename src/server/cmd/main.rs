@@ -74,9 +74,9 @@ struct Args {
     /// Largest WebSocket message accepted, in bytes.
     #[arg(long, env = "CIRCLE_MAX_MESSAGE_BYTES", default_value_t = ServerLimits::default().max_message_bytes)]
     max_message_bytes: usize,
-    /// Open connections allowed across the server.
-    #[arg(long, env = "CIRCLE_MAX_CONNECTIONS", default_value_t = ServerLimits::default().max_connections)]
-    max_connections: usize,
+    /// Open connections allowed across the server (default: what the open-file limit allows, less a reserve).
+    #[arg(long, env = "CIRCLE_MAX_CONNECTIONS")]
+    max_connections: Option<usize>,
     /// Requests one connection may have in flight.
     #[arg(long, env = "CIRCLE_MAX_IN_FLIGHT", default_value_t = ServerLimits::default().max_in_flight_per_connection)]
     max_in_flight: usize,
@@ -166,7 +166,9 @@ async fn main() -> ExitCode {
         script_threads: args.script_threads,
         limits: ServerLimits {
             max_message_bytes: args.max_message_bytes,
-            max_connections: args.max_connections,
+            max_connections: args
+                .max_connections
+                .unwrap_or_else(connections_the_fd_limit_allows),
             max_in_flight_per_connection: args.max_in_flight,
             max_connections_per_ip: args.max_connections_per_ip,
             max_requests_per_second: args.max_requests_per_second,
@@ -230,6 +232,53 @@ async fn main() -> ExitCode {
             eprintln!("circle-server: server task failed: {error}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// File descriptors kept back from connections: listeners, epoll, the
+/// executor's threads and Redis connections, log files.
+const RESERVED_DESCRIPTORS: usize = 64;
+
+/// Raises the soft open-file limit to the hard one and returns how many
+/// connections fit under it. Refusing the next upgrade with 503 (and a log
+/// line) is better than running out of descriptors, where the accept loop
+/// stalls and new clients hang unanswered.
+fn connections_the_fd_limit_allows() -> usize {
+    let fallback = ServerLimits::default().max_connections;
+    #[cfg(unix)]
+    {
+        let mut limit = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        // SAFETY: getrlimit writes into the struct we own; setrlimit reads it.
+        let raised = unsafe {
+            if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 {
+                return fallback;
+            }
+            let wanted = libc::rlimit {
+                rlim_cur: limit.rlim_max,
+                rlim_max: limit.rlim_max,
+            };
+            libc::setrlimit(libc::RLIMIT_NOFILE, &wanted) == 0
+        };
+        let usable = if raised {
+            limit.rlim_max
+        } else {
+            limit.rlim_cur
+        };
+        let usable = usize::try_from(usable).unwrap_or(usize::MAX);
+        let connections = usable.saturating_sub(RESERVED_DESCRIPTORS).max(1);
+        tracing::info!(
+            open_file_limit = usable,
+            max_connections = connections,
+            "connection limit set from the open-file limit"
+        );
+        connections
+    }
+    #[cfg(not(unix))]
+    {
+        fallback
     }
 }
 

@@ -239,6 +239,10 @@ pub fn spawn_circle_server(
     // The embedding program owns its signals; `circle-server` maps them to
     // a graceful stop itself.
     .disable_signals()
+    // Answers are small and latency-bound. Without this, Nagle holds the
+    // `101 Switching Protocols` written after the TLS 1.3 session tickets
+    // until the client's delayed ACK (~40 ms per new connection).
+    .tcp_nodelay(true)
     .shutdown_timeout(config.limits.shutdown_grace.as_secs() + 2)
     .tls_handshake_timeout(config.limits.tls_handshake_timeout);
     if config.workers > 0 {
