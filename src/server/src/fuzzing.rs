@@ -45,6 +45,7 @@ impl RouterHarness {
                 circle_public_key: circle.public_key.clone(),
                 nonce_ttl_secs: 300,
             },
+            circle_json: circle.to_json(),
             circle,
             enable_auth: true,
             auth_domain: None,

@@ -4,6 +4,12 @@
 //! is answered on the spot; `play` hands its script to the executor and
 //! answers later, so one slow script never holds up the connection's other
 //! requests (they are pipelined and may be answered out of order).
+//!
+//! Well-formed requests take a fast path: the frame is read into a borrowed
+//! [`RawRequest`] (no `serde_json::Value` tree), params are decoded straight
+//! into their struct, and the answer is written as text around the typed
+//! result, echoing the request's id verbatim. Anything malformed falls back
+//! to the shared protocol types, which name exactly what is wrong.
 
 use std::cell::Cell;
 use std::rc::Rc;
@@ -11,12 +17,14 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use circle_executor::{ScriptContext, ScriptJob};
+use circle_protocol::jsonrpc::JSONRPC_VERSION;
 use circle_protocol::{
-    AuthenticateParams, CircleInfo, FetchNonceParams, Frame, Id, PlayParams, PlayResult, Request,
-    Response, RpcError, WhoamiResult, codes, method, parse_frame,
+    AuthenticateParams, FetchNonceParams, PlayParams, PlayResult, Request, RpcError, codes, method,
 };
 use futures_util::future::{self, LocalBoxFuture};
-use serde_json::Value;
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use serde_json::value::RawValue;
 
 use crate::auth::{AuthState, ChallengeOrigin};
 use crate::metrics::{LimitHit, Listener};
@@ -76,45 +84,74 @@ impl Connection {
     }
 }
 
-/// The answer to one frame: ready now, or later once scripts finish.
-/// `None` means nothing is sent back (notifications only).
+/// The answer to one frame, or to one request of a batch: ready now, or
+/// later once a script finishes. `None` means nothing is sent back
+/// (notifications only).
 pub(crate) enum Reply {
     Now(Option<String>),
     Later(LocalBoxFuture<'static, Option<String>>),
 }
 
-/// The answer to one request inside a frame.
+/// What a method produced: the result's JSON text, or an error.
+type Outcome = Result<String, RpcError>;
+
+/// A method's outcome, now or later; the id is added by the caller.
 enum Answer {
-    Now(Option<Response>),
-    Later(LocalBoxFuture<'static, Option<Response>>),
+    Now(Outcome),
+    Later(LocalBoxFuture<'static, Outcome>),
 }
+
+/// A request read without building a JSON tree: strings borrow from the
+/// frame where they can, `id` and `params` stay raw JSON text.
+#[derive(Deserialize)]
+struct RawRequest<'a> {
+    #[serde(borrow)]
+    jsonrpc: std::borrow::Cow<'a, str>,
+    /// `None` when absent (a notification); `"id": null` is `Some("null")`.
+    #[serde(default, borrow, deserialize_with = "present")]
+    id: Option<&'a RawValue>,
+    #[serde(borrow)]
+    method: std::borrow::Cow<'a, str>,
+    #[serde(default, borrow)]
+    params: Option<&'a RawValue>,
+}
+
+/// Keeps a present `id` (even `null`) apart from a missing one.
+fn present<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<&'de RawValue>, D::Error> {
+    <&RawValue>::deserialize(deserializer).map(Some)
+}
+
+/// The id to answer with when a request's own id cannot be read.
+const NULL_ID: &str = "null";
 
 /// Handles one text frame: a request or a batch.
 pub(crate) fn handle_text(shared: &Shared, conn: &mut Connection, text: &str) -> Reply {
-    match parse_frame(text) {
-        Err(error) => Reply::Now(Some(encode(&Response::failure(Id::Null, error)))),
-        Ok(Frame::Single(value)) => match handle_value(shared, conn, value) {
-            Answer::Now(response) => Reply::Now(response.map(|r| encode(&r))),
-            Answer::Later(future) => {
-                Reply::Later(Box::pin(async move { future.await.map(|r| encode(&r)) }))
-            }
-        },
-        Ok(Frame::Batch(items)) => handle_batch(shared, conn, items),
+    if text.trim_start().starts_with('[') {
+        return match serde_json::from_str::<Vec<&RawValue>>(text) {
+            Ok(items) => handle_batch(shared, conn, &items),
+            Err(e) => Reply::Now(Some(failure(
+                NULL_ID,
+                &RpcError::parse_error(format!("frame is not valid JSON: {e}")),
+            ))),
+        };
     }
+    handle_one(shared, conn, text)
 }
 
 /// The answer to a binary frame: the protocol carries JSON in text frames only.
 pub(crate) fn binary_frame_reply() -> String {
-    encode(&Response::failure(
-        Id::Null,
-        RpcError::invalid_request("binary frames are not supported: send JSON-RPC in text frames"),
-    ))
+    failure(
+        NULL_ID,
+        &RpcError::invalid_request("binary frames are not supported: send JSON-RPC in text frames"),
+    )
 }
 
-fn handle_batch(shared: &Shared, conn: &mut Connection, items: Vec<Value>) -> Reply {
+fn handle_batch(shared: &Shared, conn: &mut Connection, items: &[&RawValue]) -> Reply {
     if items.is_empty() {
         let error = RpcError::invalid_request("an empty batch is not a valid request");
-        return Reply::Now(Some(encode(&Response::failure(Id::Null, error))));
+        return Reply::Now(Some(failure(NULL_ID, &error)));
     }
     if items.len() > shared.limits.max_batch_len {
         let error = RpcError::invalid_request(format!(
@@ -122,116 +159,131 @@ fn handle_batch(shared: &Shared, conn: &mut Connection, items: Vec<Value>) -> Re
             items.len(),
             shared.limits.max_batch_len
         ));
-        return Reply::Now(Some(encode(&Response::failure(Id::Null, error))));
+        return Reply::Now(Some(failure(NULL_ID, &error)));
     }
     // Requests run in order, so a batch may sign in and then play.
-    let answers: Vec<Answer> = items
-        .into_iter()
-        .map(|item| handle_value(shared, conn, item))
-        .collect();
-    if answers
+    let replies: Vec<Reply> = items
         .iter()
-        .all(|answer| matches!(answer, Answer::Now(_)))
-    {
-        let responses: Vec<Response> = answers
-            .into_iter()
-            .filter_map(|answer| match answer {
-                Answer::Now(response) => response,
-                Answer::Later(_) => None,
-            })
-            .collect();
-        return Reply::Now(encode_batch(&responses));
+        .map(|item| handle_one(shared, conn, item.get()))
+        .collect();
+    if replies.iter().all(|reply| matches!(reply, Reply::Now(_))) {
+        let answers = replies.into_iter().filter_map(|reply| match reply {
+            Reply::Now(answer) => answer,
+            Reply::Later(_) => None,
+        });
+        return Reply::Now(join_batch(answers));
     }
-    let pending = answers.into_iter().map(|answer| match answer {
-        Answer::Now(response) => Box::pin(future::ready(response)) as LocalBoxFuture<'static, _>,
-        Answer::Later(future) => future,
+    let pending = replies.into_iter().map(|reply| match reply {
+        Reply::Now(answer) => Box::pin(future::ready(answer)) as LocalBoxFuture<'static, _>,
+        Reply::Later(future) => future,
     });
     let joined = future::join_all(pending);
     Reply::Later(Box::pin(async move {
-        let responses: Vec<Response> = joined.await.into_iter().flatten().collect();
-        encode_batch(&responses)
+        join_batch(joined.await.into_iter().flatten())
     }))
 }
 
-fn handle_value(shared: &Shared, conn: &mut Connection, value: Value) -> Answer {
-    let request = match Request::from_value(value) {
-        Ok(request) => request,
-        Err((id, error)) => return Answer::Now(Some(Response::failure(id, error))),
+/// Handles one request given as JSON text.
+fn handle_one(shared: &Shared, conn: &mut Connection, text: &str) -> Reply {
+    let request = match serde_json::from_str::<RawRequest>(text) {
+        Ok(request) if request.jsonrpc == JSONRPC_VERSION && request.id.is_none_or(is_valid_id) => {
+            request
+        }
+        _ => return Reply::Now(Some(explain_malformed(text))),
     };
-    let id = request.id.clone();
-    shared.metrics.request(&request.method);
+    let method = request.method.as_ref();
+    shared.metrics.request(method);
     let answer = if conn.rate.try_take() {
-        route(shared, conn, &request)
+        route(shared, conn, method, request.params)
     } else {
         shared.metrics.limit_hit(LimitHit::RequestRate);
-        let error = RpcError::new(
+        Answer::Now(Err(RpcError::new(
             codes::TOO_MANY_REQUESTS,
             format!(
                 "too many requests: this connection may send {} per second",
                 shared.limits.max_requests_per_second
             ),
-        );
-        Answer::Now(Some(Response::failure(
-            id.clone().unwrap_or(Id::Null),
-            error,
         )))
     };
-    let answer = count_errors(shared, &request.method, answer);
     // A notification (no id) is carried out but never answered.
-    match (id, answer) {
-        (None, Answer::Later(future)) => Answer::Later(Box::pin(async move {
-            future.await;
-            None
-        })),
-        (None, Answer::Now(_)) => Answer::Now(None),
-        (Some(_), answer) => answer,
-    }
-}
-
-/// Counts the error answers of one method in the metrics.
-fn count_errors(shared: &Shared, method: &str, answer: Answer) -> Answer {
+    let id = request.id.map(|id| id.get().to_owned());
     match answer {
-        Answer::Now(response) => {
-            if let Some(error) = response.as_ref().and_then(|r| r.error.as_ref()) {
-                shared.metrics.error(method, error.code);
-            }
-            Answer::Now(response)
+        Answer::Now(outcome) => {
+            count_error(shared, method, &outcome);
+            Reply::Now(id.map(|id| respond(&id, &outcome)))
         }
         Answer::Later(future) => {
             let metrics = shared.metrics.clone();
             let method = method.to_owned();
-            Answer::Later(Box::pin(async move {
-                let response = future.await;
-                if let Some(error) = response.as_ref().and_then(|r| r.error.as_ref()) {
+            Reply::Later(Box::pin(async move {
+                let outcome = future.await;
+                if let Err(error) = &outcome {
                     metrics.error(&method, error.code);
                 }
-                response
+                id.map(|id| respond(&id, &outcome))
             }))
         }
     }
 }
 
-fn route(shared: &Shared, conn: &mut Connection, request: &Request) -> Answer {
-    let id = request.id.clone().unwrap_or(Id::Null);
-    let respond = |result: Result<Value, RpcError>| {
-        Answer::Now(Some(match result {
-            Ok(value) => Response::success(id.clone(), value),
-            Err(error) => Response::failure(id.clone(), error),
-        }))
+/// JSON-RPC ids are strings, numbers or `null`.
+fn is_valid_id(id: &RawValue) -> bool {
+    matches!(
+        id.get().as_bytes().first(),
+        Some(b'"' | b'-' | b'0'..=b'9' | b'n')
+    )
+}
+
+/// The error answer for a frame the fast path could not read, worked out by
+/// the shared protocol types (slow, but only for bad input).
+fn explain_malformed(text: &str) -> String {
+    let value = match serde_json::from_str::<serde_json::Value>(text) {
+        Ok(value) => value,
+        Err(e) => {
+            return failure(
+                NULL_ID,
+                &RpcError::parse_error(format!("frame is not valid JSON: {e}")),
+            );
+        }
     };
-    match request.method.as_str() {
-        method::FETCH_NONCE => respond(
-            request
-                .parse_params::<FetchNonceParams>()
+    let (id, error) = match Request::from_value(value) {
+        Err((id, error)) => (id, error),
+        // Well-formed after all, but with an id JSON-RPC does not allow.
+        Ok(request) => (
+            circle_protocol::Id::Null,
+            RpcError::invalid_request(format!(
+                "invalid id in request for {}: use a string, a number or null",
+                request.method
+            )),
+        ),
+    };
+    let id = serde_json::to_string(&id).unwrap_or_else(|_| NULL_ID.to_owned());
+    failure(&id, &error)
+}
+
+fn count_error(shared: &Shared, method: &str, outcome: &Outcome) {
+    if let Err(error) = outcome {
+        shared.metrics.error(method, error.code);
+    }
+}
+
+fn route(
+    shared: &Shared,
+    conn: &mut Connection,
+    method: &str,
+    params: Option<&RawValue>,
+) -> Answer {
+    match method {
+        method::FETCH_NONCE => Answer::Now(
+            parse_params::<FetchNonceParams>(method, params)
                 .and_then(|params| {
                     conn.auth
                         .issue_challenge(&params, &shared.challenge, &conn.origin)
                 })
-                .and_then(to_value),
+                .and_then(|result| to_json(&result)),
         ),
         method::AUTHENTICATE => {
-            let result = request
-                .parse_params::<AuthenticateParams>()
+            let result = parse_params::<AuthenticateParams>(method, params)
                 .and_then(|params| conn.auth.authenticate(&params));
             shared.metrics.sign_in(result.is_ok());
             if let Ok(signed_in) = &result {
@@ -240,45 +292,50 @@ fn route(shared: &Shared, conn: &mut Connection, request: &Request) -> Answer {
                     ..(*conn.script_context).clone()
                 });
             }
-            respond(result.and_then(to_value))
+            Answer::Now(result.and_then(|result| to_json(&result)))
         }
-        method::WHOAMI => respond(to_value(WhoamiResult {
-            authenticated: conn.auth.caller().is_some(),
-            pubkey: conn
-                .auth
-                .caller()
-                .map(|caller| caller.public_key_hex.clone()),
-            circle: CircleInfo {
-                name: shared.circle.name.clone(),
-                public_key: shared.circle.public_key.clone(),
-            },
-        })),
-        method::PLAY => play(shared, conn, request, id),
-        other => respond(Err(RpcError::method_not_found(other))),
+        method::WHOAMI => Answer::Now(Ok(whoami(shared, conn))),
+        method::PLAY => play(shared, conn, method, params),
+        other => Answer::Now(Err(RpcError::method_not_found(other))),
     }
 }
 
-fn play(shared: &Shared, conn: &mut Connection, request: &Request, id: Id) -> Answer {
-    let fail = |error: RpcError| Answer::Now(Some(Response::failure(id.clone(), error)));
-    let params = match request.parse_params::<PlayParams>() {
+/// `whoami`'s result, written by hand around the circle's pre-rendered JSON:
+/// it is the framework's cheapest call and the benchmark's yardstick.
+fn whoami(shared: &Shared, conn: &Connection) -> String {
+    match conn.auth.caller() {
+        // A compressed public key is hex: nothing in it needs escaping.
+        Some(caller) => format!(
+            r#"{{"authenticated":true,"pubkey":"{}","circle":{}}}"#,
+            caller.public_key_hex, shared.circle_json
+        ),
+        None => format!(
+            r#"{{"authenticated":false,"pubkey":null,"circle":{}}}"#,
+            shared.circle_json
+        ),
+    }
+}
+
+fn play(shared: &Shared, conn: &mut Connection, method: &str, params: Option<&RawValue>) -> Answer {
+    let params = match parse_params::<PlayParams>(method, params) {
         Ok(params) => params,
-        Err(error) => return fail(error),
+        Err(error) => return Answer::Now(Err(error)),
     };
     if shared.enable_auth && conn.auth.caller().is_none() {
-        return fail(RpcError::new(
+        return Answer::Now(Err(RpcError::new(
             codes::AUTHENTICATION_REQUIRED,
             "authentication required: call fetch_nonce and authenticate before play",
-        ));
+        )));
     }
     if conn.in_flight.get() >= shared.limits.max_in_flight_per_connection {
         shared.metrics.limit_hit(LimitHit::InFlight);
-        return fail(RpcError::new(
+        return Answer::Now(Err(RpcError::new(
             codes::TOO_MANY_REQUESTS,
             format!(
                 "too many requests in flight on this connection (limit {})",
                 shared.limits.max_in_flight_per_connection
             ),
-        ));
+        )));
     }
     let job = ScriptJob {
         script: params.script,
@@ -293,16 +350,23 @@ fn play(shared: &Shared, conn: &mut Connection, request: &Request, id: Id) -> An
         let result = execution.await;
         metrics.script_finished(started.elapsed());
         drop(in_flight);
-        Some(match result {
-            Ok(output) => match to_value(PlayResult {
+        match result {
+            Ok(output) => to_json(&PlayResult {
                 output: output.output,
-            }) {
-                Ok(value) => Response::success(id, value),
-                Err(error) => Response::failure(id, error),
-            },
-            Err(error) => Response::failure(id, RpcError::new(error.code(), error.to_string())),
-        })
+            }),
+            Err(error) => Err(RpcError::new(error.code(), error.to_string())),
+        }
     }))
+}
+
+/// Decodes a method's params straight from their JSON text; absent params
+/// read as `{}`.
+fn parse_params<T: DeserializeOwned>(
+    method: &str,
+    params: Option<&RawValue>,
+) -> Result<T, RpcError> {
+    serde_json::from_str(params.map_or("{}", RawValue::get))
+        .map_err(|e| RpcError::invalid_params(format!("invalid params for {method}: {e}")))
 }
 
 /// A token bucket: `rate` tokens a second, holding at most one second's
@@ -356,26 +420,48 @@ impl Drop for InFlight {
     }
 }
 
-fn to_value(value: impl serde::Serialize) -> Result<Value, RpcError> {
-    serde_json::to_value(value)
+fn to_json(value: &impl serde::Serialize) -> Outcome {
+    serde_json::to_string(value)
         .map_err(|e| RpcError::internal(format!("cannot encode result: {e}")))
 }
 
-fn encode(response: &Response) -> String {
-    // Responses are built from plain strings and JSON values, which always
-    // serialize; the fallback only keeps this free of panics.
-    serde_json::to_string(response).unwrap_or_else(|_| {
-        r#"{"jsonrpc":"2.0","id":null,"error":{"code":-32603,"message":"cannot encode response"}}"#
-            .to_owned()
-    })
+/// A response's text: `id` is raw JSON, echoed as the request had it.
+fn respond(id: &str, outcome: &Outcome) -> String {
+    match outcome {
+        Ok(result) => {
+            let mut text = String::with_capacity(40 + id.len() + result.len());
+            text.push_str(r#"{"jsonrpc":"2.0","id":"#);
+            text.push_str(id);
+            text.push_str(r#","result":"#);
+            text.push_str(result);
+            text.push('}');
+            text
+        }
+        Err(error) => failure(id, error),
+    }
 }
 
-fn encode_batch(responses: &[Response]) -> Option<String> {
-    if responses.is_empty() {
+fn failure(id: &str, error: &RpcError) -> String {
+    // An error object of plain strings and numbers always serializes; the
+    // fallback only keeps this free of panics.
+    let error = serde_json::to_string(error)
+        .unwrap_or_else(|_| r#"{"code":-32603,"message":"cannot encode error"}"#.to_owned());
+    format!(r#"{{"jsonrpc":"2.0","id":{id},"error":{error}}}"#)
+}
+
+/// A batch answer from its responses; nothing at all when every request was
+/// a notification.
+fn join_batch(answers: impl Iterator<Item = String>) -> Option<String> {
+    let mut text = String::from("[");
+    for answer in answers {
+        if text.len() > 1 {
+            text.push(',');
+        }
+        text.push_str(&answer);
+    }
+    if text.len() == 1 {
         return None;
     }
-    Some(serde_json::to_string(responses).unwrap_or_else(|_| {
-        r#"{"jsonrpc":"2.0","id":null,"error":{"code":-32603,"message":"cannot encode response"}}"#
-            .to_owned()
-    }))
+    text.push(']');
+    Some(text)
 }

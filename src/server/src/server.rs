@@ -163,6 +163,7 @@ pub fn spawn_circle_server(
             circle_public_key: circle.public_key.clone(),
             nonce_ttl_secs: config.limits.nonce_ttl.as_secs().max(1),
         },
+        circle_json: circle.to_json(),
         circle,
         enable_auth: config.enable_auth,
         auth_domain: config.auth_domain.clone(),

@@ -20,9 +20,23 @@ pub(crate) struct CircleIdentity {
     pub public_key: String,
 }
 
+impl CircleIdentity {
+    /// The circle as JSON (`CircleInfo`), for `whoami`.
+    pub fn to_json(&self) -> String {
+        let info = circle_protocol::CircleInfo {
+            name: self.name.clone(),
+            public_key: self.public_key.clone(),
+        };
+        // Two plain strings always serialize.
+        serde_json::to_string(&info).unwrap_or_else(|_| "null".to_owned())
+    }
+}
+
 /// Shared by all sessions on all worker threads.
 pub(crate) struct Shared {
     pub circle: CircleIdentity,
+    /// `circle` as `whoami` shows it, rendered once.
+    pub circle_json: String,
     pub enable_auth: bool,
     pub auth_domain: Option<String>,
     pub challenge: ChallengeSettings,
