@@ -15,6 +15,16 @@ fn circle_server() -> Command {
     command
 }
 
+/// Kills the server process when a test ends, also when it fails midway.
+struct Running(Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// The lines a child process prints on stdout, read on a thread so that a
 /// test can wait for one with a deadline.
 struct StdoutLines(std::sync::mpsc::Receiver<String>);
@@ -51,16 +61,18 @@ impl StdoutLines {
 
 #[tokio::test]
 async fn tls_server_process_serves_wss_and_stops_cleanly_on_sigterm() {
-    let mut child = circle_server()
-        .args([
-            "--tls", "--cert", "cert.pem", "--key", "key.pem", "--port", "0", "--auth",
-        ])
-        .args(["--script-max-memory-bytes", "16777216"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("circle-server starts");
-    let url = StdoutLines::of(&mut child).wait_for("listening on wss://");
+    let mut server = Running(
+        circle_server()
+            .args([
+                "--tls", "--cert", "cert.pem", "--key", "key.pem", "--port", "0", "--auth",
+            ])
+            .args(["--script-max-memory-bytes", "16777216"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("circle-server starts"),
+    );
+    let url = StdoutLines::of(&mut server.0).wait_for("listening on wss://");
     let addr = url.trim_end_matches("/ws").parse().expect("bound address");
 
     let mut ws = connect_wss(addr).await;
@@ -95,7 +107,7 @@ async fn tls_server_process_serves_wss_and_stops_cleanly_on_sigterm() {
         "{stopped}"
     );
 
-    let pid = child.id().to_string();
+    let pid = server.0.id().to_string();
     assert!(
         Command::new("kill")
             .args(["-TERM", &pid])
@@ -104,19 +116,21 @@ async fn tls_server_process_serves_wss_and_stops_cleanly_on_sigterm() {
             .success()
     );
     assert_eq!(recv_close_code(&mut ws).await, Some(1001));
-    let status = child.wait().expect("exit status");
+    let status = server.0.wait().expect("exit status");
     assert!(status.success(), "graceful stop exits 0, got {status}");
 }
 
 #[tokio::test]
 async fn plain_server_with_no_flags_but_a_free_port() {
-    let mut child = circle_server()
-        .args(["--port", "0"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("starts");
-    let lines = StdoutLines::of(&mut child);
+    let mut server = Running(
+        circle_server()
+            .args(["--port", "0"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("starts"),
+    );
+    let lines = StdoutLines::of(&mut server.0);
     let key_line = lines.wait_for("circle public key: ");
     assert_eq!(
         key_line.len(),
@@ -127,8 +141,6 @@ async fn plain_server_with_no_flags_but_a_free_port() {
     let mut ws = connect_ws(&format!("ws://{child_url}")).await;
     let whoami = call(&mut ws, 1, "whoami", json!({})).await;
     assert_eq!(whoami["result"]["circle"]["public_key"], key_line.as_str());
-    child.kill().expect("kill");
-    let _ = child.wait();
 }
 
 #[test]
