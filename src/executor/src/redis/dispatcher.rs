@@ -6,8 +6,8 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use ::redis::Value;
 use ::redis::aio::MultiplexedConnection;
-use ::redis::streams::StreamReadReply;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::AbortHandle;
 
@@ -82,6 +82,13 @@ const MAX_BATCH: usize = 256;
 /// How long a measured job stream length is trusted for refusing jobs.
 const QUEUE_LENGTH_TRUSTED_MS: u64 = 1_000;
 
+/// The job stream's length is measured (`XLEN`, in the pipeline of a batch) at most this
+/// often; between measures it is estimated by adding the jobs submitted since.
+const QUEUE_LENGTH_SAMPLE: Duration = Duration::from_millis(100);
+
+/// Read answers are trimmed from the reply stream (`XTRIM MINID ~`) at most this often.
+const REPLY_TRIM_INTERVAL: Duration = Duration::from_secs(1);
+
 /// How long one `XREAD BLOCK` of the reply stream waits before it is issued again.
 const REPLY_BLOCK: Duration = Duration::from_secs(1);
 
@@ -102,7 +109,7 @@ struct Dispatch {
     /// Callers waiting for an answer, by job id. An entry is removed by whoever resolves it
     /// first (answer, Redis failure) or by the caller's future when it is dropped.
     waiting: Mutex<HashMap<String, Reply>>,
-    /// The job stream's length at the last submission (`XLEN`).
+    /// The job stream's length at the last measure (`XLEN`), plus the jobs submitted since.
     queued_jobs: AtomicUsize,
     /// When `queued_jobs` was measured, in milliseconds since `created`.
     queued_jobs_measured_ms: AtomicU64,
@@ -134,14 +141,20 @@ impl Dispatch {
         u64::try_from(self.created.elapsed().as_millis()).unwrap_or(u64::MAX)
     }
 
+    /// Counts `submitted` jobs into the estimate, without renewing the measure's age.
+    fn count_submitted(&self, submitted: usize) {
+        self.queued_jobs.fetch_add(submitted, Ordering::Relaxed);
+    }
+
     fn record_queued_jobs(&self, queued: usize) {
         self.queued_jobs.store(queued, Ordering::Relaxed);
         self.queued_jobs_measured_ms
             .store(self.millis_since_created(), Ordering::Relaxed);
     }
 
-    /// The queue is full by a recent measure. The length is only measured when jobs are
-    /// submitted, so an old "full" must let a job through, or a full queue that workers
+    /// The queue is full by a recent measure. The length is only measured while jobs are
+    /// submitted (at most every [`QUEUE_LENGTH_SAMPLE`], and once more after the last
+    /// submission), so an old "full" must let a job through, or a full queue that workers
     /// have since drained would refuse jobs forever.
     fn queue_is_full(&self) -> Option<usize> {
         let queued = self.queued_jobs.load(Ordering::Relaxed);
@@ -355,8 +368,9 @@ impl Executor for RedisExecutor {
         })
     }
 
-    /// The circle's job stream length at the last submission: jobs of every server of the
-    /// circle that are queued or running.
+    /// The circle's job stream length as last measured (at most [`QUEUE_LENGTH_SAMPLE`]
+    /// after a submission) plus the jobs this server submitted since: jobs of every server
+    /// of the circle that are queued or running.
     fn queue_depth(&self) -> usize {
         self.dispatch.queued_jobs.load(Ordering::Relaxed)
     }
@@ -377,24 +391,68 @@ fn new_instance_id() -> String {
     )
 }
 
-/// Takes queued jobs in batches and `XADD`s each batch in one pipeline.
+/// Takes queued jobs in batches and `XADD`s each batch in one pipeline. The job stream's
+/// length is measured with a batch at most every [`QUEUE_LENGTH_SAMPLE`]; a batch that went
+/// unmeasured is followed by a lone `XLEN` once that interval is over, so the measure never
+/// lags the last submission by more than it.
 async fn submit_loop(
     dispatch: Arc<Dispatch>,
     mut queue: mpsc::Receiver<Submission>,
     connection: SharedConnection,
 ) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
-    while queue.recv_many(&mut batch, MAX_BATCH).await > 0 {
+    let mut last_measure: Option<Instant> = None;
+    let mut measure_owed = false;
+    loop {
+        let due = last_measure.map_or_else(Instant::now, |at| at + QUEUE_LENGTH_SAMPLE);
+        let received = tokio::select! {
+            received = queue.recv_many(&mut batch, MAX_BATCH) => received,
+            () = tokio::time::sleep_until(due.into()), if measure_owed => {
+                measure_owed = false;
+                last_measure = Some(Instant::now());
+                measure_queue(&dispatch, &connection).await;
+                continue;
+            }
+        };
+        if received == 0 {
+            return;
+        }
         // A caller that gave up while its job sat here needs no job in Redis.
         batch.retain(|submission| dispatch.is_waiting(&submission.job.job_id));
         if !batch.is_empty() {
-            submit_batch(&dispatch, &connection, &batch).await;
+            let measure = last_measure.is_none_or(|at| at.elapsed() >= QUEUE_LENGTH_SAMPLE);
+            if measure {
+                last_measure = Some(Instant::now());
+            }
+            measure_owed = !measure;
+            submit_batch(&dispatch, &connection, &batch, measure).await;
         }
         batch.clear();
     }
 }
 
-async fn submit_batch(dispatch: &Dispatch, connection: &SharedConnection, batch: &[Submission]) {
+/// Measures the job stream's length (best effort: a failure keeps the previous measure,
+/// which stops counting once it is old).
+async fn measure_queue(dispatch: &Dispatch, connection: &SharedConnection) {
+    let Ok((mut redis, generation)) = connection.get().await else {
+        return;
+    };
+    match ::redis::cmd("XLEN")
+        .arg(&dispatch.jobs_key)
+        .query_async::<usize>(&mut redis)
+        .await
+    {
+        Ok(queued) => dispatch.record_queued_jobs(queued),
+        Err(err) => connection.report(generation, &err).await,
+    }
+}
+
+async fn submit_batch(
+    dispatch: &Dispatch,
+    connection: &SharedConnection,
+    batch: &[Submission],
+    measure: bool,
+) {
     let mut pipeline = ::redis::pipe();
     for submission in batch {
         let command = pipeline
@@ -409,7 +467,9 @@ async fn submit_batch(dispatch: &Dispatch, connection: &SharedConnection, batch:
         }
         command.ignore();
     }
-    pipeline.cmd("XLEN").arg(&dispatch.jobs_key);
+    if measure {
+        pipeline.cmd("XLEN").arg(&dispatch.jobs_key);
+    }
 
     // A connection that broke while idle (Redis restarted) is only noticed when used: give
     // the batch one more try on a fresh connection before failing its callers. At worst a
@@ -423,9 +483,12 @@ async fn submit_batch(dispatch: &Dispatch, connection: &SharedConnection, batch:
                 break;
             }
         };
-        match pipeline.query_async::<(usize,)>(&mut redis).await {
-            Ok((queued,)) => {
-                dispatch.record_queued_jobs(queued);
+        match pipeline.query_async::<Vec<usize>>(&mut redis).await {
+            Ok(queued) => {
+                match queued.first() {
+                    Some(&queued) if measure => dispatch.record_queued_jobs(queued),
+                    _ => dispatch.count_submitted(batch.len()),
+                }
                 return;
             }
             Err(err) => {
@@ -457,6 +520,7 @@ async fn reply_loop(dispatch: Arc<Dispatch>, client: ::redis::Client) {
     );
     let mut connection: Option<MultiplexedConnection> = None;
     let mut backoff = Duration::from_millis(50);
+    let mut last_trim = Instant::now();
     loop {
         let redis = match &mut connection {
             Some(redis) => redis,
@@ -484,11 +548,11 @@ async fn reply_loop(dispatch: Arc<Dispatch>, client: ::redis::Client) {
             .arg("STREAMS")
             .arg(&dispatch.reply_key)
             .arg(&last_id)
-            .query_async::<Option<StreamReadReply>>(redis)
+            .query_async::<Value>(redis)
             .await;
-        let entries = match read {
-            Ok(Some(reply)) => reply.keys.into_iter().flat_map(|key| key.ids),
-            Ok(None) => continue,
+        let reply = match read {
+            Ok(Value::Nil) => continue,
+            Ok(reply) => reply,
             Err(err) => {
                 tracing::debug!(error = %err, "reading the reply stream failed");
                 if is_connection_error(&err) {
@@ -498,24 +562,27 @@ async fn reply_loop(dispatch: Arc<Dispatch>, client: ::redis::Client) {
                 continue;
             }
         };
-        let mut read_ids = Vec::new();
-        for entry in entries {
-            match wire::read_reply(&entry) {
-                Some((job_id, result)) => dispatch.answer(&job_id, result),
-                None => tracing::warn!(id = %entry.id, "ignoring an unreadable reply entry"),
-            }
-            last_id.clone_from(&entry.id);
-            read_ids.push(entry.id);
-        }
-        if !read_ids.is_empty() {
-            // Read answers are not needed again; deleting them keeps the stream near empty.
-            // Best effort: workers cap the stream and let it expire anyway.
-            let deleted = ::redis::cmd("XDEL")
+        let last = wire::for_each_entry(&reply, |id, fields| match wire::read_reply(fields) {
+            Some((job_id, result)) => dispatch.answer(&job_id, result),
+            None => tracing::warn!(
+                id = %String::from_utf8_lossy(id),
+                "ignoring an unreadable reply entry"
+            ),
+        });
+        let Some(last) = last else { continue };
+        last_id = String::from_utf8_lossy(last).into_owned();
+        if last_trim.elapsed() >= REPLY_TRIM_INTERVAL {
+            // Read answers are not needed again; trimming them now and then keeps the
+            // stream short. Best effort: workers cap the stream and let it expire anyway.
+            last_trim = Instant::now();
+            let trimmed = ::redis::cmd("XTRIM")
                 .arg(&dispatch.reply_key)
-                .arg(&read_ids)
+                .arg("MINID")
+                .arg("~")
+                .arg(&last_id)
                 .query_async::<()>(redis)
                 .await;
-            if let Err(err) = deleted
+            if let Err(err) = trimmed
                 && is_connection_error(&err)
             {
                 connection = None;

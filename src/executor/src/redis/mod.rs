@@ -14,12 +14,16 @@
 //!    `XREADGROUP`, so each job goes to one worker. A worker only reads as many jobs as it
 //!    has idle script threads, so no job waits inside a busy worker.
 //! 3. The worker skips a job whose deadline has passed, otherwise runs it in the same
-//!    [`Sandbox`](crate::Sandbox) the embedded executor uses, then in one `MULTI`: `XADD`s
-//!    the answer to the job's reply stream, `XACK`s and `XDEL`s the job, and counts it in
+//!    [`Sandbox`](crate::Sandbox) the embedded executor uses. Finished jobs are answered in
+//!    batches (whatever finished while the previous batch was written), each batch one
+//!    `MULTI`: an `XADD` per answer to its reply stream, one `PEXPIRE` per reply stream,
+//!    one `XACK` and one `XDEL` of all the batch's jobs, and one `HINCRBY` counting them in
 //!    [`worker_jobs_key`].
 //! 4. Each server has one task reading its reply stream (`XREAD BLOCK`) and routing answers
 //!    by job id to the callers waiting in memory: one blocked connection per server, not one
-//!    per request.
+//!    per request. Read answers are trimmed (`XTRIM MINID ~`) at most once a second. The
+//!    job stream's length (for refusing jobs when it is full) is measured with `XLEN` at
+//!    most every 100 ms, not with every submission.
 //!
 //! A worker that dies holding jobs leaves them in the group's pending list. Running jobs
 //! are renewed (`XCLAIM … JUSTID`) by their worker every third of the claim timeout, so

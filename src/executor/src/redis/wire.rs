@@ -7,6 +7,7 @@
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use ::redis::Value;
 use ::redis::streams::StreamId;
 
 use crate::{ExecutorError, ScriptContext, ScriptOutput};
@@ -157,23 +158,38 @@ pub(crate) fn reply_fields(
     fields
 }
 
-/// Reads an answer written by [`reply_fields`]: the job id and the result for its caller.
+/// Reads an answer written by [`reply_fields`] from its field/value pairs: the job id and
+/// the result for its caller. Works on the raw values, without building a map per entry.
 ///
 /// An answer this server cannot read still resolves its caller (as `Unavailable`) when the
 /// job id is readable, so a version mismatch shows as an error, not as a timeout.
-pub(crate) fn read_reply(
-    entry: &StreamId,
+pub(crate) fn read_reply<'a>(
+    fields: impl IntoIterator<Item = (&'a [u8], &'a [u8])>,
 ) -> Option<(String, Result<ScriptOutput, ExecutorError>)> {
-    let text = |name: &str| entry.get::<String>(name);
-    let job_id = text(field::JOB_ID)?;
-    let message = text(field::MESSAGE).unwrap_or_default();
-    let result = match text(field::STATUS).as_deref() {
-        Some(status::OK) => match text(field::OUTPUT) {
-            Some(output) => Ok(ScriptOutput { output }),
+    let (mut job_id, mut status, mut output, mut message, mut limit) =
+        (None, None, None, None, None);
+    for (name, value) in fields {
+        let slot = match name {
+            b"job" => &mut job_id,
+            b"status" => &mut status,
+            b"output" => &mut output,
+            b"message" => &mut message,
+            b"limit" => &mut limit,
+            _ => continue,
+        };
+        *slot = std::str::from_utf8(value).ok();
+    }
+    let job_id = job_id?.to_owned();
+    let message = message.unwrap_or_default().to_owned();
+    let result = match status {
+        Some(status::OK) => match output {
+            Some(output) => Ok(ScriptOutput {
+                output: output.to_owned(),
+            }),
             None => Err(unreadable("an ok answer without output")),
         },
         Some(status::SCRIPT) => Err(ExecutorError::Script(message)),
-        Some(status::LIMIT) => match text(field::LIMIT).map(|name| name.parse()) {
+        Some(status::LIMIT) => match limit.map(str::parse) {
             Some(Ok(limit)) => Err(ExecutorError::Limit { limit, message }),
             _ => Err(unreadable("a limit answer without a known limit kind")),
         },
@@ -184,6 +200,56 @@ pub(crate) fn read_reply(
         Some(_) | None => Err(unreadable("an answer with an unknown status")),
     };
     Some((job_id, result))
+}
+
+/// Calls `each` with the id and the field/value pairs of every entry of an `XREAD` reply
+/// (RESP2 arrays or RESP3 maps), straight from the reply: no map, no copy per entry.
+/// Returns the id of the last entry seen.
+pub(crate) fn for_each_entry<'a>(
+    reply: &'a Value,
+    mut each: impl FnMut(&'a [u8], &mut dyn Iterator<Item = (&'a [u8], &'a [u8])>),
+) -> Option<&'a [u8]> {
+    fn bytes(value: &Value) -> Option<&[u8]> {
+        match value {
+            Value::BulkString(bytes) => Some(bytes),
+            Value::SimpleString(text) => Some(text.as_bytes()),
+            _ => None,
+        }
+    }
+    let streams: Vec<&Value> = match reply {
+        Value::Array(streams) => streams
+            .iter()
+            .filter_map(|stream| match stream {
+                Value::Array(pair) if pair.len() == 2 => Some(&pair[1]),
+                _ => None,
+            })
+            .collect(),
+        Value::Map(streams) => streams.iter().map(|(_, entries)| entries).collect(),
+        _ => Vec::new(),
+    };
+    let mut last = None;
+    for entries in streams {
+        let Value::Array(entries) = entries else {
+            continue;
+        };
+        for entry in entries {
+            let Value::Array(parts) = entry else { continue };
+            let [id, fields] = parts.as_slice() else {
+                continue;
+            };
+            let Some(id) = bytes(id) else { continue };
+            let fields: &[Value] = match fields {
+                Value::Array(fields) => fields,
+                _ => &[],
+            };
+            let mut pairs = fields
+                .chunks_exact(2)
+                .filter_map(|pair| Some((bytes(&pair[0])?, bytes(&pair[1])?)));
+            each(id, &mut pairs);
+            last = Some(id);
+        }
+    }
+    last
 }
 
 fn unreadable(what: &str) -> ExecutorError {
@@ -222,8 +288,6 @@ pub(crate) fn instant_at(unix_ms: u64) -> Instant {
 mod tests {
     use std::collections::HashMap;
 
-    use ::redis::Value;
-
     use super::*;
     use crate::LimitKind;
 
@@ -236,6 +300,10 @@ mod tests {
                 .collect::<HashMap<_, _>>(),
             ..StreamId::default()
         }
+    }
+
+    fn pairs<'a>(fields: &'a [(&'a str, String)]) -> impl Iterator<Item = (&'a [u8], &'a [u8])> {
+        fields.iter().map(|(k, v)| (k.as_bytes(), v.as_bytes()))
     }
 
     fn job() -> WireJob {
@@ -296,7 +364,7 @@ mod tests {
             Err(ExecutorError::NoAnswer("late".into())),
         ];
         for result in results {
-            let (id, back) = read_reply(&entry(&reply_fields("j-1", &result, "w"))).unwrap();
+            let (id, back) = read_reply(pairs(&reply_fields("j-1", &result, "w"))).unwrap();
             assert_eq!(id, "j-1");
             assert_eq!(format!("{back:?}"), format!("{result:?}"));
         }
@@ -304,14 +372,48 @@ mod tests {
 
     #[test]
     fn an_unreadable_answer_still_reaches_its_caller() {
-        let (id, result) = read_reply(&entry(&[
+        let (id, result) = read_reply(pairs(&[
             (field::JOB_ID, "j-2".into()),
             (field::STATUS, "teleported".into()),
         ]))
         .unwrap();
         assert_eq!(id, "j-2");
         assert_eq!(result.unwrap_err().code(), -32005);
-        assert!(read_reply(&entry(&[(field::STATUS, "ok".into())])).is_none());
+        assert!(read_reply(pairs(&[(field::STATUS, "ok".into())])).is_none());
+    }
+
+    #[test]
+    fn xread_replies_are_walked_without_maps() {
+        let bulk = |text: &str| Value::BulkString(text.as_bytes().to_vec());
+        let entry = |id: &str, fields: &[&str]| {
+            Value::Array(vec![
+                bulk(id),
+                Value::Array(fields.iter().map(|f| bulk(f)).collect()),
+            ])
+        };
+        let entries = Value::Array(vec![
+            entry("1-0", &["job", "a", "status", "ok", "output", "1"]),
+            entry("2-0", &["job", "b", "status", "script", "message", "bad"]),
+        ]);
+        let resp2 = Value::Array(vec![Value::Array(vec![bulk("k"), entries.clone()])]);
+        let resp3 = Value::Map(vec![(bulk("k"), entries)]);
+        for reply in [resp2, resp3] {
+            let mut seen = Vec::new();
+            let last = for_each_entry(&reply, |id, fields| {
+                let (job, result) = read_reply(fields).unwrap();
+                seen.push((
+                    String::from_utf8(id.to_vec()).unwrap(),
+                    job,
+                    format!("{result:?}"),
+                ));
+            });
+            assert_eq!(last, Some(&b"2-0"[..]));
+            assert_eq!(seen.len(), 2);
+            assert_eq!(seen[0].1, "a");
+            assert!(seen[0].2.contains("\"1\""), "{seen:?}");
+            assert_eq!(seen[1].1, "b");
+        }
+        assert_eq!(for_each_entry(&Value::Nil, |_, _| panic!()), None);
     }
 
     #[test]

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use ::redis::aio::MultiplexedConnection;
 use ::redis::streams::{StreamAutoClaimReply, StreamId, StreamPendingCountReply, StreamReadReply};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot, watch};
 
 use super::connection::{
     SharedConnection, connection_config, ensure_group, is_connection_error, is_missing_group,
@@ -150,7 +150,9 @@ pub async fn run_worker(
     })
     .map_err(RedisSetupError::Threads)?;
     let jobs_key = jobs_stream_key(&circle_key);
+    let (finishes, finish_queue) = mpsc::unbounded_channel();
     let worker = Arc::new(Worker {
+        finishes,
         commands: SharedConnection::new(
             client.clone(),
             connection_config(config.connect_timeout, config.command_timeout),
@@ -171,6 +173,7 @@ pub async fn run_worker(
         stop_sender.send_replace(true);
     });
     let renewer = tokio::spawn(Arc::clone(&worker).renew_loop());
+    let finisher = tokio::spawn(Arc::clone(&worker).finish_loop(finish_queue));
     let slots = Arc::new(Semaphore::new(worker.config.concurrency));
 
     Arc::clone(&worker)
@@ -186,6 +189,7 @@ pub async fn run_worker(
     // semaphore is never closed, so this cannot fail; if it did, there is nothing to wait for.
     let _all_done = slots.acquire_many(all_slots).await;
     renewer.abort();
+    finisher.abort();
     signal.abort();
     worker.leave_group().await;
     let summary = worker.counters.summary();
@@ -249,6 +253,23 @@ struct Worker {
     /// Stream entry ids of the jobs this worker is running, renewed by `renew_loop`.
     in_flight: Mutex<HashSet<String>>,
     counters: Counters,
+    /// Finished jobs on their way to [`Worker::finish_loop`], which answers them in batches.
+    finishes: mpsc::UnboundedSender<Finish>,
+}
+
+/// Finished jobs written to Redis in one transaction at most.
+const MAX_FINISH_BATCH: usize = 256;
+
+/// A finished job waiting to be answered and removed from the stream.
+struct Finish {
+    entry_id: String,
+    answer: Option<Answer>,
+    /// The script ran (counted in `scripts_run` and the per-worker hash).
+    ran: bool,
+    /// Unix milliseconds after which writing is no longer retried.
+    give_up_at: u64,
+    /// Dropped or sent once the job is answered or given up.
+    done: oneshot::Sender<()>,
 }
 
 /// What [`Worker::finish`] writes for a job.
@@ -580,10 +601,8 @@ impl Worker {
             .await;
     }
 
-    /// Answers the job (if it can be answered) and removes it from the stream, in one
-    /// transaction, so an answer is never written without the job being acknowledged or
-    /// the other way round. Retries while Redis is away, until the caller's deadline: after
-    /// that nobody listens, and the job is left for the pending list's clean-up.
+    /// Hands the job to [`Worker::finish_loop`] and waits until it is answered (or given
+    /// up), so the job's script thread slot is only freed then.
     async fn finish(
         &self,
         entry_id: &str,
@@ -591,9 +610,80 @@ impl Worker {
         ran: bool,
         deadline_unix_ms: u64,
     ) {
+        let (done, finished) = oneshot::channel();
+        let finish = Finish {
+            entry_id: entry_id.to_owned(),
+            answer,
+            ran,
+            // A skipped or unreadable job has no waiting caller to race, but still deserves
+            // a few seconds to be cleared from the stream.
+            give_up_at: deadline_unix_ms.max(wire::unix_now_ms() + 5_000),
+            done,
+        };
+        if self.finishes.send(finish).is_ok() {
+            let _ = finished.await;
+        }
+    }
+
+    /// Answers finished jobs in batches: whatever finished while the previous batch was
+    /// being written goes in the next one. Each batch is one transaction, so an answer is
+    /// never written without its job being acknowledged or the other way round. Retries
+    /// while Redis is away, each job until its caller's deadline: after that nobody
+    /// listens, and the job is left for the pending list's clean-up.
+    async fn finish_loop(self: Arc<Self>, mut queue: mpsc::UnboundedReceiver<Finish>) {
+        let mut batch = Vec::with_capacity(MAX_FINISH_BATCH);
+        loop {
+            if batch.is_empty() {
+                if queue.recv_many(&mut batch, MAX_FINISH_BATCH).await == 0 {
+                    return;
+                }
+            } else {
+                while batch.len() < MAX_FINISH_BATCH
+                    && let Ok(finish) = queue.try_recv()
+                {
+                    batch.push(finish);
+                }
+            }
+            match self.write_answers(&batch).await {
+                Ok(()) => {
+                    let ran = batch.iter().filter(|finish| finish.ran).count();
+                    self.counters
+                        .scripts_run
+                        .fetch_add(ran as u64, Ordering::Relaxed);
+                    for finish in batch.drain(..) {
+                        let _ = finish.done.send(());
+                    }
+                }
+                Err(failure) => {
+                    let now = wire::unix_now_ms();
+                    batch.retain(|finish| {
+                        if now < finish.give_up_at {
+                            return true;
+                        }
+                        tracing::warn!(id = %finish.entry_id, reason = %failure, "could not answer a job before its deadline; leaving it pending");
+                        self.counters.unanswered.fetch_add(1, Ordering::Relaxed);
+                        false
+                    });
+                    if !batch.is_empty() {
+                        tokio::time::sleep(Duration::from_millis(250)).await;
+                    }
+                }
+            }
+        }
+    }
+
+    /// One transaction for `batch`: an `XADD` per answer, one `PEXPIRE` per reply stream,
+    /// one `HINCRBY` for the scripts run, one `XACK` and one `XDEL` for all the jobs.
+    ///
+    /// Every failure is retried, except Redis refusing one command of a transaction it
+    /// ran (`WRONGTYPE`: a reply stream that is not a stream; `NOGROUP`: the group gone in
+    /// a Redis restart): retrying those would only write the other answers of the batch
+    /// again, so they are logged and the batch counts as written.
+    async fn write_answers(&self, batch: &[Finish]) -> Result<(), String> {
         let mut transaction = ::redis::pipe();
         transaction.atomic();
-        if let Some(answer) = &answer {
+        let mut reply_streams: Vec<&str> = Vec::new();
+        for answer in batch.iter().filter_map(|finish| finish.answer.as_ref()) {
             let command = transaction
                 .cmd("XADD")
                 .arg(&answer.reply_to)
@@ -607,59 +697,55 @@ impl Worker {
                 command.arg(name).arg(value);
             }
             command.ignore();
+            if !reply_streams.contains(&answer.reply_to.as_str()) {
+                reply_streams.push(&answer.reply_to);
+            }
+        }
+        let ttl_ms = self.config.reply_ttl.as_millis().to_string();
+        for reply_to in reply_streams {
             transaction
                 .cmd("PEXPIRE")
-                .arg(&answer.reply_to)
-                .arg(self.config.reply_ttl.as_millis().to_string())
+                .arg(reply_to)
+                .arg(&ttl_ms)
                 .ignore();
         }
-        if ran {
+        let ran = batch.iter().filter(|finish| finish.ran).count();
+        if ran > 0 {
             transaction
                 .cmd("HINCRBY")
                 .arg(&self.stats_key)
                 .arg(&self.config.name)
-                .arg(1)
+                .arg(ran)
                 .ignore();
         }
+        let ids: Vec<&str> = batch
+            .iter()
+            .map(|finish| finish.entry_id.as_str())
+            .collect();
         transaction
             .cmd("XACK")
             .arg(&self.jobs_key)
             .arg(CONSUMER_GROUP)
-            .arg(entry_id)
+            .arg(&ids)
             .ignore();
         transaction
             .cmd("XDEL")
             .arg(&self.jobs_key)
-            .arg(entry_id)
+            .arg(&ids)
             .ignore();
 
-        // A skipped or unreadable job has no waiting caller to race, but still deserves a
-        // few seconds to be cleared from the stream.
-        let give_up_at = deadline_unix_ms.max(wire::unix_now_ms() + 5_000);
-        loop {
-            let failure = match self.commands.get().await {
-                Ok((mut redis, generation)) => {
-                    match transaction.query_async::<()>(&mut redis).await {
-                        Ok(()) => {
-                            if ran {
-                                self.counters.scripts_run.fetch_add(1, Ordering::Relaxed);
-                            }
-                            return;
-                        }
-                        Err(err) => {
-                            self.commands.report(generation, &err).await;
-                            err.to_string()
-                        }
-                    }
+        let (mut redis, generation) = self.commands.get().await?;
+        match transaction.query_async::<()>(&mut redis).await {
+            Ok(()) => Ok(()),
+            Err(err) => {
+                self.commands.report(generation, &err).await;
+                if matches!(err.code(), Some("WRONGTYPE" | "NOGROUP")) {
+                    tracing::warn!(error = %err, jobs = batch.len(), "Redis refused part of the answers' transaction");
+                    Ok(())
+                } else {
+                    Err(err.to_string())
                 }
-                Err(reason) => reason,
-            };
-            if wire::unix_now_ms() >= give_up_at {
-                tracing::warn!(id = %entry_id, reason = %failure, "could not answer a job before its deadline; leaving it pending");
-                self.counters.unanswered.fetch_add(1, Ordering::Relaxed);
-                return;
             }
-            tokio::time::sleep(Duration::from_millis(250)).await;
         }
     }
 
