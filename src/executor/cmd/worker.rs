@@ -39,6 +39,9 @@ struct Args {
         default_value_t = 0
     )]
     concurrency: usize,
+    /// Jobs taken beyond the idle script threads, to run as soon as one is free: jobs are then taken and answered in batches, much cheaper per job (0 = only as many as idle threads).
+    #[arg(long, env = "CIRCLE_WORKER_PREFETCH", default_value_t = WorkerConfig::DEFAULT_PREFETCH)]
+    prefetch: usize,
     /// Rhai operations one script may run.
     #[arg(long, env = "CIRCLE_SCRIPT_MAX_OPERATIONS", default_value_t = ScriptLimits::default().max_operations)]
     script_max_operations: u64,
@@ -85,6 +88,7 @@ async fn main() -> ExitCode {
         } else {
             args.concurrency
         },
+        prefetch: args.prefetch,
         limits: ScriptLimits {
             max_operations: args.script_max_operations,
             max_wall_time: Duration::from_millis(args.script_timeout_ms),

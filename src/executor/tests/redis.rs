@@ -572,3 +572,62 @@ async fn the_worker_process_caps_script_memory() {
     assert_eq!(output.output, "42");
     assert!(!worker.log().contains("not enforced"), "{}", worker.log());
 }
+
+#[tokio::test]
+async fn jobs_are_taken_and_answered_in_batches() {
+    let redis_server = RedisServer::start();
+    let url = redis_server.url();
+    let circle = circle_key(11);
+    let remote = Arc::new(executor(&url, &circle));
+    let jobs = 200;
+    // Queued before the worker starts, so it finds a backlog to take in batches.
+    let calls: Vec<_> = (0..jobs)
+        .map(|n| {
+            let remote = Arc::clone(&remote);
+            let job = job(&format!("{n} * 2"), &circle, Duration::from_secs(20));
+            tokio::spawn(async move { remote.execute(job).await })
+        })
+        .collect();
+    let mut redis = redis(&url).await;
+    let give_up = GiveUp::after(Duration::from_secs(10), "all jobs are queued");
+    while redis
+        .xlen::<_, usize>(jobs_stream_key(&circle))
+        .await
+        .expect("XLEN")
+        < jobs
+    {
+        give_up.pause().await;
+    }
+    let worker = InProcessWorker::start(WorkerConfig {
+        concurrency: 1,
+        prefetch: 15,
+        ..worker_config(&url, &circle, "batcher")
+    });
+    for (n, call) in calls.into_iter().enumerate() {
+        let output = call.await.expect("caller task").expect("answered");
+        assert_eq!(output.output, (n * 2).to_string());
+    }
+    let summary = worker.stop().await;
+    assert_eq!(summary.scripts_run, jobs as u64, "{summary:?}");
+    assert_eq!(answered_by(&url, &circle, "batcher").await, jobs as u64);
+    let left: usize = redis.xlen(jobs_stream_key(&circle)).await.expect("XLEN");
+    assert_eq!(left, 0, "answered jobs leave the stream");
+    let stats: String = redis::cmd("INFO")
+        .arg("commandstats")
+        .query_async(&mut redis)
+        .await
+        .expect("INFO");
+    let calls_of = |command: &str| -> u64 {
+        stats
+            .lines()
+            .find_map(|line| line.strip_prefix(&format!("cmdstat_{command}:calls=")))
+            .and_then(|rest| rest.split(',').next())
+            .and_then(|calls| calls.parse().ok())
+            .unwrap_or(0)
+    };
+    // Reads of up to 16 jobs, answered in batches: far fewer reads and transactions than
+    // jobs (how many fewer depends on timing, so the bound is loose).
+    assert!(calls_of("exec") <= jobs as u64 / 2, "{stats}");
+    assert!(calls_of("xreadgroup") <= jobs as u64 / 2, "{stats}");
+    assert!(calls_of("xlen") < 50, "XLEN is sampled: {stats}");
+}

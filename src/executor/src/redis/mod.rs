@@ -11,8 +11,9 @@
 //!    with `MAXLEN ~`). The job carries its deadline as Unix milliseconds and the name of
 //!    the server's own reply stream.
 //! 2. Workers read the stream through one consumer group ([`CONSUMER_GROUP`]) with
-//!    `XREADGROUP`, so each job goes to one worker. A worker only reads as many jobs as it
-//!    has idle script threads, so no job waits inside a busy worker.
+//!    `XREADGROUP`, so each job goes to one worker. A worker reads as many jobs as it has
+//!    idle script threads plus [`WorkerConfig::prefetch`] (default 32) held ready for the
+//!    next free thread, so a busy worker takes (and answers) jobs in batches.
 //! 3. The worker skips a job whose deadline has passed, otherwise runs it in the same
 //!    [`Sandbox`](crate::Sandbox) the embedded executor uses. Finished jobs are answered in
 //!    batches (whatever finished while the previous batch was written), each batch one

@@ -56,6 +56,12 @@ pub struct WorkerConfig {
     /// The limits every script runs under. Give workers the limits the circle's servers
     /// would use in embedded mode: these, not the server's, apply to Redis jobs.
     pub limits: ScriptLimits,
+    /// Jobs a worker takes beyond its idle script threads, to run as soon as a thread is
+    /// free. Taking jobs (and answering them) in batches costs Redis and the worker much
+    /// less per job than one at a time; the price is that a job taken by a worker whose
+    /// threads are all busy with long scripts waits for them rather than for another
+    /// worker. `0` takes only as many jobs as there are idle threads. Default `32`.
+    pub prefetch: usize,
     /// Compiled scripts each thread keeps. Default `256`.
     pub ast_cache_entries: usize,
     /// A job left unanswered this long by its worker (which renews the jobs it runs every
@@ -79,6 +85,9 @@ pub struct WorkerConfig {
 }
 
 impl WorkerConfig {
+    /// The default [`WorkerConfig::prefetch`].
+    pub const DEFAULT_PREFETCH: usize = 32;
+
     /// The defaults, for the Redis at `redis_url` and the circle `circle_public_key`.
     pub fn new(redis_url: impl Into<String>, circle_public_key: impl Into<String>) -> Self {
         WorkerConfig {
@@ -87,6 +96,7 @@ impl WorkerConfig {
             name: default_worker_name(),
             concurrency: std::thread::available_parallelism().map_or(1, |n| n.get()),
             limits: ScriptLimits::default(),
+            prefetch: Self::DEFAULT_PREFETCH,
             ast_cache_entries: 256,
             claim_idle: Duration::from_secs(10),
             max_retries: 2,
@@ -141,10 +151,12 @@ pub async fn run_worker(
     let circle_key = canonical_circle_key(&config.circle_public_key)?;
     check(&config)?;
     let client = open_client(&config.redis_url)?;
+    // Never more jobs than threads plus `prefetch` are taken (see the semaphore below), so
+    // the executor's queue never refuses one.
+    let held_jobs = config.concurrency + config.prefetch;
     let executor = EmbeddedExecutor::new(EmbeddedConfig {
         threads: config.concurrency,
-        // Never more jobs than threads are taken (see the semaphore below), so none waits.
-        queue_capacity: config.concurrency,
+        queue_capacity: held_jobs,
         limits: config.limits.clone(),
         ast_cache_entries: config.ast_cache_entries,
     })
@@ -174,7 +186,7 @@ pub async fn run_worker(
     });
     let renewer = tokio::spawn(Arc::clone(&worker).renew_loop());
     let finisher = tokio::spawn(Arc::clone(&worker).finish_loop(finish_queue));
-    let slots = Arc::new(Semaphore::new(worker.config.concurrency));
+    let slots = Arc::new(Semaphore::new(held_jobs));
 
     Arc::clone(&worker)
         .take_jobs(&client, Arc::clone(&slots), stop)
@@ -184,7 +196,7 @@ pub async fn run_worker(
         worker = %worker.config.name,
         "stopping: letting the scripts in hand finish"
     );
-    let all_slots = u32::try_from(worker.config.concurrency).unwrap_or(u32::MAX);
+    let all_slots = u32::try_from(held_jobs).unwrap_or(u32::MAX);
     // Every slot back means every job task has answered (or given up on) its job. The
     // semaphore is never closed, so this cannot fail; if it did, there is nothing to wait for.
     let _all_done = slots.acquire_many(all_slots).await;
@@ -208,6 +220,9 @@ fn check(config: &WorkerConfig) -> Result<(), RedisSetupError> {
     let invalid = |message: &str| Err(RedisSetupError::InvalidConfig(message.to_owned()));
     if config.concurrency == 0 || config.concurrency > 4096 {
         return invalid("concurrency must be between 1 and 4096");
+    }
+    if config.prefetch > 4096 {
+        return invalid("prefetch must be at most 4096");
     }
     if config.name.trim().is_empty() || config.name.chars().any(char::is_whitespace) {
         return invalid("the worker name must be non-empty and without spaces");
@@ -293,8 +308,9 @@ impl Worker {
         (self.config.claim_idle / 2).min(Duration::from_secs(1))
     }
 
-    /// The main loop: whenever a script thread is free, take over abandoned jobs (when
-    /// due), then read new ones, as many as there are free threads.
+    /// The main loop: whenever a job slot (a script thread, or a place among the `prefetch`
+    /// jobs held beyond them) is free, take over abandoned jobs (when due), then read new
+    /// ones, as many as there are free slots.
     async fn take_jobs(
         self: Arc<Self>,
         client: &::redis::Client,
@@ -525,7 +541,7 @@ impl Worker {
             .collect())
     }
 
-    /// Runs one job on its own task, holding a script thread's slot until it is answered.
+    /// Runs one job on its own task, holding a job slot until it is answered.
     fn start(self: &Arc<Self>, entry: StreamId, deliveries: usize, permit: OwnedSemaphorePermit) {
         if !self.in_flight().insert(entry.id.clone()) {
             // Taken over from ourselves (a renewal failed): it is already running here.
