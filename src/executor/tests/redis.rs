@@ -17,7 +17,7 @@ use circle_executor::{
     RedisExecutorConfig, ScriptContext, ScriptJob, ScriptLimits,
 };
 use redis::AsyncCommands;
-use redis::streams::{StreamPendingCountReply, StreamReadReply};
+use redis::streams::StreamPendingCountReply;
 use support::{RedisServer, WorkerProcess, circle_key};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -426,16 +426,27 @@ async fn expired_and_unreadable_jobs_are_answered_without_running() {
         .expect("XADD");
 
     let worker = InProcessWorker::start(worker_config(&url, &circle, "careful"));
-    let mut answers = std::collections::HashMap::new();
+    let mut answers: std::collections::HashMap<String, (String, String)> =
+        std::collections::HashMap::new();
     let give_up = GiveUp::after(Duration::from_secs(10), "all three are answered");
     while answers.len() < 3 {
         give_up.pause().await;
-        let read: Option<StreamReadReply> = redis.xread(&[replies], &["0"]).await.expect("XREAD");
-        for entry in read.into_iter().flat_map(|r| r.keys).flat_map(|k| k.ids) {
-            let job: String = entry.get("job").unwrap_or_default();
-            let status: String = entry.get("status").unwrap_or_default();
-            let message: String = entry.get("message").unwrap_or_default();
-            answers.insert(job, (status, message));
+        // An entry holds one or more answers, each starting with its "job" field.
+        let entries: Vec<(String, Vec<String>)> = redis.xrange_all(replies).await.expect("XRANGE");
+        for (_, fields) in entries {
+            let mut job = String::new();
+            for pair in fields.chunks_exact(2) {
+                let (name, value) = (pair[0].as_str(), pair[1].clone());
+                match name {
+                    "job" => {
+                        job = value;
+                        answers.entry(job.clone()).or_default();
+                    }
+                    "status" => answers.get_mut(&job).expect("job first").0 = value,
+                    "message" => answers.get_mut(&job).expect("job first").1 = value,
+                    _ => {}
+                }
+            }
         }
     }
     assert_eq!(answers["expired-1"].0, "deadline");

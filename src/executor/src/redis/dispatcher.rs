@@ -562,12 +562,14 @@ async fn reply_loop(dispatch: Arc<Dispatch>, client: ::redis::Client) {
                 continue;
             }
         };
-        let last = wire::for_each_entry(&reply, |id, fields| match wire::read_reply(fields) {
-            Some((job_id, result)) => dispatch.answer(&job_id, result),
-            None => tracing::warn!(
-                id = %String::from_utf8_lossy(id),
-                "ignoring an unreadable reply entry"
-            ),
+        let last = wire::for_each_entry(&reply, |id, fields| {
+            wire::read_replies(fields, |answer| match answer {
+                Some((job_id, result)) => dispatch.answer(&job_id, result),
+                None => tracing::warn!(
+                    id = %String::from_utf8_lossy(id),
+                    "ignoring an unreadable answer"
+                ),
+            });
         });
         let Some(last) = last else { continue };
         last_id = String::from_utf8_lossy(last).into_owned();

@@ -17,7 +17,8 @@
 //! 3. The worker skips a job whose deadline has passed, otherwise runs it in the same
 //!    [`Sandbox`](crate::Sandbox) the embedded executor uses. Finished jobs are answered in
 //!    batches (whatever finished while the previous batch was written), each batch one
-//!    `MULTI`: an `XADD` per answer to its reply stream, one `PEXPIRE` per reply stream,
+//!    `MULTI`: per reply stream one `XADD` (one entry carrying all its answers of the
+//!    batch, each starting with its `job` field) and one `PEXPIRE`,
 //!    one `XACK` and one `XDEL` of all the batch's jobs, and one `HINCRBY` counting them in
 //!    [`worker_jobs_key`].
 //! 4. Each server has one task reading its reply stream (`XREAD BLOCK`) and routing answers

@@ -202,6 +202,21 @@ pub(crate) fn read_reply<'a>(
     Some((job_id, result))
 }
 
+/// Reads every answer of one reply entry: a worker writes the answers of one batch for
+/// one server as one entry, each answer's fields ([`reply_fields`]) after the previous
+/// one's, each starting with its job id. Calls `each` per answer (`None`: unreadable).
+pub(crate) fn read_replies<'a>(
+    fields: &mut dyn Iterator<Item = (&'a [u8], &'a [u8])>,
+    mut each: impl FnMut(Option<(String, Result<ScriptOutput, ExecutorError>)>),
+) {
+    let mut fields = fields.peekable();
+    while let Some(first) = fields.next() {
+        let rest =
+            std::iter::from_fn(|| fields.next_if(|(name, _)| *name != field::JOB_ID.as_bytes()));
+        each(read_reply(std::iter::once(first).chain(rest)));
+    }
+}
+
 /// Calls `each` with the id and the field/value pairs of every entry of an `XREAD` reply
 /// (RESP2 arrays or RESP3 maps), straight from the reply: no map, no copy per entry.
 /// Returns the id of the last entry seen.
@@ -414,6 +429,38 @@ mod tests {
             assert_eq!(seen[1].1, "b");
         }
         assert_eq!(for_each_entry(&Value::Nil, |_, _| panic!()), None);
+    }
+
+    #[test]
+    fn an_entry_carries_several_answers() {
+        let results = [
+            Ok(ScriptOutput { output: "1".into() }),
+            Err(ExecutorError::Limit {
+                limit: LimitKind::Operations,
+                message: "too many".into(),
+            }),
+            Err(ExecutorError::DeadlineExceeded),
+            Ok(ScriptOutput {
+                output: String::new(),
+            }),
+        ];
+        let mut fields = Vec::new();
+        for (n, result) in results.iter().enumerate() {
+            fields.extend(reply_fields(&format!("j-{n}"), result, "w"));
+        }
+        let mut back = Vec::new();
+        read_replies(&mut pairs(&fields), |answer| back.push(answer.unwrap()));
+        assert_eq!(back.len(), results.len());
+        for (n, ((id, got), sent)) in back.iter().zip(&results).enumerate() {
+            assert_eq!(id, &format!("j-{n}"));
+            assert_eq!(format!("{got:?}"), format!("{sent:?}"));
+        }
+        let mut count = 0;
+        read_replies(&mut pairs(&[(field::STATUS, "ok".into())]), |answer| {
+            assert!(answer.is_none());
+            count += 1;
+        });
+        assert_eq!(count, 1);
     }
 
     #[test]

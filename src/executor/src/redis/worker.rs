@@ -688,8 +688,9 @@ impl Worker {
         }
     }
 
-    /// One transaction for `batch`: an `XADD` per answer, one `PEXPIRE` per reply stream,
-    /// one `HINCRBY` for the scripts run, one `XACK` and one `XDEL` for all the jobs.
+    /// One transaction for `batch`: per reply stream one `XADD` of all its answers (one
+    /// entry) and one `PEXPIRE`; one `HINCRBY` for the scripts run; one `XACK` and one
+    /// `XDEL` for all the jobs.
     ///
     /// Every failure is retried, except Redis refusing one command of a transaction it
     /// ran (`WRONGTYPE`: a reply stream that is not a stream; `NOGROUP`: the group gone in
@@ -698,27 +699,34 @@ impl Worker {
     async fn write_answers(&self, batch: &[Finish]) -> Result<(), String> {
         let mut transaction = ::redis::pipe();
         transaction.atomic();
-        let mut reply_streams: Vec<&str> = Vec::new();
+        // The answers for one server share one entry of its reply stream.
+        let mut reply_streams: Vec<(&str, Vec<&Answer>)> = Vec::new();
         for answer in batch.iter().filter_map(|finish| finish.answer.as_ref()) {
+            match reply_streams
+                .iter_mut()
+                .find(|(reply_to, _)| *reply_to == answer.reply_to)
+            {
+                Some((_, answers)) => answers.push(answer),
+                None => reply_streams.push((&answer.reply_to, vec![answer])),
+            }
+        }
+        let ttl_ms = self.config.reply_ttl.as_millis().to_string();
+        for (reply_to, answers) in reply_streams {
             let command = transaction
                 .cmd("XADD")
-                .arg(&answer.reply_to)
+                .arg(reply_to)
                 .arg("MAXLEN")
                 .arg("~")
                 .arg(self.config.max_reply_backlog)
                 .arg("*");
-            for (name, value) in
-                wire::reply_fields(&answer.job_id, &answer.result, &self.config.name)
-            {
-                command.arg(name).arg(value);
+            for answer in answers {
+                for (name, value) in
+                    wire::reply_fields(&answer.job_id, &answer.result, &self.config.name)
+                {
+                    command.arg(name).arg(value);
+                }
             }
             command.ignore();
-            if !reply_streams.contains(&answer.reply_to.as_str()) {
-                reply_streams.push(&answer.reply_to);
-            }
-        }
-        let ttl_ms = self.config.reply_ttl.as_millis().to_string();
-        for reply_to in reply_streams {
             transaction
                 .cmd("PEXPIRE")
                 .arg(reply_to)
