@@ -118,6 +118,10 @@ start_server() {
     local name=$1 scheme=$2
     shift 2
     SERVER_LOG="$OUT/$name"
+    # Emptied here, not only by the redirection below: that one happens in
+    # the child, and the wait loop must never read the previous run's address.
+    : >"$SERVER_LOG.out"
+    : >"$SERVER_LOG.err"
     taskset -c 0 "$@" >"$SERVER_LOG.out" 2>"$SERVER_LOG.err" &
     SERVER_PID=$!
     SERVER_URL=""
@@ -353,7 +357,7 @@ if wants capacity; then
         parts=()
         for part in 0 1; do
             taskset -c 1 "$GEN" hold --url "$SERVER_URL" --ca "$ECDSA_CERT" --server-pid "$SERVER_PID" \
-                --server circle --point capacity-part -n "$PER_CLIENT" --auth --settle 3 --hold 3 \
+                --server circle --point capacity-part -n "$PER_CLIENT" --auth --settle 3 --hold 30 \
                 --source-offset $((part * 40)) "${WHOAMI[@]}" >"$OUT/capacity-$variant-$part.json" &
             parts+=($!)
         done
@@ -378,7 +382,12 @@ print(json.dumps({
     "server": "circle", "point": sys.argv[6], "mode": "capacity",
     "nofile": int(sys.argv[3]),
     "attempted": sum(p.get("connections", 0) for p in parts),
-    "held": sum(p.get("opened", 0) for p in parts),
+    # Held at once, as the server's descriptor count says (each part reads
+    # it after opening all of its connections, while the other part still
+    # holds its own: --hold outlasts the difference in opening times).
+    "held": max((p.get("server_fds_after") or 0) for p in parts)
+            - min((p.get("server_fds_before") or 0) for p in parts),
+    "opened_by_clients": sum(p.get("opened", 0) for p in parts),
     "refused": sum(p.get("refused", 0) for p in parts),
     "dropped_while_idle": sum(p.get("dropped_while_idle", 0) for p in parts),
     "error_kinds": kinds,
@@ -400,6 +409,10 @@ if [[ $QUICK == 1 ]]; then
     REPORT="$OUT/RESULTS.md"
 else
     REPORT="$BENCH/RESULTS.md"
+    # The raw lines of the run RESULTS.md quotes are kept with it.
+    mkdir -p "$BENCH/results"
+    cp "$RUNS_FILE" "$BENCH/results/runs.jsonl"
+    HOW="${HOW/raw runs in ${OUT#"$ROOT"/}\/runs.jsonl/raw runs in bench/results/runs.jsonl}"
 fi
 "$GEN" report --runs "$RUNS_FILE" --out "$REPORT" --how "$HOW" "${APPEND[@]}"
 echo "== wrote $REPORT ($((SECONDS - START)) s)"

@@ -290,10 +290,11 @@ fn is_mode(m: &Matrix, point: &str, mode: &str) -> bool {
 fn capacity_line(run: &Value) -> String {
     let n = |k: &str| run.get(k).map_or("?".to_owned(), |v| v.to_string());
     format!(
-        "open-file limit {} per process; {} connections attempted, {} held at once, {} refused or failed ({}); server alive afterwards: {}; refusal log lines: {}",
+        "open-file limit {} per process; {} connections attempted, {} held at once (server descriptors; {} opened by the clients in all), {} refused or failed ({}); server alive afterwards: {}; refusal log lines: {}",
         n("nofile"),
         n("attempted"),
         n("held"),
+        n("opened_by_clients"),
         n("refused"),
         run.get("error_kinds").map_or("{}".to_owned(), Value::to_string),
         n("server_alive"),
