@@ -229,12 +229,9 @@ async fn mutual_tls_accepts_known_clients_and_refuses_others() {
 
 #[tokio::test]
 async fn slowloris_is_dropped_after_the_handshake_timeout_while_others_are_served() {
-    let server = TestServer::start(ServerConfig {
-        limits: ServerLimits {
-            tls_handshake_timeout: Duration::from_secs(1),
-            ..ServerLimits::default()
-        },
-        ..tls_config()
+    let server = TestServer::tls_with_limits(ServerLimits {
+        tls_handshake_timeout: Duration::from_secs(1),
+        ..ServerLimits::default()
     });
     let mut idle = TcpStream::connect(server.wss_addr()).await.expect("tcp");
     let opened = Instant::now();
@@ -264,12 +261,9 @@ async fn slowloris_is_dropped_after_the_handshake_timeout_while_others_are_serve
 
 #[tokio::test]
 async fn connections_over_the_per_address_cap_are_refused_cleanly() {
-    let server = TestServer::start(ServerConfig {
-        limits: ServerLimits {
-            max_connections_per_ip: 5,
-            ..ServerLimits::default()
-        },
-        ..tls_config()
+    let server = TestServer::tls_with_limits(ServerLimits {
+        max_connections_per_ip: 5,
+        ..ServerLimits::default()
     });
     let ca = std::fs::read(dev_cert()).expect("dev cert");
     let mut admitted = Vec::new();
@@ -324,12 +318,9 @@ async fn connections_over_the_per_address_cap_are_refused_cleanly() {
 
 #[tokio::test]
 async fn a_flood_on_one_connection_is_throttled_without_slowing_another() {
-    let server = TestServer::start(ServerConfig {
-        limits: ServerLimits {
-            max_requests_per_second: 200,
-            ..ServerLimits::default()
-        },
-        ..tls_config()
+    let server = TestServer::tls_with_limits(ServerLimits {
+        max_requests_per_second: 200,
+        ..ServerLimits::default()
     });
     let mut flood = connect_wss(server.wss_addr()).await;
     let mut calm = connect_wss(server.wss_addr()).await;
@@ -568,12 +559,9 @@ async fn web_root_is_served_over_https_with_hsts_and_stays_inside_its_folder() {
 
 #[tokio::test]
 async fn idle_connections_are_closed_and_busy_ones_kept() {
-    let server = TestServer::start(ServerConfig {
-        limits: ServerLimits {
-            idle_timeout: Duration::from_secs(1),
-            ..ServerLimits::default()
-        },
-        ..tls_config()
+    let server = TestServer::tls_with_limits(ServerLimits {
+        idle_timeout: Duration::from_secs(1),
+        ..ServerLimits::default()
     });
     let mut idle = connect_wss(server.wss_addr()).await;
     let mut busy = connect_wss(server.wss_addr()).await;

@@ -498,12 +498,9 @@ async fn pipelined_requests_are_answered_by_id_out_of_order() {
 
 #[tokio::test]
 async fn batches_are_answered_as_batches() {
-    let server = TestServer::start(ServerConfig {
-        limits: ServerLimits {
-            max_batch_len: 4,
-            ..ServerLimits::default()
-        },
-        ..tls_config()
+    let server = TestServer::tls_with_limits(ServerLimits {
+        max_batch_len: 4,
+        ..ServerLimits::default()
     });
     let mut ws = connect_wss(server.wss_addr()).await;
     send(
@@ -550,12 +547,9 @@ async fn batches_are_answered_as_batches() {
 
 #[tokio::test]
 async fn oversize_message_closes_only_that_connection_with_1009() {
-    let server = TestServer::start(ServerConfig {
-        limits: ServerLimits {
-            max_message_bytes: 4096,
-            ..ServerLimits::default()
-        },
-        ..tls_config()
+    let server = TestServer::tls_with_limits(ServerLimits {
+        max_message_bytes: 4096,
+        ..ServerLimits::default()
     });
     let mut victim = connect_wss(server.wss_addr()).await;
     let mut bystander = connect_wss(server.wss_addr()).await;
@@ -651,12 +645,9 @@ async fn oversize_message_in_fragments_also_closes_with_1009() {
     use tokio_tungstenite::tungstenite::protocol::frame::Frame;
     use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
 
-    let server = TestServer::start(ServerConfig {
-        limits: ServerLimits {
-            max_message_bytes: 4096,
-            ..ServerLimits::default()
-        },
-        ..tls_config()
+    let server = TestServer::tls_with_limits(ServerLimits {
+        max_message_bytes: 4096,
+        ..ServerLimits::default()
     });
     let mut ws = connect_wss(server.wss_addr()).await;
     // Each fragment is under the limit; the message they make is not.

@@ -72,6 +72,14 @@ impl TestServer {
         Self::start(tls_config())
     }
 
+    /// A TLS server with the development certificate and these limits.
+    pub fn tls_with_limits(limits: circle_server::ServerLimits) -> TestServer {
+        Self::start(ServerConfig {
+            limits,
+            ..tls_config()
+        })
+    }
+
     pub fn ws_url(&self) -> String {
         format!("ws://{}/ws", self.handle.ws_addr().expect("plain listener"))
     }
