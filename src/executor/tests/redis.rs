@@ -129,15 +129,16 @@ impl GiveUp {
 /// Waits until the consumer `name` holds `count` jobs.
 async fn wait_until_held(url: &str, circle: &str, name: &str, count: usize) {
     let give_up = GiveUp::after(Duration::from_secs(10), "the worker holds its jobs");
-    while held_by(url, circle, name).await != count {
+    while held_by(url, circle, name).await.1 != count {
         give_up.pause().await;
     }
 }
 
-/// How many jobs of `circle` the consumer `name` holds (read but not answered).
-async fn held_by(url: &str, circle: &str, name: &str) -> usize {
+/// How many entries, and how many jobs in them, of `circle` the consumer `name` holds
+/// (read but not answered).
+async fn held_by(url: &str, circle: &str, name: &str) -> (usize, usize) {
     let mut redis = redis(url).await;
-    redis::cmd("XPENDING")
+    let ids: Vec<String> = redis::cmd("XPENDING")
         .arg(jobs_stream_key(circle))
         .arg(CONSUMER_GROUP)
         .arg("-")
@@ -146,7 +147,40 @@ async fn held_by(url: &str, circle: &str, name: &str) -> usize {
         .arg(name)
         .query_async::<StreamPendingCountReply>(&mut redis)
         .await
-        .map_or(0, |pending| pending.ids.len())
+        .map_or_else(
+            |_| Vec::new(),
+            |pending| pending.ids.into_iter().map(|p| p.id).collect(),
+        );
+    let mut jobs = 0;
+    for id in &ids {
+        let entries: Vec<(String, Vec<String>)> = redis
+            .xrange(jobs_stream_key(circle), id, id)
+            .await
+            .expect("XRANGE");
+        jobs += entries
+            .iter()
+            .map(|(_, fields)| jobs_in(fields))
+            .sum::<usize>();
+    }
+    (ids.len(), jobs)
+}
+
+/// The jobs in a job entry's fields: a version-2 entry has two header pairs (`v`,
+/// `reply_to`) and one pair per job.
+fn jobs_in(fields: &[String]) -> usize {
+    assert_eq!(fields.first().map(String::as_str), Some("v"), "{fields:?}");
+    assert_eq!(fields.get(1).map(String::as_str), Some("2"), "{fields:?}");
+    fields.len() / 2 - 2
+}
+
+/// The entries of `circle`'s job stream, and the jobs in them.
+async fn queued(redis: &mut redis::aio::MultiplexedConnection, circle: &str) -> (usize, usize) {
+    let entries: Vec<(String, Vec<String>)> = redis
+        .xrange_all(jobs_stream_key(circle))
+        .await
+        .expect("XRANGE");
+    let jobs = entries.iter().map(|(_, fields)| jobs_in(fields)).sum();
+    (entries.len(), jobs)
 }
 
 /// Scripts answered by worker `name`, from the workers' own counter in Redis.
@@ -297,6 +331,8 @@ async fn jobs_of_a_killed_worker_are_finished_by_another() {
         })
         .collect();
     wait_until_held(&url, &circle, "doomed", 3).await;
+    // Submitted together, the three share one entry: the worker dies holding all of it.
+    assert_eq!(held_by(&url, &circle, "doomed").await, (1, 3));
     doomed.kill();
 
     let _rescuer = WorkerProcess::start(
@@ -316,6 +352,64 @@ async fn jobs_of_a_killed_worker_are_finished_by_another() {
     assert!(started.elapsed() < deadline, "answered before the deadline");
     assert_eq!(answered_by(&url, &circle, "doomed").await, 0);
     assert_eq!(answered_by(&url, &circle, "rescuer").await, 3);
+}
+
+#[tokio::test]
+async fn a_worker_killed_in_the_middle_of_an_entry_leaves_all_of_it_to_another() {
+    let redis_server = RedisServer::start();
+    let url = redis_server.url();
+    let circle = circle_key(12);
+    let remote = Arc::new(executor(&url, &circle));
+    let bin = std::path::Path::new(WORKER_BIN);
+
+    // Two script threads and nothing held beyond them: of an entry of six jobs, two run
+    // and four wait for a thread when the worker dies.
+    let mut doomed = WorkerProcess::start(
+        bin,
+        &url,
+        &circle,
+        "doomed",
+        &[
+            LONG_SCRIPT_FLAGS,
+            &["--concurrency", "2", "--prefetch", "0"],
+        ]
+        .concat(),
+    );
+    let jobs = 6;
+    let calls: Vec<_> = (0..jobs)
+        .map(|tag| {
+            let remote = Arc::clone(&remote);
+            let job = job(&long_script(tag), &circle, Duration::from_secs(30));
+            tokio::spawn(async move { remote.execute(job).await })
+        })
+        .collect();
+    wait_until_held(&url, &circle, "doomed", jobs as usize).await;
+    assert_eq!(held_by(&url, &circle, "doomed").await, (1, jobs as usize));
+    doomed.kill();
+
+    let _rescuer = WorkerProcess::start(
+        bin,
+        &url,
+        &circle,
+        "rescuer",
+        &[LONG_SCRIPT_FLAGS, &["--concurrency", "3"]].concat(),
+    );
+    for (tag, call) in calls.into_iter().enumerate() {
+        let output = call
+            .await
+            .expect("caller task")
+            .unwrap_or_else(|err| panic!("job {tag}: {err:?}\nworker log:\n{}", doomed.log()));
+        assert_eq!(output.output, (1_000_000 + tag).to_string());
+    }
+    // The rescuer ran the whole entry again, the jobs the dead worker had started too.
+    assert_eq!(answered_by(&url, &circle, "rescuer").await, jobs.into());
+    let mut redis = redis(&url).await;
+    assert_eq!(
+        queued(&mut redis, &circle).await,
+        (0, 0),
+        "the entry is cleared"
+    );
+    assert_eq!(remote.waiting_jobs(), 0);
 }
 
 #[tokio::test]
@@ -417,6 +511,13 @@ async fn expired_and_unreadable_jobs_are_answered_without_running() {
         ("script", "print(\"ran\"); 1".into()),
     ];
     let _: String = redis.xadd(&jobs, "*", &expired).await.expect("XADD");
+    // A job from a server of the previous version (one job per entry) still runs, and is
+    // answered in the layout that server reads.
+    let mut old = expired.clone();
+    old[1].1 = "old-1".into();
+    old[3].1 = (wire_now_ms() + 60_000).to_string();
+    old[7].1 = "40 + 2".into();
+    let _: String = redis.xadd(&jobs, "*", &old).await.expect("XADD");
     let unreadable = [("v", "1"), ("job", "broken-1"), ("reply_to", replies)];
     let _: String = redis.xadd(&jobs, "*", &unreadable).await.expect("XADD");
     let from_the_future = [("v", "9"), ("job", "future-1"), ("reply_to", replies)];
@@ -428,8 +529,8 @@ async fn expired_and_unreadable_jobs_are_answered_without_running() {
     let worker = InProcessWorker::start(worker_config(&url, &circle, "careful"));
     let mut answers: std::collections::HashMap<String, (String, String)> =
         std::collections::HashMap::new();
-    let give_up = GiveUp::after(Duration::from_secs(10), "all three are answered");
-    while answers.len() < 3 {
+    let give_up = GiveUp::after(Duration::from_secs(10), "all four are answered");
+    while answers.len() < 4 {
         give_up.pause().await;
         // An entry holds one or more answers, each starting with its "job" field.
         let entries: Vec<(String, Vec<String>)> = redis.xrange_all(replies).await.expect("XRANGE");
@@ -443,13 +544,14 @@ async fn expired_and_unreadable_jobs_are_answered_without_running() {
                         answers.entry(job.clone()).or_default();
                     }
                     "status" => answers.get_mut(&job).expect("job first").0 = value,
-                    "message" => answers.get_mut(&job).expect("job first").1 = value,
+                    "message" | "output" => answers.get_mut(&job).expect("job first").1 = value,
                     _ => {}
                 }
             }
         }
     }
     assert_eq!(answers["expired-1"].0, "deadline");
+    assert_eq!(answers["old-1"], ("ok".to_owned(), "42".to_owned()));
     assert_eq!(answers["broken-1"].0, "unavailable");
     assert!(answers["broken-1"].1.contains("script"), "{:?}", answers);
     assert!(answers["future-1"].1.contains("version"), "{:?}", answers);
@@ -464,7 +566,73 @@ async fn expired_and_unreadable_jobs_are_answered_without_running() {
         .expect("still serving");
     assert_eq!(output.output, "2");
     let summary = worker.stop().await;
-    assert_eq!(summary.scripts_run, 1, "{summary:?}");
+    assert_eq!(summary.scripts_run, 2, "{summary:?}");
+    assert_eq!(summary.expired_skipped, 1, "{summary:?}");
+}
+
+fn wire_now_ms() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("after 1970")
+        .as_millis()
+}
+
+#[tokio::test]
+async fn one_bad_job_in_an_entry_does_not_fail_the_others() {
+    let redis_server = RedisServer::start();
+    let url = redis_server.url();
+    let circle = circle_key(13);
+    let mut redis = redis(&url).await;
+    let jobs = jobs_stream_key(&circle);
+    let replies = "test:replies";
+    let far = (std::time::SystemTime::now() + Duration::from_secs(60))
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("after 1970")
+        .as_millis();
+    let value = |deadline: u128, script: &str| {
+        format!("{deadline} 6:garden {}:{circle} 0: {script}", circle.len())
+    };
+    // A version-2 entry as a server writes it: four jobs, one of them unreadable.
+    let entry = [
+        ("v", "2".to_owned()),
+        ("reply_to", replies.to_owned()),
+        ("1", value(far, "40 + 2")),
+        ("2", "tomorrow 6:garden".to_owned()),
+        ("3", value(1_000, "print(\"ran\"); 1")),
+        ("4", value(far, "throw \"nope\"")),
+        ("5", value(far, "CIRCLE_NAME")),
+    ];
+    let _: String = redis.xadd(&jobs, "*", &entry).await.expect("XADD");
+
+    let worker = InProcessWorker::start(worker_config(&url, &circle, "careful"));
+    let mut answers = std::collections::HashMap::new();
+    let give_up = GiveUp::after(Duration::from_secs(10), "all five are answered");
+    while answers.len() < 5 {
+        give_up.pause().await;
+        // A version-2 reply entry: `v`, `worker`, then one `{job id}`/`{status}:{payload}`
+        // pair per answer.
+        let entries: Vec<(String, Vec<String>)> = redis.xrange_all(replies).await.expect("XRANGE");
+        for (_, fields) in entries {
+            assert_eq!(fields[..4], ["v", "2", "worker", "careful"], "{fields:?}");
+            for pair in fields[4..].chunks_exact(2) {
+                answers.insert(pair[0].clone(), pair[1].clone());
+            }
+        }
+    }
+    assert_eq!(answers["1"], "ok:42");
+    assert!(
+        answers["2"].starts_with("unavailable:the script worker could not read the job"),
+        "{answers:?}"
+    );
+    assert_eq!(answers["3"], "deadline:");
+    assert!(answers["4"].starts_with("script:"), "{answers:?}");
+    assert_eq!(answers["5"], "ok:garden");
+    let give_up = GiveUp::after(Duration::from_secs(5), "the entry is cleared");
+    while redis.xlen::<_, usize>(&jobs).await.expect("XLEN") > 0 {
+        give_up.pause().await;
+    }
+    let summary = worker.stop().await;
+    assert_eq!(summary.scripts_run, 3, "{summary:?}");
     assert_eq!(summary.expired_skipped, 1, "{summary:?}");
 }
 
@@ -601,14 +769,15 @@ async fn jobs_are_taken_and_answered_in_batches() {
         .collect();
     let mut redis = redis(&url).await;
     let give_up = GiveUp::after(Duration::from_secs(10), "all jobs are queued");
-    while redis
-        .xlen::<_, usize>(jobs_stream_key(&circle))
-        .await
-        .expect("XLEN")
-        < jobs
-    {
+    let entries = loop {
+        let (entries, queued_jobs) = queued(&mut redis, &circle).await;
+        if queued_jobs == jobs {
+            break entries;
+        }
         give_up.pause().await;
-    }
+    };
+    // Submitted at once, they share entries of up to 64 jobs.
+    assert!(entries <= jobs.div_ceil(64) + 1, "{entries} entries");
     let worker = InProcessWorker::start(WorkerConfig {
         concurrency: 1,
         prefetch: 15,
@@ -636,7 +805,7 @@ async fn jobs_are_taken_and_answered_in_batches() {
             .and_then(|calls| calls.parse().ok())
             .unwrap_or(0)
     };
-    // Reads of up to 16 jobs, answered in batches: far fewer reads and transactions than
+    // Entries of up to 64 jobs, answered in batches: far fewer reads and transactions than
     // jobs (how many fewer depends on timing, so the bound is loose).
     assert!(calls_of("exec") <= jobs as u64 / 2, "{stats}");
     assert!(calls_of("xreadgroup") <= jobs as u64 / 2, "{stats}");

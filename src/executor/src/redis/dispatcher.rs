@@ -1,7 +1,7 @@
 //! The server side: [`RedisExecutor`] queues jobs on Redis and routes answers back.
 
 use std::collections::HashMap;
-use std::hash::{BuildHasher, RandomState};
+use std::hash::{BuildHasher, BuildHasherDefault, Hasher, RandomState};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -12,7 +12,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::AbortHandle;
 
 use super::connection::{SharedConnection, connection_config, is_connection_error};
-use super::wire::{self, WireJob};
+use super::wire;
 use super::{
     RedisSetupError, canonical_circle_key, jobs_stream_key, open_client, reply_stream_key,
 };
@@ -79,6 +79,17 @@ impl RedisExecutorConfig {
 /// one round trip, not one per call.
 const MAX_BATCH: usize = 256;
 
+/// At most this many jobs share one job stream entry. Everything queued while the previous
+/// pipeline was in flight goes out at once, so at low load an entry holds one job (no timer
+/// waits for company) and under load up to this many: per-entry costs (arguments parsed,
+/// entries stored, read, acknowledged and deleted) are then paid once per this many jobs.
+/// Small enough that a worker taking one entry does not hoard the work of many.
+pub(crate) const MAX_JOBS_PER_ENTRY: usize = 64;
+
+/// An entry is closed once its jobs' values reach this many bytes (a single larger job
+/// still gets an entry of its own), so no one entry makes Redis or a worker copy megabytes.
+const MAX_ENTRY_BYTES: usize = 256 * 1024;
+
 /// How long a measured job stream length is trusted for refusing jobs.
 const QUEUE_LENGTH_TRUSTED_MS: u64 = 1_000;
 
@@ -96,7 +107,35 @@ type Reply = oneshot::Sender<Result<ScriptOutput, ExecutorError>>;
 
 /// A job on its way to the submitting task.
 struct Submission {
-    job: WireJob,
+    /// The job's id within this instance (its field name in the job entry).
+    sequence: u64,
+    /// The job's value in the entry ([`wire::encode_job`]), built by the caller's task.
+    value: Vec<u8>,
+}
+
+/// Callers waiting for an answer, by job sequence number.
+type Waiting = HashMap<u64, Reply, BuildHasherDefault<SequenceHasher>>;
+
+/// Hashes the sequence numbers that key [`Waiting`]: they are unique and made by this
+/// process (no peer chooses them, so no flooding to fear), and one multiplication spreads
+/// consecutive numbers over the table much more cheaply than SipHash.
+#[derive(Default)]
+struct SequenceHasher(u64);
+
+impl Hasher for SequenceHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &byte in bytes {
+            self.0 = (self.0.rotate_left(8) ^ u64::from(byte)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
 }
 
 /// State shared by the executor handle, the callers' futures and the background tasks.
@@ -104,11 +143,11 @@ struct Dispatch {
     config: RedisExecutorConfig,
     jobs_key: String,
     reply_key: String,
-    instance_id: String,
     next_sequence: AtomicU64,
-    /// Callers waiting for an answer, by job id. An entry is removed by whoever resolves it
-    /// first (answer, Redis failure) or by the caller's future when it is dropped.
-    waiting: Mutex<HashMap<String, Reply>>,
+    /// Callers waiting for an answer, by job sequence number. An entry is removed by
+    /// whoever resolves it first (answer, Redis failure) or by the caller's future when it
+    /// is dropped.
+    waiting: Mutex<Waiting>,
     /// The job stream's length at the last measure (`XLEN`), plus the jobs submitted since.
     queued_jobs: AtomicUsize,
     /// When `queued_jobs` was measured, in milliseconds since `created`.
@@ -117,7 +156,7 @@ struct Dispatch {
 }
 
 impl Dispatch {
-    fn waiting(&self) -> MutexGuard<'_, HashMap<String, Reply>> {
+    fn waiting(&self) -> MutexGuard<'_, Waiting> {
         // A panic while holding this lock cannot leave the map inconsistent (every
         // operation on it is a single insert or remove), so a poisoned lock is still usable.
         self.waiting
@@ -125,16 +164,13 @@ impl Dispatch {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// Resolves the caller of `job_id`, if it is still waiting.
-    fn answer(&self, job_id: &str, result: Result<ScriptOutput, ExecutorError>) {
-        if let Some(reply) = self.waiting().remove(job_id) {
+    /// Resolves the caller of job `sequence`, if it is still waiting.
+    fn answer(&self, sequence: u64, result: Result<ScriptOutput, ExecutorError>) {
+        let reply = self.waiting().remove(&sequence);
+        if let Some(reply) = reply {
             // The caller may have stopped waiting this very moment; nothing to do then.
             let _ = reply.send(result);
         }
-    }
-
-    fn is_waiting(&self, job_id: &str) -> bool {
-        self.waiting().contains_key(job_id)
     }
 
     fn millis_since_created(&self) -> u64 {
@@ -146,6 +182,10 @@ impl Dispatch {
         self.queued_jobs.fetch_add(submitted, Ordering::Relaxed);
     }
 
+    /// Records a measure: the stream's length in entries times the jobs per entry of this
+    /// server's latest batch. An estimate (another server's entries may hold more or fewer
+    /// jobs), but the same at low load, where an entry holds one job, and close under even
+    /// load, where every server fills its entries alike.
     fn record_queued_jobs(&self, queued: usize) {
         self.queued_jobs.store(queued, Ordering::Relaxed);
         self.queued_jobs_measured_ms
@@ -168,12 +208,12 @@ impl Dispatch {
 /// because the client went away), so entries never pile up.
 struct WaitingGuard {
     dispatch: Arc<Dispatch>,
-    job_id: String,
+    sequence: u64,
 }
 
 impl Drop for WaitingGuard {
     fn drop(&mut self) {
-        self.dispatch.waiting().remove(&self.job_id);
+        self.dispatch.waiting().remove(&self.sequence);
     }
 }
 
@@ -252,9 +292,8 @@ impl RedisExecutor {
         let dispatch = Arc::new(Dispatch {
             jobs_key,
             reply_key,
-            instance_id,
             next_sequence: AtomicU64::new(1),
-            waiting: Mutex::new(HashMap::new()),
+            waiting: Mutex::new(Waiting::default()),
             queued_jobs: AtomicUsize::new(0),
             queued_jobs_measured_ms: AtomicU64::new(0),
             created: Instant::now(),
@@ -314,7 +353,6 @@ impl Executor for RedisExecutor {
             ))));
         }
         let sequence = self.dispatch.next_sequence.fetch_add(1, Ordering::Relaxed);
-        let job_id = format!("{}-{sequence}", self.dispatch.instance_id);
         let (reply, answer) = oneshot::channel();
         {
             let mut waiting = self.dispatch.waiting();
@@ -325,20 +363,20 @@ impl Executor for RedisExecutor {
                     self.dispatch.config.max_in_flight
                 ))));
             }
-            waiting.insert(job_id.clone(), reply);
+            waiting.insert(sequence, reply);
         }
         let guard = WaitingGuard {
             dispatch: Arc::clone(&self.dispatch),
-            job_id: job_id.clone(),
+            sequence,
         };
-        let wire_job = WireJob {
-            job_id,
-            reply_to: self.dispatch.reply_key.clone(),
-            deadline_unix_ms: wire::unix_ms_at(deadline),
-            script: job.script,
-            context: (*job.context).clone(),
-        };
-        match self.submissions.try_send(Submission { job: wire_job }) {
+        let mut value = Vec::new();
+        wire::encode_job(
+            &mut value,
+            wire::unix_ms_at(deadline),
+            &job.context,
+            &job.script,
+        );
+        match self.submissions.try_send(Submission { sequence, value }) {
             Ok(()) => {}
             Err(mpsc::error::TrySendError::Full(_)) => {
                 // Cannot happen while the channel is as large as `max_in_flight`; kept as a
@@ -368,9 +406,10 @@ impl Executor for RedisExecutor {
         })
     }
 
-    /// The circle's job stream length as last measured (at most [`QUEUE_LENGTH_SAMPLE`]
-    /// after a submission) plus the jobs this server submitted since: jobs of every server
-    /// of the circle that are queued or running.
+    /// The jobs of every server of the circle that are queued or running, estimated: the
+    /// job stream's length in entries as last measured (at most 100 ms after a submission)
+    /// times the jobs per entry of this server's latest batch, plus the jobs this server
+    /// submitted since.
     fn queue_depth(&self) -> usize {
         self.dispatch.queued_jobs.load(Ordering::Relaxed)
     }
@@ -391,10 +430,13 @@ fn new_instance_id() -> String {
     )
 }
 
-/// Takes queued jobs in batches and `XADD`s each batch in one pipeline. The job stream's
-/// length is measured with a batch at most every [`QUEUE_LENGTH_SAMPLE`]; a batch that went
-/// unmeasured is followed by a lone `XLEN` once that interval is over, so the measure never
-/// lags the last submission by more than it.
+/// Takes queued jobs in batches and `XADD`s each batch in one pipeline, as few entries as
+/// [`MAX_JOBS_PER_ENTRY`] and [`MAX_ENTRY_BYTES`] allow. A batch is whatever was queued
+/// while the previous pipeline was in flight: no timer holds a job back to wait for others.
+///
+/// The job stream's length is measured with a batch at most every [`QUEUE_LENGTH_SAMPLE`];
+/// a batch that went unmeasured is followed by a lone `XLEN` once that interval is over,
+/// so the measure never lags the last submission by more than it.
 async fn submit_loop(
     dispatch: Arc<Dispatch>,
     mut queue: mpsc::Receiver<Submission>,
@@ -403,6 +445,9 @@ async fn submit_loop(
     let mut batch = Vec::with_capacity(MAX_BATCH);
     let mut last_measure: Option<Instant> = None;
     let mut measure_owed = false;
+    // Jobs per entry of the latest batch: the stream's length is counted in entries, and
+    // this turns it into jobs (see `record_queued_entries`).
+    let mut jobs_per_entry = 1;
     loop {
         let due = last_measure.map_or_else(Instant::now, |at| at + QUEUE_LENGTH_SAMPLE);
         let received = tokio::select! {
@@ -410,7 +455,7 @@ async fn submit_loop(
             () = tokio::time::sleep_until(due.into()), if measure_owed => {
                 measure_owed = false;
                 last_measure = Some(Instant::now());
-                measure_queue(&dispatch, &connection).await;
+                measure_queue(&dispatch, &connection, jobs_per_entry).await;
                 continue;
             }
         };
@@ -418,14 +463,17 @@ async fn submit_loop(
             return;
         }
         // A caller that gave up while its job sat here needs no job in Redis.
-        batch.retain(|submission| dispatch.is_waiting(&submission.job.job_id));
+        {
+            let waiting = dispatch.waiting();
+            batch.retain(|submission| waiting.contains_key(&submission.sequence));
+        }
         if !batch.is_empty() {
             let measure = last_measure.is_none_or(|at| at.elapsed() >= QUEUE_LENGTH_SAMPLE);
             if measure {
                 last_measure = Some(Instant::now());
             }
             measure_owed = !measure;
-            submit_batch(&dispatch, &connection, &batch, measure).await;
+            jobs_per_entry = submit_batch(&dispatch, &connection, &batch, measure).await;
         }
         batch.clear();
     }
@@ -433,7 +481,7 @@ async fn submit_loop(
 
 /// Measures the job stream's length (best effort: a failure keeps the previous measure,
 /// which stops counting once it is old).
-async fn measure_queue(dispatch: &Dispatch, connection: &SharedConnection) {
+async fn measure_queue(dispatch: &Dispatch, connection: &SharedConnection, jobs_per_entry: usize) {
     let Ok((mut redis, generation)) = connection.get().await else {
         return;
     };
@@ -442,31 +490,70 @@ async fn measure_queue(dispatch: &Dispatch, connection: &SharedConnection) {
         .query_async::<usize>(&mut redis)
         .await
     {
-        Ok(queued) => dispatch.record_queued_jobs(queued),
+        Ok(entries) => dispatch.record_queued_jobs(entries.saturating_mul(jobs_per_entry)),
         Err(err) => connection.report(generation, &err).await,
     }
 }
 
+/// Splits `batch` into runs of jobs that share one entry: at most [`MAX_JOBS_PER_ENTRY`]
+/// jobs, and no more bytes than [`MAX_ENTRY_BYTES`] unless a single job is larger.
+fn entries_of(batch: &[Submission]) -> impl Iterator<Item = &[Submission]> {
+    let mut rest = batch;
+    std::iter::from_fn(move || {
+        if rest.is_empty() {
+            return None;
+        }
+        let mut bytes = 0;
+        let mut len = 0;
+        for submission in rest.iter().take(MAX_JOBS_PER_ENTRY) {
+            bytes += submission.value.len();
+            if len > 0 && bytes > MAX_ENTRY_BYTES {
+                break;
+            }
+            len += 1;
+        }
+        let (entry, after) = rest.split_at(len);
+        rest = after;
+        Some(entry)
+    })
+}
+
+/// Writes `batch` as job entries in one pipeline (plus an `XLEN` when `measure`), and
+/// answers every caller of the batch [`ExecutorError::Unavailable`] if Redis does not take
+/// it. Returns how many jobs an entry of the batch held on average (at least 1).
 async fn submit_batch(
     dispatch: &Dispatch,
     connection: &SharedConnection,
     batch: &[Submission],
     measure: bool,
-) {
+) -> usize {
     let mut pipeline = ::redis::pipe();
-    for submission in batch {
+    let mut entries = 0;
+    let mut job_id = itoa_buffer();
+    for jobs in entries_of(batch) {
+        entries += 1;
         let command = pipeline
             .cmd("XADD")
             .arg(&dispatch.jobs_key)
             .arg("MAXLEN")
             .arg("~")
+            // Counted in entries, so never fewer jobs than that: the refusal at
+            // `max_queued_jobs` jobs (`queue_is_full`) comes first, and this cap is only
+            // the memory bound for servers racing past it.
             .arg(dispatch.config.max_queued_jobs)
-            .arg("*");
-        for (name, value) in submission.job.fields() {
-            command.arg(name).arg(value);
+            .arg("*")
+            .arg("v")
+            .arg(wire::FORMAT_VERSION)
+            .arg("reply_to")
+            .arg(&dispatch.reply_key);
+        for submission in jobs {
+            command
+                .arg(format_sequence(&mut job_id, submission.sequence))
+                .arg(&submission.value);
         }
         command.ignore();
     }
+    let jobs_per_entry = batch.len().div_ceil(entries.max(1)).max(1);
     if measure {
         pipeline.cmd("XLEN").arg(&dispatch.jobs_key);
     }
@@ -486,10 +573,12 @@ async fn submit_batch(
         match pipeline.query_async::<Vec<usize>>(&mut redis).await {
             Ok(queued) => {
                 match queued.first() {
-                    Some(&queued) if measure => dispatch.record_queued_jobs(queued),
+                    Some(&entries) if measure => {
+                        dispatch.record_queued_jobs(entries.saturating_mul(jobs_per_entry));
+                    }
                     _ => dispatch.count_submitted(batch.len()),
                 }
-                return;
+                return jobs_per_entry;
             }
             Err(err) => {
                 connection.report(generation, &err).await;
@@ -502,10 +591,46 @@ async fn submit_batch(
     }
     for submission in batch {
         dispatch.answer(
-            &submission.job.job_id,
+            submission.sequence,
             Err(ExecutorError::Unavailable(last_error.clone())),
         );
     }
+    jobs_per_entry
+}
+
+/// A buffer for [`format_sequence`].
+fn itoa_buffer() -> [u8; 20] {
+    [0; 20]
+}
+
+/// `sequence` in decimal, written into `buffer` without allocating (a job id per job adds
+/// up under load).
+fn format_sequence(buffer: &mut [u8; 20], mut sequence: u64) -> &[u8] {
+    let mut start = buffer.len();
+    loop {
+        start -= 1;
+        // `sequence % 10` is below 10, so the cast cannot truncate.
+        buffer[start] = b'0' + (sequence % 10) as u8;
+        sequence /= 10;
+        if sequence == 0 {
+            return &buffer[start..];
+        }
+    }
+}
+
+/// The sequence number of a job id read back from a reply (`None`: not a job id this
+/// instance wrote).
+fn parse_sequence(job_id: &[u8]) -> Option<u64> {
+    if job_id.is_empty() || job_id.len() > 20 {
+        return None;
+    }
+    job_id.iter().try_fold(0u64, |n, &digit| {
+        if digit.is_ascii_digit() {
+            n.checked_mul(10)?.checked_add(u64::from(digit - b'0'))
+        } else {
+            None
+        }
+    })
 }
 
 /// Reads this instance's reply stream and resolves the waiting callers, reconnecting
@@ -564,7 +689,13 @@ async fn reply_loop(dispatch: Arc<Dispatch>, client: ::redis::Client) {
         };
         let last = wire::for_each_entry(&reply, |id, fields| {
             wire::read_replies(fields, |answer| match answer {
-                Some((job_id, result)) => dispatch.answer(&job_id, result),
+                Some((job_id, result)) => match parse_sequence(job_id) {
+                    Some(sequence) => dispatch.answer(sequence, result),
+                    None => tracing::warn!(
+                        job = %String::from_utf8_lossy(job_id),
+                        "ignoring an answer to a job this server did not send"
+                    ),
+                },
                 None => tracing::warn!(
                     id = %String::from_utf8_lossy(id),
                     "ignoring an unreadable answer"
@@ -596,6 +727,34 @@ async fn reply_loop(dispatch: Arc<Dispatch>, client: ::redis::Client) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn job_ids_are_sequence_numbers() {
+        let mut buffer = itoa_buffer();
+        for sequence in [0, 1, 9, 10, 4_096, u64::MAX] {
+            let id = format_sequence(&mut buffer, sequence).to_vec();
+            assert_eq!(id, sequence.to_string().as_bytes());
+            assert_eq!(parse_sequence(&id), Some(sequence));
+        }
+        for foreign in [&b""[..], b"abc-1", b"-1", b"18446744073709551616", b"1 "] {
+            assert_eq!(parse_sequence(foreign), None, "{foreign:?}");
+        }
+    }
+
+    #[test]
+    fn a_batch_is_split_into_entries_by_count_and_size() {
+        let job = |sequence, bytes| Submission {
+            sequence,
+            value: vec![b'x'; bytes],
+        };
+        let sizes =
+            |batch: &[Submission]| -> Vec<usize> { entries_of(batch).map(<[_]>::len).collect() };
+        let many: Vec<_> = (0..150).map(|n| job(n, 10)).collect();
+        assert_eq!(sizes(&many), [64, 64, 22]);
+        let big = [job(1, 100), job(2, MAX_ENTRY_BYTES), job(3, 10), job(4, 10)];
+        assert_eq!(sizes(&big), [1, 1, 2]);
+        assert_eq!(sizes(&[]), Vec::<usize>::new());
+    }
 
     #[test]
     fn instance_ids_differ() {

@@ -8,30 +8,37 @@
 //! # How a job travels
 //!
 //! 1. The server `XADD`s the job to the circle's job stream ([`jobs_stream_key`], capped
-//!    with `MAXLEN ~`). The job carries its deadline as Unix milliseconds and the name of
-//!    the server's own reply stream.
+//!    with `MAXLEN ~`), together with every other job it queued while its previous write
+//!    was in flight: one entry carries up to 64 jobs (no timer waits for company, so at low
+//!    load an entry holds one job). Each job carries its deadline as Unix milliseconds;
+//!    the entry names the server's own reply stream.
 //! 2. Workers read the stream through one consumer group ([`CONSUMER_GROUP`]) with
-//!    `XREADGROUP`, so each job goes to one worker. A worker reads as many jobs as it has
-//!    idle script threads plus [`WorkerConfig::prefetch`] (default 32) held ready for the
-//!    next free thread, so a busy worker takes (and answers) jobs in batches.
+//!    `XREADGROUP`, so each entry goes to one worker. A worker holds at most as many jobs
+//!    as it has script threads plus [`WorkerConfig::prefetch`] (default 32) held ready for
+//!    the next free thread, and reads about as many entries as its free slots hold jobs.
 //! 3. The worker skips a job whose deadline has passed, otherwise runs it in the same
 //!    [`Sandbox`](crate::Sandbox) the embedded executor uses. Finished jobs are answered in
 //!    batches (whatever finished while the previous batch was written), each batch one
 //!    `MULTI`: per reply stream one `XADD` (one entry carrying all its answers of the
-//!    batch, each starting with its `job` field) and one `PEXPIRE`,
-//!    one `XACK` and one `XDEL` of all the batch's jobs, and one `HINCRBY` counting them in
-//!    [`worker_jobs_key`].
+//!    batch) and one `PEXPIRE`, one `HINCRBY` counting them in [`worker_jobs_key`], and one
+//!    `XACK` and one `XDEL` of the entries whose last job is in the batch: an entry is
+//!    acknowledged only once all its jobs are answered.
 //! 4. Each server has one task reading its reply stream (`XREAD BLOCK`) and routing answers
 //!    by job id to the callers waiting in memory: one blocked connection per server, not one
 //!    per request. Read answers are trimmed (`XTRIM MINID ~`) at most once a second. The
 //!    job stream's length (for refusing jobs when it is full) is measured with `XLEN` at
 //!    most every 100 ms, not with every submission.
 //!
-//! A worker that dies holding jobs leaves them in the group's pending list. Running jobs
-//! are renewed (`XCLAIM … JUSTID`) by their worker every third of the claim timeout, so
-//! only abandoned ones go idle; other workers take those over with `XAUTOCLAIM` once idle
-//! longer than [`WorkerConfig::claim_idle`], up to [`WorkerConfig::max_retries`] times,
-//! after which the caller gets a clear error instead.
+//! The entry layouts are described in the `wire` module's source and in the crate's
+//! README. Workers read the previous one-job layout too, so they are upgraded before the
+//! servers.
+//!
+//! A worker that dies holding jobs leaves their entries in the group's pending list. Held
+//! entries are renewed (`XCLAIM … JUSTID`) by their worker every third of the claim
+//! timeout, so only abandoned ones go idle; other workers take those over with
+//! `XAUTOCLAIM` once idle longer than [`WorkerConfig::claim_idle`] and run all their jobs
+//! again, up to [`WorkerConfig::max_retries`] times, after which the callers get a clear
+//! error instead.
 //!
 //! # Guarantees
 //!

@@ -1,19 +1,63 @@
 //! How jobs and answers are written into Redis stream entries, and read back.
 //!
 //! Plain stream fields rather than one serialized blob: entries stay readable with
-//! `redis-cli XRANGE`, and the crate needs no serialization library. Every job carries a
-//! format version so a worker can refuse (with an answer, not silence) a job written by a
-//! newer server it does not understand.
+//! `redis-cli XRANGE`, and the crate needs no serialization library. Every job entry
+//! carries a format version so a worker can refuse (with an answer, not silence) a job
+//! written by a newer server it does not understand.
+//!
+//! # Job entries
+//!
+//! Version 2 (written by this crate): one entry carries one or more jobs of one server.
+//! Per-entry costs (one `XADD` argument list parsed, one stream entry stored, read, acked
+//! and deleted) dominate the cost of a short script, so a busy server puts everything it
+//! has queued into a few entries.
+//!
+//! ```text
+//! v          2
+//! reply_to   circle:{key}:replies:{server instance}
+//! {job id}   {deadline ms} {len}:{circle name} {len}:{circle public key} {len}:{caller public key} {script}
+//! {job id}   …
+//! ```
+//!
+//! A job id is a decimal number, unique within the reply stream (the server's instance).
+//! The three context strings are length-prefixed (byte lengths) because they may contain
+//! any character; the script is the rest of the value.
+//!
+//! Version 1 (read, for servers of the previous version): one job per entry, one field per
+//! part: `v`=`1`, `job`, `reply_to`, `deadline_ms`, `circle_name`, `circle_public_key`,
+//! `caller_public_key`, `script`.
+//!
+//! # Reply entries
+//!
+//! Answers to version-2 jobs, one entry per reply stream per batch of a worker:
+//!
+//! ```text
+//! v          2
+//! worker     {worker name}
+//! {job id}   {status}:{payload}
+//! ```
+//!
+//! `status` is `ok` (payload: the output), `script`, `unavailable`, `overloaded`,
+//! `no_answer` (payload: the message), `limit` (payload: `{limit kind}:{message}`) or
+//! `deadline` (no payload).
+//!
+//! Answers to version-1 jobs keep the version-1 layout, which servers of the previous
+//! version read: per answer `job`, `worker`, `status`, then `output` or `message` (and
+//! `limit`), several answers one after the other in one entry, each starting with `job`.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use ::redis::Value;
-use ::redis::streams::StreamId;
 
 use crate::{ExecutorError, ScriptContext, ScriptOutput};
 
-/// The job format this crate writes and reads.
-pub(crate) const FORMAT_VERSION: &str = "1";
+/// The job format servers of this crate write.
+pub(crate) const FORMAT_VERSION: &str = "2";
+
+/// The previous job format (one job per entry), still read by workers so that they can be
+/// upgraded before the servers.
+const FORMAT_VERSION_1: &str = "1";
 
 mod field {
     pub const VERSION: &str = "v";
@@ -41,91 +85,297 @@ mod status {
     pub const NO_ANSWER: &str = "no_answer";
 }
 
+/// The layout of a job entry, which decides the layout of its answers: a job is answered
+/// in the layout its server reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Format {
+    /// One job per entry, one field per part; answers likewise.
+    V1,
+    /// Several jobs per entry, one field per job; answers likewise.
+    V2,
+}
+
 /// A job as it travels through the circle's job stream.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct WireJob {
-    /// Unique per job: the server's instance id and a sequence number.
+    /// Unique per reply stream.
     pub job_id: String,
-    /// The asking server's reply stream.
-    pub reply_to: String,
+    /// The asking server's reply stream (shared by the jobs of one entry).
+    pub reply_to: Arc<str>,
     /// When the caller stops waiting, in Unix milliseconds.
     pub deadline_unix_ms: u64,
     pub script: String,
     pub context: ScriptContext,
 }
 
-/// A stream entry that is not a job this worker can run. What could be read of it is kept
-/// so the caller can still be told.
+/// A job (or a stream entry) that this worker cannot run. What could be read of it is
+/// kept so the caller can still be told.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct MalformedJob {
     pub job_id: Option<String>,
-    pub reply_to: Option<String>,
+    pub reply_to: Option<Arc<str>>,
     pub reason: String,
 }
 
-impl WireJob {
-    /// The entry's fields, in `XADD` order.
-    pub fn fields(&self) -> [(&'static str, String); 8] {
-        [
-            (field::VERSION, FORMAT_VERSION.to_owned()),
-            (field::JOB_ID, self.job_id.clone()),
-            (field::REPLY_TO, self.reply_to.clone()),
-            (field::DEADLINE_MS, self.deadline_unix_ms.to_string()),
-            (field::CIRCLE_NAME, self.context.circle_name.clone()),
-            (
-                field::CIRCLE_PUBLIC_KEY,
-                self.context.circle_public_key.clone(),
-            ),
-            (
-                field::CALLER_PUBLIC_KEY,
-                self.context.caller_public_key.clone(),
-            ),
-            (field::SCRIPT, self.script.clone()),
-        ]
-    }
+/// One entry of the job stream as a worker read it: never without a job, so that every
+/// entry is acknowledged once its jobs are answered. A job that cannot be read does not
+/// spoil the others of its entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct JobEntry {
+    /// The stream entry id.
+    pub id: String,
+    pub format: Format,
+    pub jobs: Vec<Result<WireJob, MalformedJob>>,
+}
 
-    /// Reads a job from a stream entry written by [`WireJob::fields`].
-    pub fn from_entry(entry: &StreamId) -> Result<WireJob, MalformedJob> {
-        let text = |name: &str| entry.get::<String>(name);
-        let job_id = text(field::JOB_ID);
-        let reply_to = text(field::REPLY_TO);
-        let malformed = |reason: String| MalformedJob {
-            job_id: job_id.clone(),
-            reply_to: reply_to.clone(),
-            reason,
-        };
-        match text(field::VERSION).as_deref() {
-            Some(FORMAT_VERSION) => {}
-            Some(other) => {
-                return Err(malformed(format!(
-                    "job format version {other:?} is not understood by this worker (it reads version {FORMAT_VERSION}); upgrade the worker"
-                )));
-            }
-            None => return Err(malformed("the job has no format version".into())),
+/// Appends the version-2 value of one job (everything but its id) to `out`.
+pub(crate) fn encode_job(
+    out: &mut Vec<u8>,
+    deadline_unix_ms: u64,
+    context: &ScriptContext,
+    script: &str,
+) {
+    use std::io::Write as _;
+    out.reserve(
+        24 + context.circle_name.len()
+            + context.circle_public_key.len()
+            + context.caller_public_key.len()
+            + script.len(),
+    );
+    // Writing to a Vec cannot fail.
+    let _ = write!(out, "{deadline_unix_ms} ");
+    for text in [
+        &context.circle_name,
+        &context.circle_public_key,
+        &context.caller_public_key,
+    ] {
+        let _ = write!(out, "{}:", text.len());
+        out.extend_from_slice(text.as_bytes());
+        out.push(b' ');
+    }
+    out.extend_from_slice(script.as_bytes());
+}
+
+/// Reads the value written by [`encode_job`].
+fn decode_job(value: &[u8]) -> Result<(u64, ScriptContext, String), String> {
+    fn split_once(value: &[u8], at: u8) -> Option<(&[u8], &[u8])> {
+        let end = value.iter().position(|&b| b == at)?;
+        Some((&value[..end], &value[end + 1..]))
+    }
+    fn number(digits: &[u8]) -> Option<u64> {
+        std::str::from_utf8(digits).ok()?.parse().ok()
+    }
+    fn text(bytes: &[u8]) -> Result<String, String> {
+        String::from_utf8(bytes.to_vec()).map_err(|_| "the job is not UTF-8 text".to_owned())
+    }
+    let (deadline, mut rest) = split_once(value, b' ').ok_or("the job has no deadline")?;
+    let deadline = number(deadline).ok_or("the job's deadline is not a number")?;
+    let mut strings: [&[u8]; 3] = [&[]; 3];
+    for (slot, name) in
+        strings
+            .iter_mut()
+            .zip(["circle name", "circle public key", "caller public key"])
+    {
+        let malformed = || format!("the job's {name} is malformed");
+        let (length, after) = split_once(rest, b':').ok_or_else(malformed)?;
+        let length = number(length)
+            .and_then(|n| usize::try_from(n).ok())
+            .filter(|&n| n < after.len())
+            .ok_or_else(malformed)?;
+        if after[length] != b' ' {
+            return Err(malformed());
         }
-        let required = |name: &str| {
-            text(name).ok_or_else(|| malformed(format!("the job has no text field {name:?}")))
+        *slot = &after[..length];
+        rest = &after[length + 1..];
+    }
+    let [circle_name, circle_public_key, caller_public_key] = strings;
+    Ok((
+        deadline,
+        ScriptContext {
+            circle_name: text(circle_name)?,
+            circle_public_key: text(circle_public_key)?,
+            caller_public_key: text(caller_public_key)?,
+        },
+        text(rest)?,
+    ))
+}
+
+/// Reads one job stream entry, in either format, from its id and field/value pairs.
+pub(crate) fn read_job_entry<'a>(
+    id: &[u8],
+    fields: &mut dyn Iterator<Item = (&'a [u8], &'a [u8])>,
+) -> JobEntry {
+    let id = String::from_utf8_lossy(id).into_owned();
+    let mut fields = fields.peekable();
+    let version = fields
+        .next_if(|(name, _)| *name == field::VERSION.as_bytes())
+        .map(|(_, value)| value);
+    if version == Some(FORMAT_VERSION.as_bytes()) {
+        let reply_to = fields
+            .next_if(|(name, _)| *name == field::REPLY_TO.as_bytes())
+            .and_then(|(_, value)| std::str::from_utf8(value).ok())
+            .map(Arc::<str>::from);
+        let mut jobs: Vec<_> = fields
+            .map(|(job_id, value)| {
+                let job_id = String::from_utf8_lossy(job_id).into_owned();
+                let Some(reply_to) = &reply_to else {
+                    return Err(MalformedJob {
+                        job_id: Some(job_id),
+                        reply_to: None,
+                        reason: "the job entry has no reply stream".into(),
+                    });
+                };
+                match decode_job(value) {
+                    Ok((deadline_unix_ms, context, script)) => Ok(WireJob {
+                        job_id,
+                        reply_to: Arc::clone(reply_to),
+                        deadline_unix_ms,
+                        script,
+                        context,
+                    }),
+                    Err(reason) => Err(MalformedJob {
+                        job_id: Some(job_id),
+                        reply_to: Some(Arc::clone(reply_to)),
+                        reason,
+                    }),
+                }
+            })
+            .collect();
+        if jobs.is_empty() {
+            jobs.push(Err(MalformedJob {
+                job_id: None,
+                reply_to,
+                reason: "the job entry holds no job".into(),
+            }));
+        }
+        return JobEntry {
+            id,
+            format: Format::V2,
+            jobs,
         };
-        let deadline_text = required(field::DEADLINE_MS)?;
-        let deadline_unix_ms = deadline_text
-            .parse::<u64>()
-            .map_err(|_| malformed(format!("bad deadline {deadline_text:?}")))?;
-        Ok(WireJob {
-            job_id: required(field::JOB_ID)?,
-            reply_to: required(field::REPLY_TO)?,
-            deadline_unix_ms,
-            script: required(field::SCRIPT)?,
-            context: ScriptContext {
-                circle_name: required(field::CIRCLE_NAME)?,
-                circle_public_key: required(field::CIRCLE_PUBLIC_KEY)?,
-                caller_public_key: required(field::CALLER_PUBLIC_KEY)?,
-            },
-        })
+    }
+    // Version 1, or a version this worker does not know: read what the one-job layout
+    // offers, which at least names the caller of a version-1 style entry.
+    let mut parts: [Option<&[u8]>; 7] = [None; 7];
+    for (name, value) in fields {
+        let slot = match name {
+            b"job" => 0,
+            b"reply_to" => 1,
+            b"deadline_ms" => 2,
+            b"circle_name" => 3,
+            b"circle_public_key" => 4,
+            b"caller_public_key" => 5,
+            b"script" => 6,
+            _ => continue,
+        };
+        parts[slot] = Some(value);
+    }
+    let text = |index: usize| {
+        parts[index].and_then(|value| std::str::from_utf8(value).ok().map(str::to_owned))
+    };
+    let job_id = text(0);
+    let reply_to = text(1).map(Arc::<str>::from);
+    let malformed = |reason: String| MalformedJob {
+        job_id: job_id.clone(),
+        reply_to: reply_to.clone(),
+        reason,
+    };
+    let job = match version {
+        Some(v) if v == FORMAT_VERSION_1.as_bytes() => (|| {
+            let required = |index: usize, name: &str| {
+                text(index).ok_or_else(|| malformed(format!("the job has no text field {name:?}")))
+            };
+            let deadline_text = required(2, field::DEADLINE_MS)?;
+            let deadline_unix_ms = deadline_text
+                .parse::<u64>()
+                .map_err(|_| malformed(format!("bad deadline {deadline_text:?}")))?;
+            Ok(WireJob {
+                job_id: required(0, field::JOB_ID)?,
+                reply_to: Arc::from(required(1, field::REPLY_TO)?),
+                deadline_unix_ms,
+                script: required(6, field::SCRIPT)?,
+                context: ScriptContext {
+                    circle_name: required(3, field::CIRCLE_NAME)?,
+                    circle_public_key: required(4, field::CIRCLE_PUBLIC_KEY)?,
+                    caller_public_key: required(5, field::CALLER_PUBLIC_KEY)?,
+                },
+            })
+        })(),
+        Some(other) => Err(malformed(format!(
+            "job format version {:?} is not understood by this worker (it reads versions {FORMAT_VERSION_1} and {FORMAT_VERSION}); upgrade the worker",
+            String::from_utf8_lossy(other)
+        ))),
+        None => Err(malformed("the job has no format version".into())),
+    };
+    JobEntry {
+        id,
+        format: Format::V1,
+        jobs: vec![job],
     }
 }
 
-/// The fields of the answer to job `job_id`, written by worker `worker`.
-pub(crate) fn reply_fields(
+/// Appends the version-2 value of an answer (`{status}:{payload}`) to `out`.
+pub(crate) fn encode_result(out: &mut Vec<u8>, result: &Result<ScriptOutput, ExecutorError>) {
+    let (status, limit, text): (&str, Option<&str>, &str) = match result {
+        Ok(output) => (status::OK, None, &output.output),
+        Err(ExecutorError::Script(message)) => (status::SCRIPT, None, message),
+        Err(ExecutorError::Limit { limit, message }) => {
+            (status::LIMIT, Some(limit.as_str()), message)
+        }
+        Err(ExecutorError::DeadlineExceeded) => (status::DEADLINE, None, ""),
+        Err(ExecutorError::Unavailable(message)) => (status::UNAVAILABLE, None, message),
+        Err(ExecutorError::Overloaded(message)) => (status::OVERLOADED, None, message),
+        Err(ExecutorError::NoAnswer(message)) => (status::NO_ANSWER, None, message),
+    };
+    out.reserve(status.len() + 1 + limit.map_or(0, |kind| kind.len() + 1) + text.len());
+    out.extend_from_slice(status.as_bytes());
+    out.push(b':');
+    if let Some(kind) = limit {
+        out.extend_from_slice(kind.as_bytes());
+        out.push(b':');
+    }
+    out.extend_from_slice(text.as_bytes());
+}
+
+/// Reads the value written by [`encode_result`].
+fn decode_result(value: &[u8]) -> Result<ScriptOutput, ExecutorError> {
+    let Some((status, payload)) = std::str::from_utf8(value)
+        .ok()
+        .and_then(|value| value.split_once(':'))
+    else {
+        return Err(unreadable("an answer without a status"));
+    };
+    match status {
+        status::OK => Ok(ScriptOutput {
+            output: payload.to_owned(),
+        }),
+        status::SCRIPT => Err(ExecutorError::Script(payload.to_owned())),
+        status::LIMIT => match payload
+            .split_once(':')
+            .and_then(|(kind, message)| Some((kind.parse().ok()?, message)))
+        {
+            Some((limit, message)) => Err(ExecutorError::Limit {
+                limit,
+                message: message.to_owned(),
+            }),
+            None => Err(unreadable("a limit answer without a known limit kind")),
+        },
+        status::DEADLINE => Err(ExecutorError::DeadlineExceeded),
+        status::UNAVAILABLE => Err(ExecutorError::Unavailable(payload.to_owned())),
+        status::OVERLOADED => Err(ExecutorError::Overloaded(payload.to_owned())),
+        status::NO_ANSWER => Err(ExecutorError::NoAnswer(payload.to_owned())),
+        _ => Err(unreadable("an answer with an unknown status")),
+    }
+}
+
+/// The header fields of a version-2 reply entry written by worker `worker`, in `XADD`
+/// order; the answers' `{job id}`/[`encode_result`] pairs follow them.
+pub(crate) fn reply_header(worker: &str) -> [(&'static str, &str); 2] {
+    [(field::VERSION, FORMAT_VERSION), (field::WORKER, worker)]
+}
+
+/// The version-1 fields of the answer to job `job_id`, written by worker `worker`.
+pub(crate) fn reply_fields_v1(
     job_id: &str,
     result: &Result<ScriptOutput, ExecutorError>,
     worker: &str,
@@ -158,19 +408,22 @@ pub(crate) fn reply_fields(
     fields
 }
 
-/// Reads an answer written by [`reply_fields`] from its field/value pairs: the job id and
-/// the result for its caller. Works on the raw values, without building a map per entry.
+/// Reads one version-1 answer from its field/value pairs: the job id and the result for
+/// its caller.
 ///
 /// An answer this server cannot read still resolves its caller (as `Unavailable`) when the
 /// job id is readable, so a version mismatch shows as an error, not as a timeout.
-pub(crate) fn read_reply<'a>(
+fn read_reply_v1<'a>(
     fields: impl IntoIterator<Item = (&'a [u8], &'a [u8])>,
-) -> Option<(String, Result<ScriptOutput, ExecutorError>)> {
+) -> Option<(&'a [u8], Result<ScriptOutput, ExecutorError>)> {
     let (mut job_id, mut status, mut output, mut message, mut limit) =
         (None, None, None, None, None);
     for (name, value) in fields {
         let slot = match name {
-            b"job" => &mut job_id,
+            b"job" => {
+                job_id = Some(value);
+                continue;
+            }
             b"status" => &mut status,
             b"output" => &mut output,
             b"message" => &mut message,
@@ -179,7 +432,7 @@ pub(crate) fn read_reply<'a>(
         };
         *slot = std::str::from_utf8(value).ok();
     }
-    let job_id = job_id?.to_owned();
+    let job_id = job_id?;
     let message = message.unwrap_or_default().to_owned();
     let result = match status {
         Some(status::OK) => match output {
@@ -202,67 +455,125 @@ pub(crate) fn read_reply<'a>(
     Some((job_id, result))
 }
 
-/// Reads every answer of one reply entry: a worker writes the answers of one batch for
-/// one server as one entry, each answer's fields ([`reply_fields`]) after the previous
-/// one's, each starting with its job id. Calls `each` per answer (`None`: unreadable).
+/// Reads every answer of one reply entry, in either format, and calls `each` with the job
+/// id and the result per answer (`None`: an answer without a readable job id).
 pub(crate) fn read_replies<'a>(
     fields: &mut dyn Iterator<Item = (&'a [u8], &'a [u8])>,
-    mut each: impl FnMut(Option<(String, Result<ScriptOutput, ExecutorError>)>),
+    mut each: impl FnMut(Option<(&'a [u8], Result<ScriptOutput, ExecutorError>)>),
 ) {
     let mut fields = fields.peekable();
+    if let Some((_, version)) = fields.next_if(|(name, _)| *name == field::VERSION.as_bytes()) {
+        let known = version == FORMAT_VERSION.as_bytes();
+        for (name, value) in fields {
+            if name == field::WORKER.as_bytes() {
+                continue;
+            }
+            let result = if known {
+                decode_result(value)
+            } else {
+                Err(unreadable(
+                    "an answer in a format this server does not know",
+                ))
+            };
+            each(Some((name, result)));
+        }
+        return;
+    }
+    // Version 1: each answer's fields after the previous one's, each starting with its
+    // job id.
     while let Some(first) = fields.next() {
         let rest =
             std::iter::from_fn(|| fields.next_if(|(name, _)| *name != field::JOB_ID.as_bytes()));
-        each(read_reply(std::iter::once(first).chain(rest)));
+        each(read_reply_v1(std::iter::once(first).chain(rest)));
     }
 }
 
-/// Calls `each` with the id and the field/value pairs of every entry of an `XREAD` reply
-/// (RESP2 arrays or RESP3 maps), straight from the reply: no map, no copy per entry.
-/// Returns the id of the last entry seen.
+/// Calls `each` with the id and the field/value pairs of every entry of an `XREAD` or
+/// `XREADGROUP` reply (RESP2 arrays or RESP3 maps), straight from the reply: no map, no
+/// copy per entry. Returns the id of the last entry seen.
 pub(crate) fn for_each_entry<'a>(
     reply: &'a Value,
     mut each: impl FnMut(&'a [u8], &mut dyn Iterator<Item = (&'a [u8], &'a [u8])>),
 ) -> Option<&'a [u8]> {
-    fn bytes(value: &Value) -> Option<&[u8]> {
-        match value {
-            Value::BulkString(bytes) => Some(bytes),
-            Value::SimpleString(text) => Some(text.as_bytes()),
-            _ => None,
-        }
-    }
-    let streams: Vec<&Value> = match reply {
-        Value::Array(streams) => streams
-            .iter()
-            .filter_map(|stream| match stream {
-                Value::Array(pair) if pair.len() == 2 => Some(&pair[1]),
-                _ => None,
-            })
-            .collect(),
-        Value::Map(streams) => streams.iter().map(|(_, entries)| entries).collect(),
-        _ => Vec::new(),
-    };
     let mut last = None;
-    for entries in streams {
-        let Value::Array(entries) = entries else {
-            continue;
-        };
-        for entry in entries {
-            let Value::Array(parts) = entry else { continue };
-            let [id, fields] = parts.as_slice() else {
-                continue;
-            };
-            let Some(id) = bytes(id) else { continue };
-            let fields: &[Value] = match fields {
-                Value::Array(fields) => fields,
-                _ => &[],
-            };
-            let mut pairs = fields
-                .chunks_exact(2)
-                .filter_map(|pair| Some((bytes(&pair[0])?, bytes(&pair[1])?)));
-            each(id, &mut pairs);
+    let mut walk = |entries: &'a Value| {
+        if let Some(id) = for_each_listed_entry(entries, &mut each) {
             last = Some(id);
         }
+    };
+    match reply {
+        Value::Array(streams) => {
+            for stream in streams {
+                if let Value::Array(pair) = stream
+                    && let [_, entries] = pair.as_slice()
+                {
+                    walk(entries);
+                }
+            }
+        }
+        Value::Map(streams) => {
+            for (_, entries) in streams {
+                walk(entries);
+            }
+        }
+        _ => {}
+    }
+    last
+}
+
+/// What `XAUTOCLAIM` answered: calls `each` per claimed entry, and returns the cursor for
+/// the next call and how many claimed entries had been deleted from the stream.
+pub(crate) fn for_each_claimed<'a>(
+    reply: &'a Value,
+    mut each: impl FnMut(&'a [u8], &mut dyn Iterator<Item = (&'a [u8], &'a [u8])>),
+) -> Option<(String, usize)> {
+    let Value::Array(parts) = reply else {
+        return None;
+    };
+    let cursor = std::str::from_utf8(bytes(parts.first()?)?).ok()?.to_owned();
+    if let Some(entries) = parts.get(1) {
+        for_each_listed_entry(entries, &mut each);
+    }
+    let deleted = match parts.get(2) {
+        Some(Value::Array(ids)) => ids.len(),
+        _ => 0,
+    };
+    Some((cursor, deleted))
+}
+
+fn bytes(value: &Value) -> Option<&[u8]> {
+    match value {
+        Value::BulkString(bytes) => Some(bytes),
+        Value::SimpleString(text) => Some(text.as_bytes()),
+        _ => None,
+    }
+}
+
+/// Walks a list of `[id, [field, value, …]]` entries; returns the last id.
+fn for_each_listed_entry<'a>(
+    entries: &'a Value,
+    each: &mut impl FnMut(&'a [u8], &mut dyn Iterator<Item = (&'a [u8], &'a [u8])>),
+) -> Option<&'a [u8]> {
+    let Value::Array(entries) = entries else {
+        return None;
+    };
+    let mut last = None;
+    for entry in entries {
+        // Redis 6.2's XAUTOCLAIM lists a deleted entry as nil; skip anything but an entry.
+        let Value::Array(parts) = entry else { continue };
+        let [id, fields] = parts.as_slice() else {
+            continue;
+        };
+        let Some(id) = bytes(id) else { continue };
+        let fields: &[Value] = match fields {
+            Value::Array(fields) => fields,
+            _ => &[],
+        };
+        let mut pairs = fields
+            .chunks_exact(2)
+            .filter_map(|pair| Some((bytes(&pair[0])?, bytes(&pair[1])?)));
+        each(id, &mut pairs);
+        last = Some(id);
     }
     last
 }
@@ -301,166 +612,279 @@ pub(crate) fn instant_at(unix_ms: u64) -> Instant {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::HashMap;
-
     use super::*;
     use crate::LimitKind;
 
-    fn entry(fields: &[(&str, String)]) -> StreamId {
-        StreamId {
-            id: "1-0".into(),
-            map: fields
-                .iter()
-                .map(|(k, v)| ((*k).to_owned(), Value::BulkString(v.clone().into_bytes())))
-                .collect::<HashMap<_, _>>(),
-            ..StreamId::default()
-        }
+    fn pairs<'a>(fields: &'a [(&'a str, Vec<u8>)]) -> impl Iterator<Item = (&'a [u8], &'a [u8])> {
+        fields.iter().map(|(k, v)| (k.as_bytes(), v.as_slice()))
     }
 
-    fn pairs<'a>(fields: &'a [(&'a str, String)]) -> impl Iterator<Item = (&'a [u8], &'a [u8])> {
-        fields.iter().map(|(k, v)| (k.as_bytes(), v.as_bytes()))
+    fn read(fields: &[(&str, Vec<u8>)]) -> JobEntry {
+        read_job_entry(b"7-0", &mut pairs(fields))
     }
 
-    fn job() -> WireJob {
+    fn job(job_id: &str, script: &str) -> WireJob {
         WireJob {
-            job_id: "abc-1".into(),
+            job_id: job_id.into(),
             reply_to: "circle:k:replies:abc".into(),
             deadline_unix_ms: 1_700_000_000_123,
-            script: "print(\"hé\"); 40 + 2".into(),
+            script: script.into(),
             context: ScriptContext {
-                circle_name: "garden".into(),
+                circle_name: "a garden: 2 words".into(),
                 circle_public_key: "02ab".into(),
                 caller_public_key: String::new(),
             },
         }
     }
 
+    /// A version-2 entry as the dispatcher writes it.
+    fn v2_entry(jobs: &[WireJob]) -> Vec<(&'static str, Vec<u8>)> {
+        let mut fields = vec![
+            (field::VERSION, b"2".to_vec()),
+            (field::REPLY_TO, jobs[0].reply_to.as_bytes().to_vec()),
+        ];
+        for job in jobs {
+            let mut value = Vec::new();
+            encode_job(&mut value, job.deadline_unix_ms, &job.context, &job.script);
+            // The field name must outlive the entry: leak the few bytes of a test.
+            fields.push((job.job_id.clone().leak(), value));
+        }
+        fields
+    }
+
+    /// A version-1 entry as servers of the previous version write it.
+    fn v1_entry(job: &WireJob) -> Vec<(&'static str, Vec<u8>)> {
+        [
+            (field::VERSION, "1"),
+            (field::JOB_ID, job.job_id.as_str()),
+            (field::REPLY_TO, &job.reply_to),
+            (field::DEADLINE_MS, &job.deadline_unix_ms.to_string()),
+            (field::CIRCLE_NAME, &job.context.circle_name),
+            (field::CIRCLE_PUBLIC_KEY, &job.context.circle_public_key),
+            (field::CALLER_PUBLIC_KEY, &job.context.caller_public_key),
+            (field::SCRIPT, &job.script),
+        ]
+        .into_iter()
+        .map(|(name, value)| (name, value.as_bytes().to_vec()))
+        .collect()
+    }
+
     #[test]
-    fn jobs_round_trip() {
-        let job = job();
-        assert_eq!(WireJob::from_entry(&entry(&job.fields())), Ok(job));
+    fn an_entry_carries_several_jobs() {
+        let jobs = [
+            job("1", "print(\"hé\"); 40 + 2"),
+            job("2", ""),
+            job("3", "let s = \"1: 2 \"; s"),
+        ];
+        let entry = read(&v2_entry(&jobs));
+        assert_eq!(entry.id, "7-0");
+        assert_eq!(entry.format, Format::V2);
+        let read: Vec<WireJob> = entry.jobs.into_iter().map(Result::unwrap).collect();
+        assert_eq!(read, jobs);
+    }
+
+    #[test]
+    fn one_bad_job_does_not_spoil_its_entry() {
+        let mut fields = v2_entry(&[job("1", "1"), job("2", "2"), job("3", "3")]);
+        fields[3].1 = b"12 6:garden 4:02ab 0".to_vec();
+        let entry = read(&fields);
+        assert_eq!(entry.jobs.len(), 3);
+        assert_eq!(entry.jobs[0].as_ref().unwrap().script, "1");
+        let bad = entry.jobs[1].as_ref().unwrap_err();
+        assert_eq!(bad.job_id.as_deref(), Some("2"));
+        assert_eq!(bad.reply_to.as_deref(), Some("circle:k:replies:abc"));
+        assert!(bad.reason.contains("caller public key"), "{}", bad.reason);
+        assert_eq!(entry.jobs[2].as_ref().unwrap().script, "3");
+
+        for value in [
+            "",
+            "soon 0: 0: 0: 1",
+            "1 99:x 0: 0: 1",
+            "1 1:xy 0: 0: 1",
+            "1 0: 0:",
+        ] {
+            let mut fields = v2_entry(&[job("1", "1")]);
+            fields[2].1 = value.as_bytes().to_vec();
+            assert!(read(&fields).jobs[0].is_err(), "{value:?}");
+        }
+    }
+
+    #[test]
+    fn an_entry_without_a_reply_stream_or_jobs_is_still_one_item() {
+        let mut fields = v2_entry(&[job("1", "1")]);
+        fields.remove(1);
+        let entry = read(&fields);
+        let bad = entry.jobs[0].as_ref().unwrap_err();
+        assert_eq!(bad.job_id.as_deref(), Some("1"));
+        assert_eq!(bad.reply_to, None);
+
+        let entry = read(&v2_entry(&[job("1", "1")])[..2]);
+        assert_eq!(entry.jobs.len(), 1);
+        assert!(entry.jobs[0].is_err());
+    }
+
+    #[test]
+    fn version_1_jobs_are_still_read() {
+        let old = job("abc-1", "40 + 2");
+        let entry = read(&v1_entry(&old));
+        assert_eq!(entry.format, Format::V1);
+        assert_eq!(entry.jobs, vec![Ok(old)]);
     }
 
     #[test]
     fn a_job_of_another_version_is_refused_with_its_reply_address() {
-        let mut fields = job().fields().to_vec();
-        fields[0].1 = "2".into();
-        let err = WireJob::from_entry(&entry(&fields)).unwrap_err();
+        let mut fields = v1_entry(&job("abc-1", "1"));
+        fields[0].1 = b"9".to_vec();
+        let entry = read(&fields);
+        let err = entry.jobs[0].as_ref().unwrap_err();
         assert_eq!(err.job_id.as_deref(), Some("abc-1"));
         assert_eq!(err.reply_to.as_deref(), Some("circle:k:replies:abc"));
         assert!(err.reason.contains("version"), "{}", err.reason);
 
-        let fields: Vec<_> = job()
-            .fields()
+        let fields: Vec<_> = v1_entry(&job("abc-1", "1"))
             .into_iter()
             .filter(|(name, _)| *name != field::SCRIPT)
             .collect();
-        let err = WireJob::from_entry(&entry(&fields)).unwrap_err();
+        let err = read(&fields).jobs.remove(0).unwrap_err();
         assert!(err.reason.contains("script"), "{}", err.reason);
     }
 
-    #[test]
-    fn every_answer_round_trips() {
-        let results = [
+    fn all_results() -> Vec<Result<ScriptOutput, ExecutorError>> {
+        vec![
             Ok(ScriptOutput {
-                output: "hi\n42".into(),
+                output: "hi\n42: yes".into(),
             }),
             Ok(ScriptOutput {
                 output: String::new(),
             }),
-            Err(ExecutorError::Script("bad at line 1".into())),
+            Err(ExecutorError::Script("bad at line 1: x".into())),
             Err(ExecutorError::Limit {
                 limit: LimitKind::Operations,
-                message: "too many".into(),
+                message: "too many: 5".into(),
             }),
             Err(ExecutorError::DeadlineExceeded),
             Err(ExecutorError::Unavailable("down".into())),
             Err(ExecutorError::Overloaded("busy".into())),
             Err(ExecutorError::NoAnswer("late".into())),
-        ];
-        for result in results {
-            let (id, back) = read_reply(pairs(&reply_fields("j-1", &result, "w"))).unwrap();
-            assert_eq!(id, "j-1");
-            assert_eq!(format!("{back:?}"), format!("{result:?}"));
+        ]
+    }
+
+    #[test]
+    fn every_answer_round_trips_in_both_formats() {
+        let results = all_results();
+        let mut v2: Vec<(&str, Vec<u8>)> = reply_header("w")
+            .iter()
+            .map(|(name, value)| (*name, value.as_bytes().to_vec()))
+            .collect();
+        let mut v1 = Vec::new();
+        for (n, result) in results.iter().enumerate() {
+            let mut value = Vec::new();
+            encode_result(&mut value, result);
+            v2.push((n.to_string().leak(), value));
+            v1.extend(
+                reply_fields_v1(&format!("{n}"), result, "w")
+                    .into_iter()
+                    .map(|(name, value)| (name, value.into_bytes())),
+            );
+        }
+        for fields in [v2, v1] {
+            let mut back = Vec::new();
+            read_replies(&mut pairs(&fields), |answer| back.push(answer.unwrap()));
+            assert_eq!(back.len(), results.len());
+            for (n, ((id, got), sent)) in back.iter().zip(&results).enumerate() {
+                assert_eq!(*id, n.to_string().as_bytes());
+                assert_eq!(format!("{got:?}"), format!("{sent:?}"));
+            }
         }
     }
 
     #[test]
     fn an_unreadable_answer_still_reaches_its_caller() {
-        let (id, result) = read_reply(pairs(&[
-            (field::JOB_ID, "j-2".into()),
-            (field::STATUS, "teleported".into()),
-        ]))
-        .unwrap();
-        assert_eq!(id, "j-2");
-        assert_eq!(result.unwrap_err().code(), -32005);
-        assert!(read_reply(pairs(&[(field::STATUS, "ok".into())])).is_none());
+        let v1: Vec<(&str, Vec<u8>)> = vec![
+            (field::JOB_ID, b"j-2".to_vec()),
+            (field::STATUS, b"teleported".to_vec()),
+            (field::STATUS, b"ok".to_vec()),
+        ];
+        let v2: Vec<(&str, Vec<u8>)> = vec![
+            (field::VERSION, b"2".to_vec()),
+            ("j-2", b"teleported:".to_vec()),
+        ];
+        let v9: Vec<(&str, Vec<u8>)> =
+            vec![(field::VERSION, b"9".to_vec()), ("j-2", b"ok:1".to_vec())];
+        for fields in [v1, v2, v9] {
+            let mut back = Vec::new();
+            read_replies(&mut pairs(&fields), |answer| back.push(answer));
+            let (id, result) = back[0].as_ref().unwrap();
+            assert_eq!(*id, b"j-2");
+            assert_eq!(result.as_ref().unwrap_err().code(), -32005);
+        }
+        let only_status: Vec<(&str, Vec<u8>)> = vec![(field::STATUS, b"ok".to_vec())];
+        let mut count = 0;
+        read_replies(&mut pairs(&only_status), |answer| {
+            assert!(answer.is_none());
+            count += 1;
+        });
+        assert_eq!(count, 1);
+    }
+
+    fn bulk(text: &str) -> Value {
+        Value::BulkString(text.as_bytes().to_vec())
+    }
+
+    fn entry_value(id: &str, fields: &[&str]) -> Value {
+        Value::Array(vec![
+            bulk(id),
+            Value::Array(fields.iter().map(|f| bulk(f)).collect()),
+        ])
     }
 
     #[test]
     fn xread_replies_are_walked_without_maps() {
-        let bulk = |text: &str| Value::BulkString(text.as_bytes().to_vec());
-        let entry = |id: &str, fields: &[&str]| {
-            Value::Array(vec![
-                bulk(id),
-                Value::Array(fields.iter().map(|f| bulk(f)).collect()),
-            ])
-        };
         let entries = Value::Array(vec![
-            entry("1-0", &["job", "a", "status", "ok", "output", "1"]),
-            entry("2-0", &["job", "b", "status", "script", "message", "bad"]),
+            entry_value("1-0", &["v", "2", "worker", "w", "a", "ok:1"]),
+            entry_value("2-0", &["job", "b", "status", "script", "message", "bad"]),
         ]);
         let resp2 = Value::Array(vec![Value::Array(vec![bulk("k"), entries.clone()])]);
         let resp3 = Value::Map(vec![(bulk("k"), entries)]);
         for reply in [resp2, resp3] {
             let mut seen = Vec::new();
             let last = for_each_entry(&reply, |id, fields| {
-                let (job, result) = read_reply(fields).unwrap();
-                seen.push((
-                    String::from_utf8(id.to_vec()).unwrap(),
-                    job,
-                    format!("{result:?}"),
-                ));
+                read_replies(fields, |answer| {
+                    let (job, result) = answer.unwrap();
+                    seen.push((id.to_vec(), job.to_vec(), format!("{result:?}")));
+                });
             });
             assert_eq!(last, Some(&b"2-0"[..]));
             assert_eq!(seen.len(), 2);
-            assert_eq!(seen[0].1, "a");
+            assert_eq!(seen[0].0, b"1-0");
+            assert_eq!(seen[0].1, b"a");
             assert!(seen[0].2.contains("\"1\""), "{seen:?}");
-            assert_eq!(seen[1].1, "b");
+            assert_eq!(seen[1].1, b"b");
         }
         assert_eq!(for_each_entry(&Value::Nil, |_, _| panic!()), None);
     }
 
     #[test]
-    fn an_entry_carries_several_answers() {
-        let results = [
-            Ok(ScriptOutput { output: "1".into() }),
-            Err(ExecutorError::Limit {
-                limit: LimitKind::Operations,
-                message: "too many".into(),
-            }),
-            Err(ExecutorError::DeadlineExceeded),
-            Ok(ScriptOutput {
-                output: String::new(),
-            }),
-        ];
-        let mut fields = Vec::new();
-        for (n, result) in results.iter().enumerate() {
-            fields.extend(reply_fields(&format!("j-{n}"), result, "w"));
-        }
-        let mut back = Vec::new();
-        read_replies(&mut pairs(&fields), |answer| back.push(answer.unwrap()));
-        assert_eq!(back.len(), results.len());
-        for (n, ((id, got), sent)) in back.iter().zip(&results).enumerate() {
-            assert_eq!(id, &format!("j-{n}"));
-            assert_eq!(format!("{got:?}"), format!("{sent:?}"));
-        }
-        let mut count = 0;
-        read_replies(&mut pairs(&[(field::STATUS, "ok".into())]), |answer| {
-            assert!(answer.is_none());
-            count += 1;
-        });
-        assert_eq!(count, 1);
+    fn xautoclaim_replies_are_walked() {
+        let reply = Value::Array(vec![
+            bulk("5-0"),
+            Value::Array(vec![
+                entry_value("3-0", &["v", "2", "reply_to", "r", "1", "0 0: 0: 0: 1"]),
+                Value::Nil,
+            ]),
+            Value::Array(vec![bulk("4-0")]),
+        ]);
+        let mut entries = Vec::new();
+        let (cursor, deleted) = for_each_claimed(&reply, |id, fields| {
+            entries.push(read_job_entry(id, fields));
+        })
+        .unwrap();
+        assert_eq!(cursor, "5-0");
+        assert_eq!(deleted, 1);
+        assert_eq!(entries.len(), 1);
+        assert_eq!(entries[0].id, "3-0");
+        assert_eq!(entries[0].jobs[0].as_ref().unwrap().script, "1");
+        assert!(for_each_claimed(&Value::Nil, |_, _| panic!()).is_none());
     }
 
     #[test]

@@ -3,18 +3,20 @@
 
 use std::collections::HashSet;
 use std::future::Future;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use ::redis::Value;
 use ::redis::aio::MultiplexedConnection;
-use ::redis::streams::{StreamAutoClaimReply, StreamId, StreamPendingCountReply, StreamReadReply};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot, watch};
+use ::redis::streams::StreamPendingCountReply;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
 
 use super::connection::{
     SharedConnection, connection_config, ensure_group, is_connection_error, is_missing_group,
 };
-use super::wire::{self, WireJob};
+use super::dispatcher::MAX_JOBS_PER_ENTRY;
+use super::wire::{self, Format, JobEntry, MalformedJob, WireJob};
 use super::{
     CONSUMER_GROUP, RedisSetupError, canonical_circle_key, jobs_stream_key, open_client,
     worker_jobs_key,
@@ -56,11 +58,13 @@ pub struct WorkerConfig {
     /// The limits every script runs under. Give workers the limits the circle's servers
     /// would use in embedded mode: these, not the server's, apply to Redis jobs.
     pub limits: ScriptLimits,
-    /// Jobs a worker takes beyond its idle script threads, to run as soon as a thread is
-    /// free. Taking jobs (and answering them) in batches costs Redis and the worker much
-    /// less per job than one at a time; the price is that a job taken by a worker whose
-    /// threads are all busy with long scripts waits for them rather than for another
-    /// worker. `0` takes only as many jobs as there are idle threads. Default `32`.
+    /// Jobs a worker holds beyond its script threads, to run as soon as a thread is free.
+    /// Taking jobs (and answering them) in batches costs Redis and the worker much less per
+    /// job than one at a time; the price is that a job held by a worker whose threads are
+    /// all busy with long scripts waits for them rather than for another worker. With `0`
+    /// a worker holds no more jobs than it has threads, except the rest of an entry it is
+    /// running (an entry carries up to 64 jobs; the worker reads nothing more until they
+    /// have all started). Default `32`.
     pub prefetch: usize,
     /// Compiled scripts each thread keeps. Default `256`.
     pub ast_cache_entries: usize,
@@ -265,7 +269,7 @@ struct Worker {
     /// Everything but the blocking reads (which hold their connection for up to a second).
     commands: SharedConnection,
     executor: EmbeddedExecutor,
-    /// Stream entry ids of the jobs this worker is running, renewed by `renew_loop`.
+    /// Ids of the job stream entries this worker holds, renewed by `renew_loop`.
     in_flight: Mutex<HashSet<String>>,
     counters: Counters,
     /// Finished jobs on their way to [`Worker::finish_loop`], which answers them in batches.
@@ -275,22 +279,37 @@ struct Worker {
 /// Finished jobs written to Redis in one transaction at most.
 const MAX_FINISH_BATCH: usize = 256;
 
-/// A finished job waiting to be answered and removed from the stream.
+/// A job stream entry this worker holds: acknowledged and deleted once every job of it
+/// is answered, renewed until then.
+struct HeldEntry {
+    id: String,
+    /// Jobs of the entry not yet handed to [`Worker::finish_loop`]. Counted down there, in
+    /// the order answers are written, so the entry's acknowledgement goes out in the same
+    /// transaction as its last answer, never before an earlier one.
+    unfinished: AtomicUsize,
+}
+
+/// A finished job waiting to be answered.
 struct Finish {
-    entry_id: String,
+    entry: Arc<HeldEntry>,
     answer: Option<Answer>,
     /// The script ran (counted in `scripts_run` and the per-worker hash).
     ran: bool,
     /// Unix milliseconds after which writing is no longer retried.
     give_up_at: u64,
-    /// Dropped or sent once the job is answered or given up.
-    done: oneshot::Sender<()>,
+    /// Set by the finish loop on the entry's last job: this write acknowledges the entry.
+    completes_entry: bool,
+    /// The job's slot, freed once the answer is written or given up (when this is
+    /// dropped), so a worker never holds more unanswered jobs than it has slots.
+    _slot: OwnedSemaphorePermit,
 }
 
-/// What [`Worker::finish`] writes for a job.
+/// What [`Worker::finish_loop`] writes for a job.
 struct Answer {
     job_id: String,
-    reply_to: String,
+    reply_to: Arc<str>,
+    /// The format the job came in, which its server reads answers in.
+    format: Format,
     result: Result<ScriptOutput, ExecutorError>,
 }
 
@@ -310,7 +329,7 @@ impl Worker {
 
     /// The main loop: whenever a job slot (a script thread, or a place among the `prefetch`
     /// jobs held beyond them) is free, take over abandoned jobs (when due), then read new
-    /// ones, as many as there are free slots.
+    /// entries, about as many as the free slots hold jobs.
     async fn take_jobs(
         self: Arc<Self>,
         client: &::redis::Client,
@@ -327,8 +346,11 @@ impl Worker {
         let mut next_claim_check = Instant::now();
         let mut backoff = Duration::from_millis(50);
         let mut ready = false;
+        // Jobs per entry in the latest read, to ask for as many entries as the free slots
+        // hold: one when servers fill their entries, many when entries hold one job each.
+        let mut jobs_per_entry = 1;
         loop {
-            let permit = tokio::select! {
+            let mut permits = tokio::select! {
                 biased;
                 _ = stop.wait_for(|stopping| *stopping) => break,
                 permit = Arc::clone(&slots).acquire_owned() => match permit {
@@ -336,9 +358,12 @@ impl Worker {
                     Err(_) => break,
                 },
             };
-            let mut permits = vec![permit];
-            while let Ok(permit) = Arc::clone(&slots).try_acquire_owned() {
-                permits.push(permit);
+            let more = slots.available_permits();
+            if more > 0
+                && let Ok(more) = Arc::clone(&slots)
+                    .try_acquire_many_owned(u32::try_from(more).unwrap_or(u32::MAX))
+            {
+                permits.merge(more);
             }
 
             let redis = match &mut reader {
@@ -371,18 +396,22 @@ impl Worker {
             }
             backoff = Duration::from_millis(50);
 
+            let wanted =
+                |permits: &OwnedSemaphorePermit| (permits.num_permits() / jobs_per_entry).max(1);
             if Instant::now() >= next_claim_check {
                 next_claim_check = Instant::now() + self.claim_check_interval();
-                match self.claim_abandoned(&mut claim_cursor, permits.len()).await {
+                match self
+                    .claim_abandoned(&mut claim_cursor, wanted(&permits))
+                    .await
+                {
                     Ok(claimed) => {
                         for (entry, deliveries) in claimed {
-                            let Some(permit) = permits.pop() else { break };
-                            self.start(entry, deliveries, permit);
+                            permits = self.start(entry, deliveries, permits, &slots).await;
                         }
                     }
                     Err(reason) => tracing::debug!(%reason, "looking for abandoned jobs failed"),
                 }
-                if permits.is_empty() {
+                if permits.num_permits() == 0 {
                     continue;
                 }
             }
@@ -395,26 +424,29 @@ impl Worker {
                 .arg(CONSUMER_GROUP)
                 .arg(&self.config.name)
                 .arg("COUNT")
-                .arg(permits.len())
+                .arg(wanted(&permits))
                 .arg("BLOCK")
                 .arg(block.as_millis().to_string())
                 .arg("STREAMS")
                 .arg(&self.jobs_key)
                 .arg(">")
-                .query_async::<Option<StreamReadReply>>(redis)
+                .query_async::<Value>(redis)
                 .await;
             match read {
-                Ok(Some(reply)) => {
-                    for entry in reply.keys.into_iter().flat_map(|key| key.ids) {
-                        match permits.pop() {
-                            Some(permit) => self.start(entry, 1, permit),
-                            // Redis honours COUNT; if it ever did not, the job stays pending
-                            // here and is taken over after `claim_idle`.
-                            None => tracing::warn!(id = %entry.id, "read more jobs than asked for"),
-                        }
+                Ok(reply) => {
+                    let mut entries = Vec::new();
+                    wire::for_each_entry(&reply, |id, fields| {
+                        entries.push(wire::read_job_entry(id, fields));
+                    });
+                    // Dropped before the jobs start: the reply holds a copy of every script.
+                    drop(reply);
+                    if let Some(most) = entries.iter().map(|entry| entry.jobs.len()).max() {
+                        jobs_per_entry = most.clamp(1, MAX_JOBS_PER_ENTRY);
+                    }
+                    for entry in entries {
+                        permits = self.start(entry, 1, permits, &slots).await;
                     }
                 }
-                Ok(None) => {}
                 Err(err) if is_missing_group(&err) => {
                     tracing::warn!(
                         "the job stream or its consumer group is gone (Redis restarted or was flushed); recreating it"
@@ -462,13 +494,13 @@ impl Worker {
         self.join_group().await
     }
 
-    /// Takes over up to `count` jobs that other workers left unanswered for longer than
-    /// `claim_idle`, each with how many times it has now been delivered.
+    /// Takes over up to `count` job entries that other workers left unanswered for longer
+    /// than `claim_idle`, each with how many times it has now been delivered.
     async fn claim_abandoned(
         &self,
         cursor: &mut String,
         count: usize,
-    ) -> Result<Vec<(StreamId, usize)>, String> {
+    ) -> Result<Vec<(JobEntry, usize)>, String> {
         let (mut redis, generation) = self.commands.get().await?;
         let claimed = ::redis::cmd("XAUTOCLAIM")
             .arg(&self.jobs_key)
@@ -478,10 +510,10 @@ impl Worker {
             .arg(&*cursor)
             .arg("COUNT")
             .arg(count)
-            .query_async::<StreamAutoClaimReply>(&mut redis)
+            .query_async::<Value>(&mut redis)
             .await;
-        let claimed = match claimed {
-            Ok(claimed) => claimed,
+        let reply = match claimed {
+            Ok(reply) => reply,
             Err(err) => {
                 self.commands.report(generation, &err).await;
                 if is_missing_group(&err) {
@@ -490,19 +522,25 @@ impl Worker {
                 return Err(err.to_string());
             }
         };
-        *cursor = claimed.next_stream_id;
-        if !claimed.deleted_ids.is_empty() {
+        let mut entries = Vec::new();
+        let Some((next, deleted)) = wire::for_each_claimed(&reply, |id, fields| {
+            entries.push(wire::read_job_entry(id, fields));
+        }) else {
+            return Err(format!("XAUTOCLAIM answered {reply:?}"));
+        };
+        *cursor = next;
+        if deleted > 0 {
             tracing::warn!(
-                count = claimed.deleted_ids.len(),
+                count = deleted,
                 "abandoned jobs were trimmed from the stream (MAXLEN) before another worker took them over; their callers time out"
             );
         }
-        if claimed.claimed.is_empty() {
+        if entries.is_empty() {
             return Ok(Vec::new());
         }
         // XAUTOCLAIM does not say how often an entry was delivered; XPENDING does.
         let mut pipeline = ::redis::pipe();
-        for entry in &claimed.claimed {
+        for entry in &entries {
             pipeline
                 .cmd("XPENDING")
                 .arg(&self.jobs_key)
@@ -524,11 +562,11 @@ impl Worker {
         };
         tracing::warn!(
             worker = %self.config.name,
-            count = claimed.claimed.len(),
+            entries = entries.len(),
+            jobs = entries.iter().map(|entry| entry.jobs.len()).sum::<usize>(),
             "taking over jobs abandoned by a worker that stopped answering"
         );
-        Ok(claimed
-            .claimed
+        Ok(entries
             .into_iter()
             .enumerate()
             .map(|(index, entry)| {
@@ -541,39 +579,73 @@ impl Worker {
             .collect())
     }
 
-    /// Runs one job on its own task, holding a job slot until it is answered.
-    fn start(self: &Arc<Self>, entry: StreamId, deliveries: usize, permit: OwnedSemaphorePermit) {
+    /// Starts every job of `entry`, each on its own task holding one job slot until it is
+    /// answered, and returns the slots left over. Slots come from `permits` first; when
+    /// the entry holds more jobs than that, this waits for each further slot to come free
+    /// (the worker took more than it can hold, and takes nothing more until its jobs all
+    /// run). The main loop awaits this, so the jobs in hand are all started before a
+    /// shutdown waits for every slot.
+    async fn start(
+        self: &Arc<Self>,
+        entry: JobEntry,
+        deliveries: usize,
+        mut permits: OwnedSemaphorePermit,
+        slots: &Arc<Semaphore>,
+    ) -> OwnedSemaphorePermit {
         if !self.in_flight().insert(entry.id.clone()) {
             // Taken over from ourselves (a renewal failed): it is already running here.
-            return;
+            return permits;
         }
-        let worker = Arc::clone(self);
-        tokio::spawn(async move {
-            let _slot = permit;
-            let entry_id = entry.id.clone();
-            worker.handle(entry, deliveries).await;
-            worker.in_flight().remove(&entry_id);
+        let held = Arc::new(HeldEntry {
+            id: entry.id,
+            unfinished: AtomicUsize::new(entry.jobs.len()),
         });
+        for job in entry.jobs {
+            let slot = match permits.split(1) {
+                Some(slot) => slot,
+                None => match Arc::clone(slots).acquire_owned().await {
+                    Ok(slot) => slot,
+                    // The semaphore is never closed. Were it, the entry would stay pending
+                    // (never acknowledged) and be taken over by another worker.
+                    Err(_) => break,
+                },
+            };
+            let worker = Arc::clone(self);
+            let held = Arc::clone(&held);
+            let format = entry.format;
+            tokio::spawn(async move {
+                worker.run(held, format, job, deliveries, slot).await;
+            });
+        }
+        permits
     }
 
-    async fn handle(&self, entry: StreamId, deliveries: usize) {
-        let job = match WireJob::from_entry(&entry) {
+    /// Runs one job (or refuses it) and hands its answer to [`Worker::finish_loop`].
+    async fn run(
+        &self,
+        entry: Arc<HeldEntry>,
+        format: Format,
+        job: Result<WireJob, MalformedJob>,
+        deliveries: usize,
+        slot: OwnedSemaphorePermit,
+    ) {
+        let job = match job {
             Ok(job) => job,
             Err(malformed) => {
-                tracing::warn!(id = %entry.id, reason = %malformed.reason, "refusing a job this worker cannot read");
+                tracing::warn!(id = %entry.id, job = ?malformed.job_id, reason = %malformed.reason, "refusing a job this worker cannot read");
                 let answer = malformed
                     .job_id
                     .zip(malformed.reply_to)
                     .map(|(job_id, reply_to)| Answer {
                         job_id,
                         reply_to,
+                        format,
                         result: Err(ExecutorError::Unavailable(format!(
                             "the script worker could not read the job: {}",
                             malformed.reason
                         ))),
                     });
-                self.finish(&entry.id, answer, false, wire::unix_now_ms())
-                    .await;
+                self.finish(entry, answer, false, wire::unix_now_ms(), slot);
                 return;
             }
         };
@@ -611,54 +683,63 @@ impl Worker {
         let answer = Answer {
             job_id,
             reply_to,
+            format,
             result,
         };
-        self.finish(&entry.id, Some(answer), ran, deadline_unix_ms)
-            .await;
+        self.finish(entry, Some(answer), ran, deadline_unix_ms, slot);
     }
 
-    /// Hands the job to [`Worker::finish_loop`] and waits until it is answered (or given
-    /// up), so the job's script thread slot is only freed then.
-    async fn finish(
+    /// Hands the job to [`Worker::finish_loop`], which frees its slot once the answer is
+    /// written (or given up).
+    fn finish(
         &self,
-        entry_id: &str,
+        entry: Arc<HeldEntry>,
         answer: Option<Answer>,
         ran: bool,
         deadline_unix_ms: u64,
+        slot: OwnedSemaphorePermit,
     ) {
-        let (done, finished) = oneshot::channel();
         let finish = Finish {
-            entry_id: entry_id.to_owned(),
+            entry,
             answer,
             ran,
             // A skipped or unreadable job has no waiting caller to race, but still deserves
             // a few seconds to be cleared from the stream.
             give_up_at: deadline_unix_ms.max(wire::unix_now_ms() + 5_000),
-            done,
+            completes_entry: false,
+            _slot: slot,
         };
-        if self.finishes.send(finish).is_ok() {
-            let _ = finished.await;
-        }
+        // The finish loop runs as long as the worker; if it is gone, dropping the finish
+        // frees the slot and the entry is left to be taken over.
+        let _ = self.finishes.send(finish);
     }
 
     /// Answers finished jobs in batches: whatever finished while the previous batch was
     /// being written goes in the next one. Each batch is one transaction, so an answer is
-    /// never written without its job being acknowledged or the other way round. Retries
-    /// while Redis is away, each job until its caller's deadline: after that nobody
-    /// listens, and the job is left for the pending list's clean-up.
+    /// never written without its entry being acknowledged (once its last job is answered)
+    /// or the other way round. Retries while Redis is away, each job until its caller's
+    /// deadline: after that nobody listens, and its entry is left for another worker to
+    /// take over and clear.
     async fn finish_loop(self: Arc<Self>, mut queue: mpsc::UnboundedReceiver<Finish>) {
         let mut batch = Vec::with_capacity(MAX_FINISH_BATCH);
+        let mut received = Vec::with_capacity(MAX_FINISH_BATCH);
         loop {
+            let room = MAX_FINISH_BATCH.saturating_sub(batch.len()).max(1);
             if batch.is_empty() {
-                if queue.recv_many(&mut batch, MAX_FINISH_BATCH).await == 0 {
+                if queue.recv_many(&mut received, room).await == 0 {
                     return;
                 }
             } else {
-                while batch.len() < MAX_FINISH_BATCH
+                while received.len() < room
                     && let Ok(finish) = queue.try_recv()
                 {
-                    batch.push(finish);
+                    received.push(finish);
                 }
+            }
+            for mut finish in received.drain(..) {
+                finish.completes_entry =
+                    finish.entry.unfinished.fetch_sub(1, Ordering::AcqRel) == 1;
+                batch.push(finish);
             }
             match self.write_answers(&batch).await {
                 Ok(()) => {
@@ -666,8 +747,11 @@ impl Worker {
                     self.counters
                         .scripts_run
                         .fetch_add(ran as u64, Ordering::Relaxed);
+                    let mut in_flight = self.in_flight();
                     for finish in batch.drain(..) {
-                        let _ = finish.done.send(());
+                        if finish.completes_entry {
+                            in_flight.remove(&finish.entry.id);
+                        }
                     }
                 }
                 Err(failure) => {
@@ -676,8 +760,12 @@ impl Worker {
                         if now < finish.give_up_at {
                             return true;
                         }
-                        tracing::warn!(id = %finish.entry_id, reason = %failure, "could not answer a job before its deadline; leaving it pending");
+                        tracing::warn!(id = %finish.entry.id, reason = %failure, "could not answer a job before its deadline; leaving it pending");
                         self.counters.unanswered.fetch_add(1, Ordering::Relaxed);
+                        if finish.completes_entry {
+                            // No longer renewed, so another worker takes it over and clears it.
+                            self.in_flight().remove(&finish.entry.id);
+                        }
                         false
                     });
                     if !batch.is_empty() {
@@ -688,9 +776,9 @@ impl Worker {
         }
     }
 
-    /// One transaction for `batch`: per reply stream one `XADD` of all its answers (one
-    /// entry) and one `PEXPIRE`; one `HINCRBY` for the scripts run; one `XACK` and one
-    /// `XDEL` for all the jobs.
+    /// One transaction for `batch`: per reply stream (and answer format) one `XADD` of all
+    /// its answers (one entry) and one `PEXPIRE`; one `HINCRBY` for the scripts run; one
+    /// `XACK` and one `XDEL` for the entries whose last job is in the batch.
     ///
     /// Every failure is retried, except Redis refusing one command of a transaction it
     /// ran (`WRONGTYPE`: a reply stream that is not a stream; `NOGROUP`: the group gone in
@@ -700,18 +788,18 @@ impl Worker {
         let mut transaction = ::redis::pipe();
         transaction.atomic();
         // The answers for one server share one entry of its reply stream.
-        let mut reply_streams: Vec<(&str, Vec<&Answer>)> = Vec::new();
+        let mut reply_streams: Vec<(&str, Format, Vec<&Answer>)> = Vec::new();
         for answer in batch.iter().filter_map(|finish| finish.answer.as_ref()) {
-            match reply_streams
-                .iter_mut()
-                .find(|(reply_to, _)| *reply_to == answer.reply_to)
-            {
-                Some((_, answers)) => answers.push(answer),
-                None => reply_streams.push((&answer.reply_to, vec![answer])),
+            match reply_streams.iter_mut().find(|(reply_to, format, _)| {
+                *format == answer.format && **reply_to == *answer.reply_to
+            }) {
+                Some((_, _, answers)) => answers.push(answer),
+                None => reply_streams.push((&answer.reply_to, answer.format, vec![answer])),
             }
         }
         let ttl_ms = self.config.reply_ttl.as_millis().to_string();
-        for (reply_to, answers) in reply_streams {
+        let mut value = Vec::new();
+        for (reply_to, format, answers) in reply_streams {
             let command = transaction
                 .cmd("XADD")
                 .arg(reply_to)
@@ -719,11 +807,25 @@ impl Worker {
                 .arg("~")
                 .arg(self.config.max_reply_backlog)
                 .arg("*");
-            for answer in answers {
-                for (name, value) in
-                    wire::reply_fields(&answer.job_id, &answer.result, &self.config.name)
-                {
-                    command.arg(name).arg(value);
+            match format {
+                Format::V2 => {
+                    for (name, text) in wire::reply_header(&self.config.name) {
+                        command.arg(name).arg(text);
+                    }
+                    for answer in answers {
+                        value.clear();
+                        wire::encode_result(&mut value, &answer.result);
+                        command.arg(&answer.job_id).arg(&value);
+                    }
+                }
+                Format::V1 => {
+                    for answer in answers {
+                        for (name, text) in
+                            wire::reply_fields_v1(&answer.job_id, &answer.result, &self.config.name)
+                        {
+                            command.arg(name).arg(text);
+                        }
+                    }
                 }
             }
             command.ignore();
@@ -742,21 +844,24 @@ impl Worker {
                 .arg(ran)
                 .ignore();
         }
-        let ids: Vec<&str> = batch
+        let completed: Vec<&str> = batch
             .iter()
-            .map(|finish| finish.entry_id.as_str())
+            .filter(|finish| finish.completes_entry)
+            .map(|finish| finish.entry.id.as_str())
             .collect();
-        transaction
-            .cmd("XACK")
-            .arg(&self.jobs_key)
-            .arg(CONSUMER_GROUP)
-            .arg(&ids)
-            .ignore();
-        transaction
-            .cmd("XDEL")
-            .arg(&self.jobs_key)
-            .arg(&ids)
-            .ignore();
+        if !completed.is_empty() {
+            transaction
+                .cmd("XACK")
+                .arg(&self.jobs_key)
+                .arg(CONSUMER_GROUP)
+                .arg(&completed)
+                .ignore();
+            transaction
+                .cmd("XDEL")
+                .arg(&self.jobs_key)
+                .arg(&completed)
+                .ignore();
+        }
 
         let (mut redis, generation) = self.commands.get().await?;
         match transaction.query_async::<()>(&mut redis).await {
