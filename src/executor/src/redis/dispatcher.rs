@@ -182,10 +182,10 @@ impl Dispatch {
         self.queued_jobs.fetch_add(submitted, Ordering::Relaxed);
     }
 
-    /// Records a measure: the stream's length in entries times the jobs per entry of this
-    /// server's latest batch. An estimate (another server's entries may hold more or fewer
-    /// jobs), but the same at low load, where an entry holds one job, and close under even
-    /// load, where every server fills its entries alike.
+    /// Records a measure: the stream's length in entries times the jobs per entry this
+    /// server wrote since the previous measure. An estimate (another server's entries may
+    /// hold more or fewer jobs), but exact at low load, where an entry holds one job, and
+    /// close under even load, where every server fills its entries alike.
     fn record_queued_jobs(&self, queued: usize) {
         self.queued_jobs.store(queued, Ordering::Relaxed);
         self.queued_jobs_measured_ms
@@ -408,7 +408,7 @@ impl Executor for RedisExecutor {
 
     /// The jobs of every server of the circle that are queued or running, estimated: the
     /// job stream's length in entries as last measured (at most 100 ms after a submission)
-    /// times the jobs per entry of this server's latest batch, plus the jobs this server
+    /// times the jobs per entry this server wrote around then, plus the jobs this server
     /// submitted since.
     fn queue_depth(&self) -> usize {
         self.dispatch.queued_jobs.load(Ordering::Relaxed)
@@ -445,9 +445,9 @@ async fn submit_loop(
     let mut batch = Vec::with_capacity(MAX_BATCH);
     let mut last_measure: Option<Instant> = None;
     let mut measure_owed = false;
-    // Jobs per entry of the latest batch: the stream's length is counted in entries, and
-    // this turns it into jobs (see `record_queued_entries`).
-    let mut jobs_per_entry = 1;
+    // The stream's length is counted in entries; the jobs per entry written since the last
+    // measure turn it into jobs.
+    let mut sizes = EntrySizes::default();
     loop {
         let due = last_measure.map_or_else(Instant::now, |at| at + QUEUE_LENGTH_SAMPLE);
         let received = tokio::select! {
@@ -455,7 +455,7 @@ async fn submit_loop(
             () = tokio::time::sleep_until(due.into()), if measure_owed => {
                 measure_owed = false;
                 last_measure = Some(Instant::now());
-                measure_queue(&dispatch, &connection, jobs_per_entry).await;
+                measure_queue(&dispatch, &connection, &mut sizes).await;
                 continue;
             }
         };
@@ -473,7 +473,7 @@ async fn submit_loop(
                 last_measure = Some(Instant::now());
             }
             measure_owed = !measure;
-            jobs_per_entry = submit_batch(&dispatch, &connection, &batch, measure).await;
+            submit_batch(&dispatch, &connection, &batch, measure, &mut sizes).await;
         }
         batch.clear();
     }
@@ -481,7 +481,8 @@ async fn submit_loop(
 
 /// Measures the job stream's length (best effort: a failure keeps the previous measure,
 /// which stops counting once it is old).
-async fn measure_queue(dispatch: &Dispatch, connection: &SharedConnection, jobs_per_entry: usize) {
+async fn measure_queue(dispatch: &Dispatch, connection: &SharedConnection, sizes: &mut EntrySizes) {
+    let jobs_per_entry = sizes.take_jobs_per_entry();
     let Ok((mut redis, generation)) = connection.get().await else {
         return;
     };
@@ -492,6 +493,37 @@ async fn measure_queue(dispatch: &Dispatch, connection: &SharedConnection, jobs_
     {
         Ok(entries) => dispatch.record_queued_jobs(entries.saturating_mul(jobs_per_entry)),
         Err(err) => connection.report(generation, &err).await,
+    }
+}
+
+/// Jobs and entries written since the job stream's length was last measured.
+#[derive(Debug, Default)]
+struct EntrySizes {
+    jobs: usize,
+    entries: usize,
+    /// The average of the previous interval, kept for an interval without writes.
+    last: usize,
+}
+
+impl EntrySizes {
+    fn add(&mut self, jobs: usize, entries: usize) {
+        self.jobs += jobs;
+        self.entries += entries;
+    }
+
+    /// Jobs per entry written since the last call (at least 1), to turn a stream length
+    /// into jobs. An average over the interval rather than the latest batch: the stream
+    /// holds the entries of the whole interval, and the batch sizes of one interval vary
+    /// widely (one job after a pause, hundreds after a burst).
+    fn take_jobs_per_entry(&mut self) -> usize {
+        if self.entries > 0 {
+            self.last = self.jobs.div_ceil(self.entries);
+        }
+        *self = EntrySizes {
+            last: self.last.max(1),
+            ..EntrySizes::default()
+        };
+        self.last
     }
 }
 
@@ -520,13 +552,14 @@ fn entries_of(batch: &[Submission]) -> impl Iterator<Item = &[Submission]> {
 
 /// Writes `batch` as job entries in one pipeline (plus an `XLEN` when `measure`), and
 /// answers every caller of the batch [`ExecutorError::Unavailable`] if Redis does not take
-/// it. Returns how many jobs an entry of the batch held on average (at least 1).
+/// it. Adds the entries written to `sizes`.
 async fn submit_batch(
     dispatch: &Dispatch,
     connection: &SharedConnection,
     batch: &[Submission],
     measure: bool,
-) -> usize {
+    sizes: &mut EntrySizes,
+) {
     let mut pipeline = ::redis::pipe();
     let mut entries = 0;
     let mut job_id = itoa_buffer();
@@ -553,7 +586,12 @@ async fn submit_batch(
         }
         command.ignore();
     }
-    let jobs_per_entry = batch.len().div_ceil(entries.max(1)).max(1);
+    sizes.add(batch.len(), entries);
+    let jobs_per_entry = if measure {
+        sizes.take_jobs_per_entry()
+    } else {
+        1
+    };
     if measure {
         pipeline.cmd("XLEN").arg(&dispatch.jobs_key);
     }
@@ -578,7 +616,7 @@ async fn submit_batch(
                     }
                     _ => dispatch.count_submitted(batch.len()),
                 }
-                return jobs_per_entry;
+                return;
             }
             Err(err) => {
                 connection.report(generation, &err).await;
@@ -595,7 +633,6 @@ async fn submit_batch(
             Err(ExecutorError::Unavailable(last_error.clone())),
         );
     }
-    jobs_per_entry
 }
 
 /// A buffer for [`format_sequence`].
@@ -754,6 +791,20 @@ mod tests {
         let big = [job(1, 100), job(2, MAX_ENTRY_BYTES), job(3, 10), job(4, 10)];
         assert_eq!(sizes(&big), [1, 1, 2]);
         assert_eq!(sizes(&[]), Vec::<usize>::new());
+    }
+
+    #[test]
+    fn the_stream_length_is_turned_into_jobs_by_the_average_entry() {
+        let mut sizes = EntrySizes::default();
+        assert_eq!(sizes.take_jobs_per_entry(), 1);
+        sizes.add(256, 4);
+        sizes.add(1, 1);
+        sizes.add(7, 1);
+        assert_eq!(sizes.take_jobs_per_entry(), 44);
+        // Nothing written since: the last average still holds.
+        assert_eq!(sizes.take_jobs_per_entry(), 44);
+        sizes.add(3, 3);
+        assert_eq!(sizes.take_jobs_per_entry(), 1);
     }
 
     #[test]
