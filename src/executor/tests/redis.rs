@@ -165,12 +165,34 @@ async fn held_by(url: &str, circle: &str, name: &str) -> (usize, usize) {
     (ids.len(), jobs)
 }
 
-/// The jobs in a job entry's fields: a version-2 entry has two header pairs (`v`,
-/// `reply_to`) and one pair per job.
+/// The jobs in a job entry's fields: a version-2 entry is `v`, `reply_to` and `jobs`,
+/// which holds one line per job: `{id} {deadline} {len}:{text} {len}:{text} {len}:{text}
+/// {len}:{script}\n`.
 fn jobs_in(fields: &[String]) -> usize {
-    assert_eq!(fields.first().map(String::as_str), Some("v"), "{fields:?}");
-    assert_eq!(fields.get(1).map(String::as_str), Some("2"), "{fields:?}");
-    fields.len() / 2 - 2
+    assert_eq!(
+        fields[..4],
+        ["v", "2", "reply_to", fields[3].as_str()],
+        "{fields:?}"
+    );
+    assert_eq!(fields[4], "jobs", "{fields:?}");
+    let mut rest = fields[5].as_bytes();
+    let mut jobs = 0;
+    while !rest.is_empty() {
+        for _ in 0..2 {
+            let space = rest.iter().position(|&b| b == b' ').expect("a word");
+            rest = &rest[space + 1..];
+        }
+        for _ in 0..4 {
+            let colon = rest.iter().position(|&b| b == b':').expect("a size");
+            let len: usize = std::str::from_utf8(&rest[..colon])
+                .unwrap()
+                .parse()
+                .unwrap();
+            rest = &rest[colon + 1 + len + 1..];
+        }
+        jobs += 1;
+    }
+    jobs
 }
 
 /// The entries of `circle`'s job stream, and the jobs in them.
@@ -589,19 +611,23 @@ async fn one_bad_job_in_an_entry_does_not_fail_the_others() {
         .duration_since(std::time::UNIX_EPOCH)
         .expect("after 1970")
         .as_millis();
-    let value = |deadline: u128, script: &str| {
-        format!("{deadline} 6:garden {}:{circle} 0: {script}", circle.len())
+    let line = |id: u32, deadline: &str, script: &str| {
+        format!(
+            "{id} {deadline} 6:garden {}:{circle} 0: {}:{script}\n",
+            circle.len(),
+            script.len()
+        )
     };
-    // A version-2 entry as a server writes it: four jobs, one of them unreadable.
-    let entry = [
-        ("v", "2".to_owned()),
-        ("reply_to", replies.to_owned()),
-        ("1", value(far, "40 + 2")),
-        ("2", "tomorrow 6:garden".to_owned()),
-        ("3", value(1_000, "print(\"ran\"); 1")),
-        ("4", value(far, "throw \"nope\"")),
-        ("5", value(far, "CIRCLE_NAME")),
-    ];
+    // A version-2 entry as a server writes it: five jobs, one of them unreadable.
+    let jobs_field = [
+        line(1, &far.to_string(), "40 + 2"),
+        line(2, "tomorrow", "1"),
+        line(3, "1000", "print(\"ran\"); 1"),
+        line(4, &far.to_string(), "throw \"nope\""),
+        line(5, &far.to_string(), "CIRCLE_NAME"),
+    ]
+    .concat();
+    let entry = [("v", "2"), ("reply_to", replies), ("jobs", &jobs_field)];
     let _: String = redis.xadd(&jobs, "*", &entry).await.expect("XADD");
 
     let worker = InProcessWorker::start(worker_config(&url, &circle, "careful"));
@@ -609,13 +635,21 @@ async fn one_bad_job_in_an_entry_does_not_fail_the_others() {
     let give_up = GiveUp::after(Duration::from_secs(10), "all five are answered");
     while answers.len() < 5 {
         give_up.pause().await;
-        // A version-2 reply entry: `v`, `worker`, then one `{job id}`/`{status}:{payload}`
-        // pair per answer.
+        // A version-2 reply entry: `v`, `worker`, `answers` with one line per answer,
+        // `{job id} {status} {len}:{payload}` (no payload here holds a line feed).
         let entries: Vec<(String, Vec<String>)> = redis.xrange_all(replies).await.expect("XRANGE");
         for (_, fields) in entries {
-            assert_eq!(fields[..4], ["v", "2", "worker", "careful"], "{fields:?}");
-            for pair in fields[4..].chunks_exact(2) {
-                answers.insert(pair[0].clone(), pair[1].clone());
+            assert_eq!(
+                fields[..5],
+                ["v", "2", "worker", "careful", "answers"],
+                "{fields:?}"
+            );
+            for line in fields[5].lines() {
+                let (id, rest) = line.split_once(' ').expect("an id");
+                let (status, sized) = rest.split_once(' ').expect("a status");
+                let (len, payload) = sized.split_once(':').expect("a size");
+                assert_eq!(len.parse::<usize>().unwrap(), payload.len(), "{line}");
+                answers.insert(id.to_owned(), format!("{status}:{payload}"));
             }
         }
     }

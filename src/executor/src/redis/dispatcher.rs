@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 use std::hash::{BuildHasher, BuildHasherDefault, Hasher, RandomState};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -105,12 +105,24 @@ const REPLY_BLOCK: Duration = Duration::from_secs(1);
 
 type Reply = oneshot::Sender<Result<ScriptOutput, ExecutorError>>;
 
-/// A job on its way to the submitting task.
+/// A job on its way to the submitting task, which writes it into an entry
+/// ([`wire::encode_job`]) without copying it first.
 struct Submission {
-    /// The job's id within this instance (its field name in the job entry).
+    /// The job's id within this instance.
     sequence: u64,
-    /// The job's value in the entry ([`wire::encode_job`]), built by the caller's task.
-    value: Vec<u8>,
+    deadline_unix_ms: u64,
+    script: String,
+    context: Arc<crate::ScriptContext>,
+}
+
+impl Submission {
+    /// About the bytes the job takes in its entry.
+    fn size(&self) -> usize {
+        64 + self.script.len()
+            + self.context.circle_name.len()
+            + self.context.circle_public_key.len()
+            + self.context.caller_public_key.len()
+    }
 }
 
 /// Callers waiting for an answer, by job sequence number.
@@ -148,8 +160,14 @@ struct Dispatch {
     /// whoever resolves it first (answer, Redis failure) or by the caller's future when it
     /// is dropped.
     waiting: Mutex<Waiting>,
-    /// The job stream's length at the last measure (`XLEN`), plus the jobs submitted since.
+    /// The jobs in the job stream at the last measure (`XLEN`, in jobs; see
+    /// [`Dispatch::record_queued_jobs`]).
     queued_jobs: AtomicUsize,
+    /// Jobs this server submitted since the last measure, less the answers it read since:
+    /// between measures the queue grows by what this server adds and shrinks by what it
+    /// sees answered. Counting only submissions would call a queue that drains as fast as
+    /// it fills (100 000 jobs a second pass through it) full within one interval.
+    change_since_measure: AtomicI64,
     /// When `queued_jobs` was measured, in milliseconds since `created`.
     queued_jobs_measured_ms: AtomicU64,
     created: Instant,
@@ -179,7 +197,27 @@ impl Dispatch {
 
     /// Counts `submitted` jobs into the estimate, without renewing the measure's age.
     fn count_submitted(&self, submitted: usize) {
-        self.queued_jobs.fetch_add(submitted, Ordering::Relaxed);
+        let submitted = i64::try_from(submitted).unwrap_or(i64::MAX);
+        self.change_since_measure
+            .fetch_add(submitted, Ordering::Relaxed);
+    }
+
+    /// Counts `answered` jobs out of the estimate.
+    fn count_answered(&self, answered: usize) {
+        let answered = i64::try_from(answered).unwrap_or(i64::MAX);
+        self.change_since_measure
+            .fetch_sub(answered, Ordering::Relaxed);
+    }
+
+    /// The estimate of the jobs queued or running for every server of the circle.
+    fn queued_jobs(&self) -> usize {
+        let measured = self.queued_jobs.load(Ordering::Relaxed);
+        let change = self.change_since_measure.load(Ordering::Relaxed);
+        match usize::try_from(change) {
+            Ok(added) => measured.saturating_add(added),
+            Err(_) => measured
+                .saturating_sub(usize::try_from(change.unsigned_abs()).unwrap_or(usize::MAX)),
+        }
     }
 
     /// Records a measure: the stream's length in entries times the jobs per entry this
@@ -188,6 +226,7 @@ impl Dispatch {
     /// close under even load, where every server fills its entries alike.
     fn record_queued_jobs(&self, queued: usize) {
         self.queued_jobs.store(queued, Ordering::Relaxed);
+        self.change_since_measure.store(0, Ordering::Relaxed);
         self.queued_jobs_measured_ms
             .store(self.millis_since_created(), Ordering::Relaxed);
     }
@@ -197,7 +236,7 @@ impl Dispatch {
     /// submission), so an old "full" must let a job through, or a full queue that workers
     /// have since drained would refuse jobs forever.
     fn queue_is_full(&self) -> Option<usize> {
-        let queued = self.queued_jobs.load(Ordering::Relaxed);
+        let queued = self.queued_jobs();
         let measured = self.queued_jobs_measured_ms.load(Ordering::Relaxed);
         let recent = self.millis_since_created().saturating_sub(measured) < QUEUE_LENGTH_TRUSTED_MS;
         (queued >= self.config.max_queued_jobs && recent).then_some(queued)
@@ -295,6 +334,7 @@ impl RedisExecutor {
             next_sequence: AtomicU64::new(1),
             waiting: Mutex::new(Waiting::default()),
             queued_jobs: AtomicUsize::new(0),
+            change_since_measure: AtomicI64::new(0),
             queued_jobs_measured_ms: AtomicU64::new(0),
             created: Instant::now(),
             config,
@@ -369,14 +409,13 @@ impl Executor for RedisExecutor {
             dispatch: Arc::clone(&self.dispatch),
             sequence,
         };
-        let mut value = Vec::new();
-        wire::encode_job(
-            &mut value,
-            wire::unix_ms_at(deadline),
-            &job.context,
-            &job.script,
-        );
-        match self.submissions.try_send(Submission { sequence, value }) {
+        let submission = Submission {
+            sequence,
+            deadline_unix_ms: wire::unix_ms_at(deadline),
+            script: job.script,
+            context: job.context,
+        };
+        match self.submissions.try_send(submission) {
             Ok(()) => {}
             Err(mpsc::error::TrySendError::Full(_)) => {
                 // Cannot happen while the channel is as large as `max_in_flight`; kept as a
@@ -409,9 +448,9 @@ impl Executor for RedisExecutor {
     /// The jobs of every server of the circle that are queued or running, estimated: the
     /// job stream's length in entries as last measured (at most 100 ms after a submission)
     /// times the jobs per entry this server wrote around then, plus the jobs this server
-    /// submitted since.
+    /// submitted since, less the answers it read since.
     fn queue_depth(&self) -> usize {
-        self.dispatch.queued_jobs.load(Ordering::Relaxed)
+        self.dispatch.queued_jobs()
     }
 }
 
@@ -538,7 +577,7 @@ fn entries_of(batch: &[Submission]) -> impl Iterator<Item = &[Submission]> {
         let mut bytes = 0;
         let mut len = 0;
         for submission in rest.iter().take(MAX_JOBS_PER_ENTRY) {
-            bytes += submission.value.len();
+            bytes += submission.size();
             if len > 0 && bytes > MAX_ENTRY_BYTES {
                 break;
             }
@@ -562,7 +601,7 @@ async fn submit_batch(
 ) {
     let mut pipeline = ::redis::pipe();
     let mut entries = 0;
-    let mut job_id = itoa_buffer();
+    let mut encoded = Vec::new();
     for jobs in entries_of(batch) {
         entries += 1;
         let command = pipeline
@@ -574,17 +613,21 @@ async fn submit_batch(
             // `max_queued_jobs` jobs (`queue_is_full`) comes first, and this cap is only
             // the memory bound for servers racing past it.
             .arg(dispatch.config.max_queued_jobs)
-            .arg("*")
-            .arg("v")
-            .arg(wire::FORMAT_VERSION)
-            .arg("reply_to")
-            .arg(&dispatch.reply_key);
-        for submission in jobs {
-            command
-                .arg(format_sequence(&mut job_id, submission.sequence))
-                .arg(&submission.value);
+            .arg("*");
+        for (name, value) in wire::job_entry_header(&dispatch.reply_key) {
+            command.arg(name).arg(value);
         }
-        command.ignore();
+        encoded.clear();
+        for submission in jobs {
+            wire::encode_job(
+                &mut encoded,
+                submission.sequence,
+                submission.deadline_unix_ms,
+                &submission.context,
+                &submission.script,
+            );
+        }
+        command.arg(wire::JOBS_FIELD).arg(&encoded).ignore();
     }
     sizes.add(batch.len(), entries);
     let jobs_per_entry = if measure {
@@ -633,41 +676,6 @@ async fn submit_batch(
             Err(ExecutorError::Unavailable(last_error.clone())),
         );
     }
-}
-
-/// A buffer for [`format_sequence`].
-fn itoa_buffer() -> [u8; 20] {
-    [0; 20]
-}
-
-/// `sequence` in decimal, written into `buffer` without allocating (a job id per job adds
-/// up under load).
-fn format_sequence(buffer: &mut [u8; 20], mut sequence: u64) -> &[u8] {
-    let mut start = buffer.len();
-    loop {
-        start -= 1;
-        // `sequence % 10` is below 10, so the cast cannot truncate.
-        buffer[start] = b'0' + (sequence % 10) as u8;
-        sequence /= 10;
-        if sequence == 0 {
-            return &buffer[start..];
-        }
-    }
-}
-
-/// The sequence number of a job id read back from a reply (`None`: not a job id this
-/// instance wrote).
-fn parse_sequence(job_id: &[u8]) -> Option<u64> {
-    if job_id.is_empty() || job_id.len() > 20 {
-        return None;
-    }
-    job_id.iter().try_fold(0u64, |n, &digit| {
-        if digit.is_ascii_digit() {
-            n.checked_mul(10)?.checked_add(u64::from(digit - b'0'))
-        } else {
-            None
-        }
-    })
 }
 
 /// Reads this instance's reply stream and resolves the waiting callers, reconnecting
@@ -724,10 +732,14 @@ async fn reply_loop(dispatch: Arc<Dispatch>, client: ::redis::Client) {
                 continue;
             }
         };
+        let mut answered = 0;
         let last = wire::for_each_entry(&reply, |id, fields| {
             wire::read_replies(fields, |answer| match answer {
-                Some((job_id, result)) => match parse_sequence(job_id) {
-                    Some(sequence) => dispatch.answer(sequence, result),
+                Some((job_id, result)) => match wire::parse_number(job_id) {
+                    Some(sequence) => {
+                        answered += 1;
+                        dispatch.answer(sequence, result);
+                    }
                     None => tracing::warn!(
                         job = %String::from_utf8_lossy(job_id),
                         "ignoring an answer to a job this server did not send"
@@ -739,6 +751,7 @@ async fn reply_loop(dispatch: Arc<Dispatch>, client: ::redis::Client) {
                 ),
             });
         });
+        dispatch.count_answered(answered);
         let Some(last) = last else { continue };
         last_id = String::from_utf8_lossy(last).into_owned();
         if last_trim.elapsed() >= REPLY_TRIM_INTERVAL {
@@ -766,23 +779,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn job_ids_are_sequence_numbers() {
-        let mut buffer = itoa_buffer();
-        for sequence in [0, 1, 9, 10, 4_096, u64::MAX] {
-            let id = format_sequence(&mut buffer, sequence).to_vec();
-            assert_eq!(id, sequence.to_string().as_bytes());
-            assert_eq!(parse_sequence(&id), Some(sequence));
-        }
-        for foreign in [&b""[..], b"abc-1", b"-1", b"18446744073709551616", b"1 "] {
-            assert_eq!(parse_sequence(foreign), None, "{foreign:?}");
-        }
-    }
-
-    #[test]
     fn a_batch_is_split_into_entries_by_count_and_size() {
         let job = |sequence, bytes| Submission {
             sequence,
-            value: vec![b'x'; bytes],
+            deadline_unix_ms: 0,
+            script: "x".repeat(bytes),
+            context: Arc::new(crate::ScriptContext::default()),
         };
         let sizes =
             |batch: &[Submission]| -> Vec<usize> { entries_of(batch).map(<[_]>::len).collect() };
@@ -805,6 +807,31 @@ mod tests {
         assert_eq!(sizes.take_jobs_per_entry(), 44);
         sizes.add(3, 3);
         assert_eq!(sizes.take_jobs_per_entry(), 1);
+    }
+
+    #[test]
+    fn the_queue_estimate_follows_submissions_and_answers_between_measures() {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let _entered = runtime.enter();
+        let executor = RedisExecutor::new(RedisExecutorConfig::new(
+            "redis://127.0.0.1:1",
+            format!("02{}", "ab".repeat(32)),
+        ))
+        .unwrap();
+        let dispatch = &executor.dispatch;
+        dispatch.record_queued_jobs(100);
+        dispatch.count_submitted(50);
+        assert_eq!(executor.queue_depth(), 150);
+        // A queue that drains as fast as it fills stays where it was.
+        dispatch.count_answered(80);
+        assert_eq!(executor.queue_depth(), 70);
+        dispatch.count_answered(500);
+        assert_eq!(executor.queue_depth(), 0);
+        dispatch.record_queued_jobs(7);
+        assert_eq!(executor.queue_depth(), 7);
     }
 
     #[test]

@@ -7,21 +7,28 @@
 //!
 //! # Job entries
 //!
-//! Version 2 (written by this crate): one entry carries one or more jobs of one server.
-//! Per-entry costs (one `XADD` argument list parsed, one stream entry stored, read, acked
-//! and deleted) dominate the cost of a short script, so a busy server puts everything it
-//! has queued into a few entries.
+//! Version 2 (written by this crate): one entry carries one or more jobs of one server, all
+//! in one field. Per-field costs (Redis parsing an argument, storing it, sending it back;
+//! the client library allocating, checking and dropping a value) and per-entry costs
+//! dominate the cost of a short script, so a busy server puts everything it has queued
+//! into a few entries of three fields each:
 //!
 //! ```text
 //! v          2
 //! reply_to   circle:{key}:replies:{server instance}
-//! {job id}   {deadline ms} {len}:{circle name} {len}:{circle public key} {len}:{caller public key} {script}
-//! {job id}   …
+//! jobs       {job}{job}…
+//! ```
+//!
+//! where each job is one line (the last byte is the line feed), every text sized in bytes:
+//!
+//! ```text
+//! {job id} {deadline ms} {len}:{circle name} {len}:{circle public key} {len}:{caller public key} {len}:{script}\n
 //! ```
 //!
 //! A job id is a decimal number, unique within the reply stream (the server's instance).
-//! The three context strings are length-prefixed (byte lengths) because they may contain
-//! any character; the script is the rest of the value.
+//! A job whose content cannot be read (a deadline that is no number, text that is not
+//! UTF-8) is refused on its own; only a broken frame (a size that does not fit) loses the
+//! jobs after it in the field, and only a server bug writes one.
 //!
 //! Version 1 (read, for servers of the previous version): one job per entry, one field per
 //! part: `v`=`1`, `job`, `reply_to`, `deadline_ms`, `circle_name`, `circle_public_key`,
@@ -34,12 +41,12 @@
 //! ```text
 //! v          2
 //! worker     {worker name}
-//! {job id}   {status}:{payload}
+//! answers    {job id} {status} {len}:{payload}\n{job id} {status} {len}:{payload}\n…
 //! ```
 //!
 //! `status` is `ok` (payload: the output), `script`, `unavailable`, `overloaded`,
 //! `no_answer` (payload: the message), `limit` (payload: `{limit kind}:{message}`) or
-//! `deadline` (no payload).
+//! `deadline` (empty payload).
 //!
 //! Answers to version-1 jobs keep the version-1 layout, which servers of the previous
 //! version read: per answer `job`, `worker`, `status`, then `output` or `message` (and
@@ -61,6 +68,8 @@ const FORMAT_VERSION_1: &str = "1";
 
 mod field {
     pub const VERSION: &str = "v";
+    pub const JOBS: &str = "jobs";
+    pub const ANSWERS: &str = "answers";
     pub const JOB_ID: &str = "job";
     pub const REPLY_TO: &str = "reply_to";
     pub const DEADLINE_MS: &str = "deadline_ms";
@@ -128,76 +137,182 @@ pub(crate) struct JobEntry {
     pub jobs: Vec<Result<WireJob, MalformedJob>>,
 }
 
-/// Appends the version-2 value of one job (everything but its id) to `out`.
+/// The header fields of a version-2 job entry for the reply stream `reply_to`, in `XADD`
+/// order; the `jobs` field ([`JOBS_FIELD`], the jobs written by [`encode_job`]) follows.
+pub(crate) fn job_entry_header(reply_to: &str) -> [(&'static str, &str); 2] {
+    [
+        (field::VERSION, FORMAT_VERSION),
+        (field::REPLY_TO, reply_to),
+    ]
+}
+
+/// The name of the field holding a version-2 entry's jobs.
+pub(crate) const JOBS_FIELD: &str = field::JOBS;
+
+/// Appends one job, as a line of a version-2 entry's `jobs` field, to `out`.
 pub(crate) fn encode_job(
     out: &mut Vec<u8>,
+    job_id: u64,
     deadline_unix_ms: u64,
     context: &ScriptContext,
     script: &str,
 ) {
-    use std::io::Write as _;
     out.reserve(
-        24 + context.circle_name.len()
+        64 + context.circle_name.len()
             + context.circle_public_key.len()
             + context.caller_public_key.len()
             + script.len(),
     );
-    // Writing to a Vec cannot fail.
-    let _ = write!(out, "{deadline_unix_ms} ");
+    push_number(out, job_id);
+    out.push(b' ');
+    push_number(out, deadline_unix_ms);
     for text in [
-        &context.circle_name,
+        context.circle_name.as_str(),
         &context.circle_public_key,
         &context.caller_public_key,
     ] {
-        let _ = write!(out, "{}:", text.len());
-        out.extend_from_slice(text.as_bytes());
         out.push(b' ');
+        push_sized(out, text.as_bytes());
     }
-    out.extend_from_slice(script.as_bytes());
+    out.push(b' ');
+    push_sized(out, script.as_bytes());
+    out.push(b'\n');
 }
 
-/// Reads the value written by [`encode_job`].
-fn decode_job(value: &[u8]) -> Result<(u64, ScriptContext, String), String> {
-    fn split_once(value: &[u8], at: u8) -> Option<(&[u8], &[u8])> {
-        let end = value.iter().position(|&b| b == at)?;
-        Some((&value[..end], &value[end + 1..]))
-    }
-    fn number(digits: &[u8]) -> Option<u64> {
-        std::str::from_utf8(digits).ok()?.parse().ok()
-    }
-    fn text(bytes: &[u8]) -> Result<String, String> {
-        String::from_utf8(bytes.to_vec()).map_err(|_| "the job is not UTF-8 text".to_owned())
-    }
-    let (deadline, mut rest) = split_once(value, b' ').ok_or("the job has no deadline")?;
-    let deadline = number(deadline).ok_or("the job's deadline is not a number")?;
-    let mut strings: [&[u8]; 3] = [&[]; 3];
-    for (slot, name) in
-        strings
-            .iter_mut()
-            .zip(["circle name", "circle public key", "caller public key"])
-    {
-        let malformed = || format!("the job's {name} is malformed");
-        let (length, after) = split_once(rest, b':').ok_or_else(malformed)?;
-        let length = number(length)
-            .and_then(|n| usize::try_from(n).ok())
-            .filter(|&n| n < after.len())
-            .ok_or_else(malformed)?;
-        if after[length] != b' ' {
-            return Err(malformed());
+/// `n` in decimal, without going through `core::fmt` (which costs more than the rest of
+/// a job's encoding).
+fn push_number(out: &mut Vec<u8>, mut n: u64) {
+    let mut digits = [0u8; 20];
+    let mut start = digits.len();
+    loop {
+        start -= 1;
+        // Below 10, so the cast cannot truncate.
+        digits[start] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
         }
-        *slot = &after[..length];
-        rest = &after[length + 1..];
     }
-    let [circle_name, circle_public_key, caller_public_key] = strings;
-    Ok((
-        deadline,
-        ScriptContext {
-            circle_name: text(circle_name)?,
-            circle_public_key: text(circle_public_key)?,
-            caller_public_key: text(caller_public_key)?,
-        },
-        text(rest)?,
-    ))
+    out.extend_from_slice(&digits[start..]);
+}
+
+/// `{len}:{bytes}`.
+fn push_sized(out: &mut Vec<u8>, bytes: &[u8]) {
+    push_number(out, bytes.len() as u64);
+    out.push(b':');
+    out.extend_from_slice(bytes);
+}
+
+/// A reader of the lines of version-2 `jobs` and `answers` fields. `None` from any method
+/// means the frame is broken: nothing after it in the field can be trusted.
+struct Lines<'a> {
+    rest: &'a [u8],
+}
+
+impl<'a> Lines<'a> {
+    fn is_empty(&self) -> bool {
+        self.rest.is_empty()
+    }
+
+    /// The bytes up to the next space (which is consumed).
+    fn word(&mut self) -> Option<&'a [u8]> {
+        let end = self.rest.iter().position(|&b| b == b' ')?;
+        let word = &self.rest[..end];
+        self.rest = &self.rest[end + 1..];
+        Some(word)
+    }
+
+    /// `{len}:{bytes}`, followed by `end` (consumed).
+    fn sized(&mut self, end: u8) -> Option<&'a [u8]> {
+        let colon = self.rest.iter().take(21).position(|&b| b == b':')?;
+        let len = usize::try_from(parse_number(&self.rest[..colon])?).ok()?;
+        let after = &self.rest[colon + 1..];
+        if after.get(len) != Some(&end) {
+            return None;
+        }
+        self.rest = &after[len + 1..];
+        Some(&after[..len])
+    }
+}
+
+/// A decimal number of at most 20 digits (`None`: anything else, or too large).
+pub(crate) fn parse_number(digits: &[u8]) -> Option<u64> {
+    if digits.is_empty() || digits.len() > 20 {
+        return None;
+    }
+    digits.iter().try_fold(0u64, |n, &digit| {
+        if digit.is_ascii_digit() {
+            n.checked_mul(10)?.checked_add(u64::from(digit - b'0'))
+        } else {
+            None
+        }
+    })
+}
+
+/// Reads the jobs of a version-2 `jobs` field, each on its own: one whose content is bad
+/// is refused alone; a broken frame refuses the rest of the field at once.
+fn decode_jobs(
+    value: &[u8],
+    reply_to: Option<&Arc<str>>,
+    jobs: &mut Vec<Result<WireJob, MalformedJob>>,
+) {
+    let mut lines = Lines { rest: value };
+    while !lines.is_empty() {
+        let frame = (|| {
+            let job_id = lines.word()?;
+            let deadline = lines.word()?;
+            let circle_name = lines.sized(b' ')?;
+            let circle_public_key = lines.sized(b' ')?;
+            let caller_public_key = lines.sized(b' ')?;
+            let script = lines.sized(b'\n')?;
+            Some((
+                job_id,
+                deadline,
+                [circle_name, circle_public_key, caller_public_key, script],
+            ))
+        })();
+        let Some((job_id, deadline, texts)) = frame else {
+            jobs.push(Err(MalformedJob {
+                job_id: None,
+                reply_to: reply_to.cloned(),
+                reason: "the job entry is cut short or garbled".into(),
+            }));
+            return;
+        };
+        let job_id = String::from_utf8_lossy(job_id).into_owned();
+        let malformed = |reason: &str| MalformedJob {
+            job_id: Some(job_id.clone()),
+            reply_to: reply_to.cloned(),
+            reason: reason.to_owned(),
+        };
+        let Some(reply_to) = reply_to else {
+            jobs.push(Err(malformed("the job entry has no reply stream")));
+            continue;
+        };
+        let Some(deadline_unix_ms) = parse_number(deadline) else {
+            jobs.push(Err(malformed("the job's deadline is not a number")));
+            continue;
+        };
+        let [circle_name, circle_public_key, caller_public_key, script] =
+            texts.map(|text| std::str::from_utf8(text).map(str::to_owned));
+        let (Ok(circle_name), Ok(circle_public_key), Ok(caller_public_key), Ok(script)) =
+            (circle_name, circle_public_key, caller_public_key, script)
+        else {
+            jobs.push(Err(malformed("the job is not UTF-8 text")));
+            continue;
+        };
+        jobs.push(Ok(WireJob {
+            job_id,
+            reply_to: Arc::clone(reply_to),
+            deadline_unix_ms,
+            script,
+            context: ScriptContext {
+                circle_name,
+                circle_public_key,
+                caller_public_key,
+            },
+        }));
+    }
 }
 
 /// Reads one job stream entry, in either format, from its id and field/value pairs.
@@ -211,36 +326,17 @@ pub(crate) fn read_job_entry<'a>(
         .next_if(|(name, _)| *name == field::VERSION.as_bytes())
         .map(|(_, value)| value);
     if version == Some(FORMAT_VERSION.as_bytes()) {
-        let reply_to = fields
-            .next_if(|(name, _)| *name == field::REPLY_TO.as_bytes())
-            .and_then(|(_, value)| std::str::from_utf8(value).ok())
-            .map(Arc::<str>::from);
-        let mut jobs: Vec<_> = fields
-            .map(|(job_id, value)| {
-                let job_id = String::from_utf8_lossy(job_id).into_owned();
-                let Some(reply_to) = &reply_to else {
-                    return Err(MalformedJob {
-                        job_id: Some(job_id),
-                        reply_to: None,
-                        reason: "the job entry has no reply stream".into(),
-                    });
-                };
-                match decode_job(value) {
-                    Ok((deadline_unix_ms, context, script)) => Ok(WireJob {
-                        job_id,
-                        reply_to: Arc::clone(reply_to),
-                        deadline_unix_ms,
-                        script,
-                        context,
-                    }),
-                    Err(reason) => Err(MalformedJob {
-                        job_id: Some(job_id),
-                        reply_to: Some(Arc::clone(reply_to)),
-                        reason,
-                    }),
+        let mut reply_to = None;
+        let mut jobs = Vec::new();
+        for (name, value) in fields {
+            match name {
+                b"reply_to" => {
+                    reply_to = std::str::from_utf8(value).ok().map(Arc::<str>::from);
                 }
-            })
-            .collect();
+                b"jobs" => decode_jobs(value, reply_to.as_ref(), &mut jobs),
+                _ => {}
+            }
+        }
         if jobs.is_empty() {
             jobs.push(Err(MalformedJob {
                 job_id: None,
@@ -314,8 +410,13 @@ pub(crate) fn read_job_entry<'a>(
     }
 }
 
-/// Appends the version-2 value of an answer (`{status}:{payload}`) to `out`.
-pub(crate) fn encode_result(out: &mut Vec<u8>, result: &Result<ScriptOutput, ExecutorError>) {
+/// Appends the answer to job `job_id`, as a line of a version-2 reply entry's `answers`
+/// field, to `out`.
+pub(crate) fn encode_answer(
+    out: &mut Vec<u8>,
+    job_id: &str,
+    result: &Result<ScriptOutput, ExecutorError>,
+) {
     let (status, limit, text): (&str, Option<&str>, &str) = match result {
         Ok(output) => (status::OK, None, &output.output),
         Err(ExecutorError::Script(message)) => (status::SCRIPT, None, message),
@@ -327,30 +428,33 @@ pub(crate) fn encode_result(out: &mut Vec<u8>, result: &Result<ScriptOutput, Exe
         Err(ExecutorError::Overloaded(message)) => (status::OVERLOADED, None, message),
         Err(ExecutorError::NoAnswer(message)) => (status::NO_ANSWER, None, message),
     };
-    out.reserve(status.len() + 1 + limit.map_or(0, |kind| kind.len() + 1) + text.len());
+    let payload_len = limit.map_or(0, |kind| kind.len() + 1) + text.len();
+    out.reserve(job_id.len() + status.len() + payload_len + 26);
+    out.extend_from_slice(job_id.as_bytes());
+    out.push(b' ');
     out.extend_from_slice(status.as_bytes());
+    out.push(b' ');
+    push_number(out, payload_len as u64);
     out.push(b':');
     if let Some(kind) = limit {
         out.extend_from_slice(kind.as_bytes());
         out.push(b':');
     }
     out.extend_from_slice(text.as_bytes());
+    out.push(b'\n');
 }
 
-/// Reads the value written by [`encode_result`].
-fn decode_result(value: &[u8]) -> Result<ScriptOutput, ExecutorError> {
-    let Some((status, payload)) = std::str::from_utf8(value)
-        .ok()
-        .and_then(|value| value.split_once(':'))
-    else {
-        return Err(unreadable("an answer without a status"));
+/// Reads a status and payload written by [`encode_answer`].
+fn decode_result(status: &[u8], payload: &[u8]) -> Result<ScriptOutput, ExecutorError> {
+    let Ok(payload) = std::str::from_utf8(payload) else {
+        return Err(unreadable("an answer that is not UTF-8 text"));
     };
     match status {
-        status::OK => Ok(ScriptOutput {
+        b"ok" => Ok(ScriptOutput {
             output: payload.to_owned(),
         }),
-        status::SCRIPT => Err(ExecutorError::Script(payload.to_owned())),
-        status::LIMIT => match payload
+        b"script" => Err(ExecutorError::Script(payload.to_owned())),
+        b"limit" => match payload
             .split_once(':')
             .and_then(|(kind, message)| Some((kind.parse().ok()?, message)))
         {
@@ -360,19 +464,22 @@ fn decode_result(value: &[u8]) -> Result<ScriptOutput, ExecutorError> {
             }),
             None => Err(unreadable("a limit answer without a known limit kind")),
         },
-        status::DEADLINE => Err(ExecutorError::DeadlineExceeded),
-        status::UNAVAILABLE => Err(ExecutorError::Unavailable(payload.to_owned())),
-        status::OVERLOADED => Err(ExecutorError::Overloaded(payload.to_owned())),
-        status::NO_ANSWER => Err(ExecutorError::NoAnswer(payload.to_owned())),
+        b"deadline" => Err(ExecutorError::DeadlineExceeded),
+        b"unavailable" => Err(ExecutorError::Unavailable(payload.to_owned())),
+        b"overloaded" => Err(ExecutorError::Overloaded(payload.to_owned())),
+        b"no_answer" => Err(ExecutorError::NoAnswer(payload.to_owned())),
         _ => Err(unreadable("an answer with an unknown status")),
     }
 }
 
 /// The header fields of a version-2 reply entry written by worker `worker`, in `XADD`
-/// order; the answers' `{job id}`/[`encode_result`] pairs follow them.
+/// order; the `answers` field ([`ANSWERS_FIELD`], written by [`encode_answer`]) follows.
 pub(crate) fn reply_header(worker: &str) -> [(&'static str, &str); 2] {
     [(field::VERSION, FORMAT_VERSION), (field::WORKER, worker)]
 }
+
+/// The name of the field holding a version-2 reply entry's answers.
+pub(crate) const ANSWERS_FIELD: &str = field::ANSWERS;
 
 /// The version-1 fields of the answer to job `job_id`, written by worker `worker`.
 pub(crate) fn reply_fields_v1(
@@ -465,17 +572,27 @@ pub(crate) fn read_replies<'a>(
     if let Some((_, version)) = fields.next_if(|(name, _)| *name == field::VERSION.as_bytes()) {
         let known = version == FORMAT_VERSION.as_bytes();
         for (name, value) in fields {
-            if name == field::WORKER.as_bytes() {
+            if name != field::ANSWERS.as_bytes() {
                 continue;
             }
-            let result = if known {
-                decode_result(value)
-            } else {
-                Err(unreadable(
-                    "an answer in a format this server does not know",
-                ))
-            };
-            each(Some((name, result)));
+            let mut lines = Lines { rest: value };
+            while !lines.is_empty() {
+                let Some((job_id, status, payload)) =
+                    (|| Some((lines.word()?, lines.word()?, lines.sized(b'\n')?)))()
+                else {
+                    // A broken frame: the answers after it cannot be found.
+                    each(None);
+                    break;
+                };
+                let result = if known {
+                    decode_result(status, payload)
+                } else {
+                    Err(unreadable(
+                        "an answer in a format this server does not know",
+                    ))
+                };
+                each(Some((job_id, result)));
+            }
         }
         return;
     }
@@ -639,16 +756,22 @@ mod tests {
 
     /// A version-2 entry as the dispatcher writes it.
     fn v2_entry(jobs: &[WireJob]) -> Vec<(&'static str, Vec<u8>)> {
-        let mut fields = vec![
-            (field::VERSION, b"2".to_vec()),
-            (field::REPLY_TO, jobs[0].reply_to.as_bytes().to_vec()),
-        ];
+        let mut fields: Vec<(&'static str, Vec<u8>)> = job_entry_header(&jobs[0].reply_to)
+            .iter()
+            .map(|(name, value)| (*name, value.as_bytes().to_vec()))
+            .collect();
+        let mut encoded = Vec::new();
         for job in jobs {
-            let mut value = Vec::new();
-            encode_job(&mut value, job.deadline_unix_ms, &job.context, &job.script);
-            // The field name must outlive the entry: leak the few bytes of a test.
-            fields.push((job.job_id.clone().leak(), value));
+            let id = job.job_id.parse().expect("numeric job id");
+            encode_job(
+                &mut encoded,
+                id,
+                job.deadline_unix_ms,
+                &job.context,
+                &job.script,
+            );
         }
+        fields.push((JOBS_FIELD, encoded));
         fields
     }
 
@@ -685,27 +808,42 @@ mod tests {
 
     #[test]
     fn one_bad_job_does_not_spoil_its_entry() {
-        let mut fields = v2_entry(&[job("1", "1"), job("2", "2"), job("3", "3")]);
-        fields[3].1 = b"12 6:garden 4:02ab 0".to_vec();
-        let entry = read(&fields);
-        assert_eq!(entry.jobs.len(), 3);
-        assert_eq!(entry.jobs[0].as_ref().unwrap().script, "1");
-        let bad = entry.jobs[1].as_ref().unwrap_err();
-        assert_eq!(bad.job_id.as_deref(), Some("2"));
-        assert_eq!(bad.reply_to.as_deref(), Some("circle:k:replies:abc"));
-        assert!(bad.reason.contains("caller public key"), "{}", bad.reason);
-        assert_eq!(entry.jobs[2].as_ref().unwrap().script, "3");
-
-        for value in [
-            "",
-            "soon 0: 0: 0: 1",
-            "1 99:x 0: 0: 1",
-            "1 1:xy 0: 0: 1",
-            "1 0: 0:",
+        let good = |id: &str| {
+            let mut line = Vec::new();
+            let job = job(id, id);
+            encode_job(&mut line, id.parse().unwrap(), 9, &job.context, &job.script);
+            line
+        };
+        let bad_jobs: [&[u8]; 3] = [
+            b"2 soon 0: 0: 0: 1:x\n",
+            b"2 12 1:\xff 0: 0: 1:x\n",
+            b"2 12 0: 0: 0: 1:\xff\n",
+        ];
+        for bad in bad_jobs {
+            let mut fields = v2_entry(&[job("1", "1")]);
+            fields[2].1 = [good("1"), bad.to_vec(), good("3")].concat();
+            let entry = read(&fields);
+            assert_eq!(entry.jobs.len(), 3, "{bad:?}");
+            assert_eq!(entry.jobs[0].as_ref().unwrap().script, "1");
+            let err = entry.jobs[1].as_ref().unwrap_err();
+            assert_eq!(err.job_id.as_deref(), Some("2"));
+            assert_eq!(err.reply_to.as_deref(), Some("circle:k:replies:abc"));
+            assert_eq!(entry.jobs[2].as_ref().unwrap().script, "3");
+        }
+        // A broken frame: what came before it is kept, the rest is one refusal.
+        for broken in [
+            &b"2 12 99:x 0: 0: 1:x\n"[..],
+            b"2 12 0: 0: 0: 1:xy\n",
+            b"2 12",
         ] {
             let mut fields = v2_entry(&[job("1", "1")]);
-            fields[2].1 = value.as_bytes().to_vec();
-            assert!(read(&fields).jobs[0].is_err(), "{value:?}");
+            fields[2].1 = [good("1"), broken.to_vec(), good("3")].concat();
+            let entry = read(&fields);
+            assert_eq!(entry.jobs.len(), 2, "{broken:?}");
+            assert!(entry.jobs[0].is_ok());
+            let err = entry.jobs[1].as_ref().unwrap_err();
+            assert_eq!(err.job_id, None);
+            assert!(err.reason.contains("garbled"), "{}", err.reason);
         }
     }
 
@@ -776,17 +914,17 @@ mod tests {
             .iter()
             .map(|(name, value)| (*name, value.as_bytes().to_vec()))
             .collect();
+        let mut answers = Vec::new();
         let mut v1 = Vec::new();
         for (n, result) in results.iter().enumerate() {
-            let mut value = Vec::new();
-            encode_result(&mut value, result);
-            v2.push((n.to_string().leak(), value));
+            encode_answer(&mut answers, &n.to_string(), result);
             v1.extend(
                 reply_fields_v1(&format!("{n}"), result, "w")
                     .into_iter()
                     .map(|(name, value)| (name, value.into_bytes())),
             );
         }
+        v2.push((ANSWERS_FIELD, answers));
         for fields in [v2, v1] {
             let mut back = Vec::new();
             read_replies(&mut pairs(&fields), |answer| back.push(answer.unwrap()));
@@ -807,10 +945,12 @@ mod tests {
         ];
         let v2: Vec<(&str, Vec<u8>)> = vec![
             (field::VERSION, b"2".to_vec()),
-            ("j-2", b"teleported:".to_vec()),
+            (ANSWERS_FIELD, b"j-2 teleported 0:\n".to_vec()),
         ];
-        let v9: Vec<(&str, Vec<u8>)> =
-            vec![(field::VERSION, b"9".to_vec()), ("j-2", b"ok:1".to_vec())];
+        let v9: Vec<(&str, Vec<u8>)> = vec![
+            (field::VERSION, b"9".to_vec()),
+            (ANSWERS_FIELD, b"j-2 ok 1:1\n".to_vec()),
+        ];
         for fields in [v1, v2, v9] {
             let mut back = Vec::new();
             read_replies(&mut pairs(&fields), |answer| back.push(answer));
@@ -818,13 +958,20 @@ mod tests {
             assert_eq!(*id, b"j-2");
             assert_eq!(result.as_ref().unwrap_err().code(), -32005);
         }
-        let only_status: Vec<(&str, Vec<u8>)> = vec![(field::STATUS, b"ok".to_vec())];
-        let mut count = 0;
-        read_replies(&mut pairs(&only_status), |answer| {
-            assert!(answer.is_none());
-            count += 1;
-        });
-        assert_eq!(count, 1);
+        for fields in [
+            vec![(field::STATUS, b"ok".to_vec())],
+            vec![
+                (field::VERSION, b"2".to_vec()),
+                (ANSWERS_FIELD, b"1 ok 5:1\n".to_vec()),
+            ],
+        ] {
+            let mut count = 0;
+            read_replies(&mut pairs(&fields), |answer| {
+                assert!(answer.is_none());
+                count += 1;
+            });
+            assert_eq!(count, 1);
+        }
     }
 
     fn bulk(text: &str) -> Value {
@@ -841,7 +988,7 @@ mod tests {
     #[test]
     fn xread_replies_are_walked_without_maps() {
         let entries = Value::Array(vec![
-            entry_value("1-0", &["v", "2", "worker", "w", "a", "ok:1"]),
+            entry_value("1-0", &["v", "2", "worker", "w", "answers", "a ok 1:1\n"]),
             entry_value("2-0", &["job", "b", "status", "script", "message", "bad"]),
         ]);
         let resp2 = Value::Array(vec![Value::Array(vec![bulk("k"), entries.clone()])]);
@@ -869,7 +1016,10 @@ mod tests {
         let reply = Value::Array(vec![
             bulk("5-0"),
             Value::Array(vec![
-                entry_value("3-0", &["v", "2", "reply_to", "r", "1", "0 0: 0: 0: 1"]),
+                entry_value(
+                    "3-0",
+                    &["v", "2", "reply_to", "r", "jobs", "1 0 0: 0: 0: 1:1\n"],
+                ),
                 Value::Nil,
             ]),
             Value::Array(vec![bulk("4-0")]),

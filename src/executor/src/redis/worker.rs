@@ -812,11 +812,11 @@ impl Worker {
                     for (name, text) in wire::reply_header(&self.config.name) {
                         command.arg(name).arg(text);
                     }
+                    value.clear();
                     for answer in answers {
-                        value.clear();
-                        wire::encode_result(&mut value, &answer.result);
-                        command.arg(&answer.job_id).arg(&value);
+                        wire::encode_answer(&mut value, &answer.job_id, &answer.result);
                     }
+                    command.arg(wire::ANSWERS_FIELD).arg(&value);
                 }
                 Format::V1 => {
                     for answer in answers {
