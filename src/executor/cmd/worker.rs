@@ -42,6 +42,9 @@ struct Args {
     /// Jobs taken beyond the idle script threads, to run as soon as one is free: jobs are then taken and answered in batches, much cheaper per job (0 = only as many as idle threads).
     #[arg(long, env = "CIRCLE_WORKER_PREFETCH", default_value_t = WorkerConfig::DEFAULT_PREFETCH)]
     prefetch: usize,
+    /// Jobs held beyond the threads and --prefetch, in time: as many more as the worker answered in this many milliseconds at its recent rate (up to 2048; 0 = none). Short scripts then travel in large batches; long scripts get none.
+    #[arg(long, env = "CIRCLE_WORKER_HOLD_MS", default_value_t = WorkerConfig::DEFAULT_HOLD_FOR.as_millis() as u64)]
+    hold_ms: u64,
     /// Rhai operations one script may run.
     #[arg(long, env = "CIRCLE_SCRIPT_MAX_OPERATIONS", default_value_t = ScriptLimits::default().max_operations)]
     script_max_operations: u64,
@@ -89,6 +92,7 @@ async fn main() -> ExitCode {
             args.concurrency
         },
         prefetch: args.prefetch,
+        hold_for: Duration::from_millis(args.hold_ms),
         limits: ScriptLimits {
             max_operations: args.script_max_operations,
             max_wall_time: Duration::from_millis(args.script_timeout_ms),

@@ -845,3 +845,57 @@ async fn jobs_are_taken_and_answered_in_batches() {
     assert!(calls_of("xreadgroup") <= jobs as u64 / 2, "{stats}");
     assert!(calls_of("xlen") < 50, "XLEN is sampled: {stats}");
 }
+
+/// `calls` of `command` in Redis's `INFO commandstats`.
+async fn calls_of(redis: &mut redis::aio::MultiplexedConnection, command: &str) -> u64 {
+    let stats: String = redis::cmd("INFO")
+        .arg("commandstats")
+        .query_async(redis)
+        .await
+        .expect("INFO");
+    stats
+        .lines()
+        .find_map(|line| line.strip_prefix(&format!("cmdstat_{command}:calls=")))
+        .and_then(|rest| rest.split(',').next())
+        .and_then(|calls| calls.parse().ok())
+        .unwrap_or(0)
+}
+
+#[tokio::test]
+async fn a_busy_worker_holds_more_jobs_by_its_rate() {
+    // One thread, no prefetch: without `hold_for` the worker holds one job at a time, so
+    // every answer is a transaction of its own; with it, a worker answering hundreds of
+    // jobs a second holds (and answers) many at once.
+    for (hold_for, circle_seed) in [(Duration::ZERO, 14), (Duration::from_millis(50), 15)] {
+        let redis_server = RedisServer::start();
+        let url = redis_server.url();
+        let circle = circle_key(circle_seed);
+        let remote = Arc::new(executor(&url, &circle));
+        let jobs = 1_000;
+        let calls: Vec<_> = (0..jobs)
+            .map(|n| {
+                let remote = Arc::clone(&remote);
+                let job = job(&format!("{n} + 1"), &circle, Duration::from_secs(30));
+                tokio::spawn(async move { remote.execute(job).await })
+            })
+            .collect();
+        let worker = InProcessWorker::start(WorkerConfig {
+            concurrency: 1,
+            prefetch: 0,
+            hold_for,
+            ..worker_config(&url, &circle, "steady")
+        });
+        for (n, call) in calls.into_iter().enumerate() {
+            let output = call.await.expect("caller task").expect("answered");
+            assert_eq!(output.output, (n + 1).to_string());
+        }
+        worker.stop().await;
+        let mut redis = redis(&url).await;
+        let transactions = calls_of(&mut redis, "exec").await;
+        if hold_for.is_zero() {
+            assert_eq!(transactions, jobs, "one job held at a time");
+        } else {
+            assert!(transactions <= jobs / 2, "{transactions} transactions");
+        }
+    }
+}

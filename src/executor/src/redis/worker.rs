@@ -66,6 +66,15 @@ pub struct WorkerConfig {
     /// running (an entry carries up to 64 jobs; the worker reads nothing more until they
     /// have all started). Default `32`.
     pub prefetch: usize,
+    /// How much work a worker holds beyond its threads and `prefetch`, in time: as many
+    /// more jobs as it answered in this long, by its recent rate (measured about every
+    /// 100 ms), up to [`WorkerConfig::MAX_HELD_BY_RATE`]. Short scripts then travel in
+    /// batches of hundreds (a worker finishing 100 000 jobs a second holds about 1 000),
+    /// which costs Redis, the servers and the worker far less per job; long scripts get
+    /// no more than `prefetch` (a worker finishing 100 jobs a second holds one more), so
+    /// a job held behind others waits about this long for them at the rate they were
+    /// going. `Duration::ZERO` holds `prefetch` only. Default 10 ms.
+    pub hold_for: Duration,
     /// Compiled scripts each thread keeps. Default `256`.
     pub ast_cache_entries: usize,
     /// A job left unanswered this long by its worker (which renews the jobs it runs every
@@ -92,6 +101,12 @@ impl WorkerConfig {
     /// The default [`WorkerConfig::prefetch`].
     pub const DEFAULT_PREFETCH: usize = 32;
 
+    /// The default [`WorkerConfig::hold_for`].
+    pub const DEFAULT_HOLD_FOR: Duration = Duration::from_millis(10);
+
+    /// The most jobs [`WorkerConfig::hold_for`] adds to what a worker holds.
+    pub const MAX_HELD_BY_RATE: usize = 2048;
+
     /// The defaults, for the Redis at `redis_url` and the circle `circle_public_key`.
     pub fn new(redis_url: impl Into<String>, circle_public_key: impl Into<String>) -> Self {
         WorkerConfig {
@@ -101,6 +116,7 @@ impl WorkerConfig {
             concurrency: std::thread::available_parallelism().map_or(1, |n| n.get()),
             limits: ScriptLimits::default(),
             prefetch: Self::DEFAULT_PREFETCH,
+            hold_for: Self::DEFAULT_HOLD_FOR,
             ast_cache_entries: 256,
             claim_idle: Duration::from_secs(10),
             max_retries: 2,
@@ -155,12 +171,12 @@ pub async fn run_worker(
     let circle_key = canonical_circle_key(&config.circle_public_key)?;
     check(&config)?;
     let client = open_client(&config.redis_url)?;
-    // Never more jobs than threads plus `prefetch` are taken (see the semaphore below), so
-    // the executor's queue never refuses one.
+    // Never more jobs than threads, `prefetch` and what `hold_for` adds are taken (see the
+    // semaphore below), so the executor's queue never refuses one.
     let held_jobs = config.concurrency + config.prefetch;
     let executor = EmbeddedExecutor::new(EmbeddedConfig {
         threads: config.concurrency,
-        queue_capacity: held_jobs,
+        queue_capacity: held_jobs + WorkerConfig::MAX_HELD_BY_RATE,
         limits: config.limits.clone(),
         ast_cache_entries: config.ast_cache_entries,
     })
@@ -180,6 +196,11 @@ pub async fn run_worker(
         executor,
         in_flight: Mutex::new(HashSet::new()),
         counters: Counters::default(),
+        slots: Arc::new(Semaphore::new(held_jobs)),
+        held: Mutex::new(HeldLimit {
+            slots: held_jobs,
+            stopping: false,
+        }),
         config,
     });
 
@@ -190,7 +211,7 @@ pub async fn run_worker(
     });
     let renewer = tokio::spawn(Arc::clone(&worker).renew_loop());
     let finisher = tokio::spawn(Arc::clone(&worker).finish_loop(finish_queue));
-    let slots = Arc::new(Semaphore::new(held_jobs));
+    let slots = Arc::clone(&worker.slots);
 
     Arc::clone(&worker)
         .take_jobs(&client, Arc::clone(&slots), stop)
@@ -200,7 +221,12 @@ pub async fn run_worker(
         worker = %worker.config.name,
         "stopping: letting the scripts in hand finish"
     );
-    let all_slots = u32::try_from(held_jobs).unwrap_or(u32::MAX);
+    let all_slots = {
+        let mut held = worker.held();
+        // From now on the number of slots stays put, so waiting for all of them ends.
+        held.stopping = true;
+        u32::try_from(held.slots).unwrap_or(u32::MAX)
+    };
     // Every slot back means every job task has answered (or given up on) its job. The
     // semaphore is never closed, so this cannot fail; if it did, there is nothing to wait for.
     let _all_done = slots.acquire_many(all_slots).await;
@@ -227,6 +253,9 @@ fn check(config: &WorkerConfig) -> Result<(), RedisSetupError> {
     }
     if config.prefetch > 4096 {
         return invalid("prefetch must be at most 4096");
+    }
+    if config.hold_for > Duration::from_secs(10) {
+        return invalid("hold_for must be at most 10 s");
     }
     if config.name.trim().is_empty() || config.name.chars().any(char::is_whitespace) {
         return invalid("the worker name must be non-empty and without spaces");
@@ -274,7 +303,23 @@ struct Worker {
     counters: Counters,
     /// Finished jobs on their way to [`Worker::finish_loop`], which answers them in batches.
     finishes: mpsc::UnboundedSender<Finish>,
+    /// One permit per job the worker may hold (running, waiting for a thread, or waiting
+    /// for its answer to be written).
+    slots: Arc<Semaphore>,
+    /// How many permits `slots` has in all; changed by [`Worker::adjust_held`].
+    held: Mutex<HeldLimit>,
 }
+
+/// The number of job slots, and whether it may still change.
+struct HeldLimit {
+    slots: usize,
+    /// Set by the shutdown, which then waits for every slot.
+    stopping: bool,
+}
+
+/// How often a worker re-measures its answer rate for [`WorkerConfig::hold_for`] (when it
+/// answers jobs: no timer runs for it).
+const RATE_INTERVAL: Duration = Duration::from_millis(100);
 
 /// Finished jobs written to Redis in one transaction at most.
 const MAX_FINISH_BATCH: usize = 256;
@@ -314,6 +359,30 @@ struct Answer {
 }
 
 impl Worker {
+    fn held(&self) -> MutexGuard<'_, HeldLimit> {
+        // Plain numbers: a poisoned lock still holds a consistent value.
+        self.held
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Sets the job slots to threads plus `prefetch` plus what `hold_for` allows at the
+    /// rate of `answered` jobs in `elapsed`. Shrinking takes only free slots (the rest are
+    /// taken as they come free, at later adjustments).
+    fn adjust_held(&self, answered: usize, elapsed: Duration) {
+        let target = held_target(&self.config, answered, elapsed);
+        let mut held = self.held();
+        if held.stopping {
+            return;
+        }
+        if target > held.slots {
+            self.slots.add_permits(target - held.slots);
+            held.slots = target;
+        } else if target < held.slots {
+            held.slots -= self.slots.forget_permits(held.slots - target);
+        }
+    }
+
     fn in_flight(&self) -> MutexGuard<'_, HashSet<String>> {
         // Single inserts and removes only: a poisoned set is still consistent.
         self.in_flight
@@ -723,6 +792,8 @@ impl Worker {
     async fn finish_loop(self: Arc<Self>, mut queue: mpsc::UnboundedReceiver<Finish>) {
         let mut batch = Vec::with_capacity(MAX_FINISH_BATCH);
         let mut received = Vec::with_capacity(MAX_FINISH_BATCH);
+        let mut rate_since = Instant::now();
+        let mut answered_since = 0;
         loop {
             let room = MAX_FINISH_BATCH.saturating_sub(batch.len()).max(1);
             if batch.is_empty() {
@@ -747,11 +818,22 @@ impl Worker {
                     self.counters
                         .scripts_run
                         .fetch_add(ran as u64, Ordering::Relaxed);
-                    let mut in_flight = self.in_flight();
-                    for finish in batch.drain(..) {
-                        if finish.completes_entry {
-                            in_flight.remove(&finish.entry.id);
+                    {
+                        let mut in_flight = self.in_flight();
+                        for finish in &batch {
+                            if finish.completes_entry {
+                                in_flight.remove(&finish.entry.id);
+                            }
                         }
+                    }
+                    answered_since += batch.len();
+                    // Frees the jobs' slots.
+                    batch.clear();
+                    let elapsed = rate_since.elapsed();
+                    if elapsed >= RATE_INTERVAL {
+                        self.adjust_held(answered_since, elapsed);
+                        rate_since = Instant::now();
+                        answered_since = 0;
                     }
                 }
                 Err(failure) => {
@@ -936,6 +1018,18 @@ impl Worker {
     }
 }
 
+/// The job slots of a worker that answered `answered` jobs in `elapsed`: its threads,
+/// `prefetch`, and the jobs it answers in `hold_for` at that rate (at most
+/// [`WorkerConfig::MAX_HELD_BY_RATE`]).
+fn held_target(config: &WorkerConfig, answered: usize, elapsed: Duration) -> usize {
+    let floor = config.concurrency + config.prefetch;
+    // Rounded down: a rate below one job per `hold_for` adds nothing. The float covers
+    // any rate; the cast saturates.
+    let by_rate = (answered as f64 * config.hold_for.as_secs_f64()
+        / elapsed.as_secs_f64().max(1e-3)) as usize;
+    floor + by_rate.min(WorkerConfig::MAX_HELD_BY_RATE)
+}
+
 /// Waits `backoff` (or until stopping), then doubles it up to 2 s.
 async fn pause(stop: &mut watch::Receiver<bool>, backoff: &mut Duration) {
     tokio::select! {
@@ -948,6 +1042,32 @@ async fn pause(stop: &mut watch::Receiver<bool>, backoff: &mut Duration) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_worker_holds_what_it_answers_in_hold_for() {
+        let config = WorkerConfig {
+            concurrency: 2,
+            prefetch: 8,
+            hold_for: Duration::from_millis(10),
+            ..WorkerConfig::new("redis://127.0.0.1:1", format!("02{}", "ab".repeat(32)))
+        };
+        let second = Duration::from_secs(1);
+        // 100 000 short scripts a second: 1 000 more held.
+        assert_eq!(held_target(&config, 100_000, second), 1_010);
+        // 100 long scripts a second: one more; 50: none.
+        assert_eq!(held_target(&config, 100, second), 11);
+        assert_eq!(held_target(&config, 50, second), 10);
+        assert_eq!(held_target(&config, 0, second), 10);
+        assert_eq!(
+            held_target(&config, 10_000_000, second),
+            10 + WorkerConfig::MAX_HELD_BY_RATE
+        );
+        let still = WorkerConfig {
+            hold_for: Duration::ZERO,
+            ..config
+        };
+        assert_eq!(held_target(&still, 100_000, second), 10);
+    }
 
     #[test]
     fn bad_settings_are_named() {
