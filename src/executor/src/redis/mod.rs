@@ -14,8 +14,9 @@
 //!    the entry names the server's own reply stream.
 //! 2. Workers read the stream through one consumer group ([`CONSUMER_GROUP`]) with
 //!    `XREADGROUP`, so each entry goes to one worker. A worker holds at most as many jobs
-//!    as it has script threads plus [`WorkerConfig::prefetch`] (default 32) held ready for
-//!    the next free thread, and reads about as many entries as its free slots hold jobs.
+//!    as it has script threads plus [`WorkerConfig::prefetch`] (default 32) plus what it
+//!    answers in [`WorkerConfig::hold_for`] (default 10 ms) at its recent rate, and reads
+//!    about as many entries as its free slots hold jobs.
 //! 3. The worker skips a job whose deadline has passed, otherwise runs it in the same
 //!    [`Sandbox`](crate::Sandbox) the embedded executor uses. Finished jobs are answered in
 //!    batches (whatever finished while the previous batch was written), each batch one
