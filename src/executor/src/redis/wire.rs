@@ -114,7 +114,9 @@ pub(crate) struct WireJob {
     /// When the caller stops waiting, in Unix milliseconds.
     pub deadline_unix_ms: u64,
     pub script: String,
-    pub context: ScriptContext,
+    /// Shared by the jobs of an entry with the same context (one server's jobs for one
+    /// caller, or for callers who are not signed in), so it is built once for them.
+    pub context: Arc<ScriptContext>,
 }
 
 /// A job (or a stream entry) that this worker cannot run. What could be read of it is
@@ -257,6 +259,7 @@ fn decode_jobs(
     jobs: &mut Vec<Result<WireJob, MalformedJob>>,
 ) {
     let mut lines = Lines { rest: value };
+    let mut previous_context: Option<Arc<ScriptContext>> = None;
     while !lines.is_empty() {
         let frame = (|| {
             let job_id = lines.word()?;
@@ -293,24 +296,43 @@ fn decode_jobs(
             jobs.push(Err(malformed("the job's deadline is not a number")));
             continue;
         };
-        let [circle_name, circle_public_key, caller_public_key, script] =
-            texts.map(|text| std::str::from_utf8(text).map(str::to_owned));
-        let (Ok(circle_name), Ok(circle_public_key), Ok(caller_public_key), Ok(script)) =
-            (circle_name, circle_public_key, caller_public_key, script)
-        else {
+        let [circle_name, circle_public_key, caller_public_key, script] = texts;
+        let Ok(script) = std::str::from_utf8(script) else {
             jobs.push(Err(malformed("the job is not UTF-8 text")));
             continue;
+        };
+        let same_as_previous = previous_context.as_ref().filter(|context| {
+            context.circle_name.as_bytes() == circle_name
+                && context.circle_public_key.as_bytes() == circle_public_key
+                && context.caller_public_key.as_bytes() == caller_public_key
+        });
+        let context = match same_as_previous {
+            Some(context) => Arc::clone(context),
+            None => {
+                let text = |bytes| std::str::from_utf8(bytes).map(str::to_owned);
+                let (Ok(circle_name), Ok(circle_public_key), Ok(caller_public_key)) = (
+                    text(circle_name),
+                    text(circle_public_key),
+                    text(caller_public_key),
+                ) else {
+                    jobs.push(Err(malformed("the job is not UTF-8 text")));
+                    continue;
+                };
+                let context = Arc::new(ScriptContext {
+                    circle_name,
+                    circle_public_key,
+                    caller_public_key,
+                });
+                previous_context = Some(Arc::clone(&context));
+                context
+            }
         };
         jobs.push(Ok(WireJob {
             job_id,
             reply_to: Arc::clone(reply_to),
             deadline_unix_ms,
-            script,
-            context: ScriptContext {
-                circle_name,
-                circle_public_key,
-                caller_public_key,
-            },
+            script: script.to_owned(),
+            context,
         }));
     }
 }
@@ -390,11 +412,11 @@ pub(crate) fn read_job_entry<'a>(
                 reply_to: Arc::from(required(1, field::REPLY_TO)?),
                 deadline_unix_ms,
                 script: required(6, field::SCRIPT)?,
-                context: ScriptContext {
+                context: Arc::new(ScriptContext {
                     circle_name: required(3, field::CIRCLE_NAME)?,
                     circle_public_key: required(4, field::CIRCLE_PUBLIC_KEY)?,
                     caller_public_key: required(5, field::CALLER_PUBLIC_KEY)?,
-                },
+                }),
             })
         })(),
         Some(other) => Err(malformed(format!(
@@ -746,11 +768,11 @@ mod tests {
             reply_to: "circle:k:replies:abc".into(),
             deadline_unix_ms: 1_700_000_000_123,
             script: script.into(),
-            context: ScriptContext {
+            context: Arc::new(ScriptContext {
                 circle_name: "a garden: 2 words".into(),
                 circle_public_key: "02ab".into(),
                 caller_public_key: String::new(),
-            },
+            }),
         }
     }
 
@@ -804,6 +826,22 @@ mod tests {
         assert_eq!(entry.format, Format::V2);
         let read: Vec<WireJob> = entry.jobs.into_iter().map(Result::unwrap).collect();
         assert_eq!(read, jobs);
+        // One context for the jobs that share it, built once.
+        assert!(Arc::ptr_eq(&read[0].context, &read[2].context));
+
+        let mut signed_in = job("4", "1");
+        signed_in.context = Arc::new(ScriptContext {
+            caller_public_key: "03cafe".into(),
+            ..(*signed_in.context).clone()
+        });
+        let jobs = [job("1", "1"), signed_in, job("5", "1")];
+        let read: Vec<WireJob> = read_job_entry(b"8-0", &mut pairs(&v2_entry(&jobs)))
+            .jobs
+            .into_iter()
+            .map(Result::unwrap)
+            .collect();
+        assert_eq!(read, jobs);
+        assert_eq!(read[1].context.caller_public_key, "03cafe");
     }
 
     #[test]

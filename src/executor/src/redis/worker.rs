@@ -744,7 +744,7 @@ impl Worker {
             ran = true;
             let job = ScriptJob {
                 script,
-                context: Arc::new(context),
+                context,
                 deadline: Some(wire::instant_at(deadline_unix_ms)),
             };
             self.executor.execute(job).await
