@@ -56,7 +56,66 @@ type RunFn = Box<dyn FnMut(&str, &ScriptContext) -> Result<ScriptOutput, Executo
 /// again after a run panicked, since the old runner's state can no longer be trusted.
 type RunnerFactory = Arc<dyn Fn() -> RunFn + Send + Sync>;
 
-type Reply = oneshot::Sender<Result<ScriptOutput, ExecutorError>>;
+/// Where a job's answer goes.
+enum Reply {
+    /// A caller awaiting [`Executor::execute`]'s future.
+    Future(oneshot::Sender<Result<ScriptOutput, ExecutorError>>),
+    /// A function the script thread calls with the answer (`EmbeddedExecutor::submit`,
+    /// used by the Redis worker only).
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    Call(AnswerFn),
+}
+
+impl Reply {
+    /// The caller stopped waiting: running the script would be wasted work.
+    fn is_closed(&self) -> bool {
+        match self {
+            Reply::Future(sender) => sender.is_closed(),
+            Reply::Call(_) => false,
+        }
+    }
+
+    fn send(self, result: Result<ScriptOutput, ExecutorError>) {
+        match self {
+            // An error means the caller stopped waiting: nothing to do.
+            Reply::Future(sender) => drop(sender.send(result)),
+            Reply::Call(answer) => answer.call(result),
+        }
+    }
+}
+
+/// A function called exactly once with a job's answer: by the script thread that ran
+/// it, or with [`ExecutorError::Unavailable`] when it is dropped unanswered (the
+/// executor shut down with the job queued), as a dropped [`Executor::execute`] sender
+/// would answer.
+pub(crate) struct AnswerFn(Option<BoxedAnswer>);
+
+type BoxedAnswer = Box<dyn FnOnce(Result<ScriptOutput, ExecutorError>) + Send>;
+
+impl AnswerFn {
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    pub(crate) fn new(
+        answer: impl FnOnce(Result<ScriptOutput, ExecutorError>) + Send + 'static,
+    ) -> Self {
+        AnswerFn(Some(Box::new(answer)))
+    }
+
+    fn call(mut self, result: Result<ScriptOutput, ExecutorError>) {
+        if let Some(answer) = self.0.take() {
+            answer(result);
+        }
+    }
+}
+
+impl Drop for AnswerFn {
+    fn drop(&mut self) {
+        if let Some(answer) = self.0.take() {
+            answer(Err(ExecutorError::Unavailable(
+                "the executor shut down before running the script".into(),
+            )));
+        }
+    }
+}
 
 /// One queued job and where its answer goes.
 struct Task {
@@ -191,6 +250,46 @@ impl EmbeddedExecutor {
         self.shared.live_workers.load(Ordering::SeqCst)
     }
 
+    /// Queues `job` and has `answer` called with its result: on a script thread once it
+    /// ran, or here and now when it cannot be queued (deadline passed, queue full, shut
+    /// down). [`Executor::execute`] without the future: no channel, task or waker per job,
+    /// for a caller (the Redis worker) that hands answers on from the script thread.
+    #[cfg(feature = "redis")]
+    pub(crate) fn submit(&self, job: ScriptJob, answer: AnswerFn) {
+        if job
+            .deadline
+            .is_some_and(|deadline| Instant::now() >= deadline)
+        {
+            answer.call(Err(ExecutorError::DeadlineExceeded));
+            return;
+        }
+        let Some(sender) = &self.sender else {
+            answer.call(Err(ExecutorError::Unavailable(
+                "the executor is shut down".into(),
+            )));
+            return;
+        };
+        let task = Task {
+            job,
+            reply: Reply::Call(answer),
+        };
+        let (task, refusal) = match sender.try_send(task) {
+            Ok(()) => return,
+            Err(TrySendError::Full(task)) => (
+                task,
+                ExecutorError::Overloaded(format!(
+                    "all script workers are busy and the queue is full ({} jobs waiting); try again later",
+                    self.queue_capacity
+                )),
+            ),
+            Err(TrySendError::Disconnected(task)) => (
+                task,
+                ExecutorError::Unavailable("no script worker is running".into()),
+            ),
+        };
+        task.reply.send(Err(refusal));
+    }
+
     /// Closes the queue and waits for every worker to finish its current script and exit.
     ///
     /// This blocks for up to one script's wall-time limit: call it from a blocking
@@ -230,7 +329,10 @@ impl Executor for EmbeddedExecutor {
             ))));
         };
         let (reply, answer) = oneshot::channel();
-        match sender.try_send(Task { job, reply }) {
+        match sender.try_send(Task {
+            job,
+            reply: Reply::Future(reply),
+        }) {
             Ok(()) => Box::pin(async move {
                 answer.await.unwrap_or_else(|_| {
                     // The worker dropped the job unanswered: it is shutting down.
@@ -295,7 +397,7 @@ fn worker_loop(receiver: Receiver<Task>, shared: Arc<Shared>, factory: RunnerFac
             .deadline
             .is_some_and(|deadline| Instant::now() >= deadline)
         {
-            let _ = reply.send(Err(ExecutorError::DeadlineExceeded));
+            reply.send(Err(ExecutorError::DeadlineExceeded));
             continue;
         }
         let result = match catch_unwind(AssertUnwindSafe(|| run(&job.script, &job.context))) {
@@ -314,8 +416,7 @@ fn worker_loop(receiver: Receiver<Task>, shared: Arc<Shared>, factory: RunnerFac
                 ))
             }
         };
-        // An error here means the caller stopped waiting: nothing to do.
-        let _ = reply.send(result);
+        reply.send(result);
     }
     tracing::debug!("script worker exiting");
 }
@@ -347,6 +448,74 @@ mod tests {
         let ok = executor.execute(job("still here")).await.unwrap();
         assert_eq!(ok.output, "still here");
         assert_eq!(executor.live_workers(), 1);
+    }
+
+    #[cfg(feature = "redis")]
+    #[test]
+    fn submitted_jobs_are_answered_exactly_once_through_their_function() {
+        use std::sync::mpsc;
+        // A gate keeps the one thread busy, so a second job stays queued.
+        let (open, gate) = mpsc::channel::<()>();
+        let gate = Arc::new(std::sync::Mutex::new(gate));
+        let factory: RunnerFactory = Arc::new(move || {
+            let gate = Arc::clone(&gate);
+            Box::new(move |script: &str, _: &ScriptContext| {
+                if script == "wait" {
+                    let _ = gate.lock().unwrap().recv();
+                }
+                Ok(ScriptOutput {
+                    output: script.to_owned(),
+                })
+            })
+        });
+        let executor = EmbeddedExecutor::with_runner(1, 1, factory).unwrap();
+        let (answers, answered) = mpsc::channel();
+        let submit = |executor: &EmbeddedExecutor, job: ScriptJob, tag: &'static str| {
+            let answers = answers.clone();
+            executor.submit(
+                job,
+                AnswerFn::new(move |result| answers.send((tag, result)).unwrap()),
+            );
+        };
+        submit(&executor, job("wait"), "running");
+        let give_up = Instant::now() + std::time::Duration::from_secs(5);
+        while executor.queue_depth() > 0 {
+            assert!(Instant::now() < give_up, "the worker never took the job");
+            std::thread::sleep(std::time::Duration::from_millis(2));
+        }
+        submit(&executor, job("queued"), "queued");
+        // Refused at once, on this thread: the queue (one place) is full, and a deadline
+        // has passed.
+        submit(&executor, job("full"), "full");
+        let (tag, result) = answered.try_recv().unwrap();
+        assert_eq!(tag, "full");
+        assert!(
+            matches!(result, Err(ExecutorError::Overloaded(_))),
+            "{result:?}"
+        );
+        submit(&executor, job("late").with_deadline(Instant::now()), "late");
+        let (tag, result) = answered.try_recv().unwrap();
+        assert_eq!(tag, "late");
+        assert!(
+            matches!(result, Err(ExecutorError::DeadlineExceeded)),
+            "{result:?}"
+        );
+
+        // Closing with a job queued answers it `Unavailable` (its function is dropped
+        // unanswered); the running one still gets its result.
+        drop(executor);
+        open.send(()).unwrap();
+        let mut rest: Vec<_> = (0..2).map(|_| answered.recv().unwrap()).collect();
+        rest.sort_by_key(|(tag, _)| *tag);
+        assert_eq!(rest[0].0, "queued");
+        assert!(
+            matches!(rest[0].1, Err(ExecutorError::Unavailable(_))),
+            "{rest:?}"
+        );
+        assert_eq!(rest[1].0, "running");
+        assert_eq!(rest[1].1.as_ref().unwrap().output, "wait");
+        drop(answers);
+        assert!(answered.recv().is_err(), "each job is answered once");
     }
 
     #[tokio::test]

@@ -21,9 +21,9 @@ use super::{
     CONSUMER_GROUP, RedisSetupError, canonical_circle_key, jobs_stream_key, open_client,
     worker_jobs_key,
 };
+use crate::embedded::AnswerFn;
 use crate::{
-    EmbeddedConfig, EmbeddedExecutor, Executor, ExecutorError, ScriptJob, ScriptLimits,
-    ScriptOutput,
+    EmbeddedConfig, EmbeddedExecutor, ExecutorError, ScriptJob, ScriptLimits, ScriptOutput,
 };
 
 /// How a worker reaches Redis, how many scripts it runs at once, and under which limits.
@@ -648,12 +648,12 @@ impl Worker {
             .collect())
     }
 
-    /// Starts every job of `entry`, each on its own task holding one job slot until it is
-    /// answered, and returns the slots left over. Slots come from `permits` first; when
-    /// the entry holds more jobs than that, this waits for each further slot to come free
-    /// (the worker took more than it can hold, and takes nothing more until its jobs all
-    /// run). The main loop awaits this, so the jobs in hand are all started before a
-    /// shutdown waits for every slot.
+    /// Starts every job of `entry`, each holding one job slot until it is answered, and
+    /// returns the slots left over. Slots come from `permits` first; when the entry holds
+    /// more jobs than that, this waits for each further slot to come free (the worker took
+    /// more than it can hold, and takes nothing more until its jobs have all started).
+    /// The main loop awaits this, so the jobs in hand are all started before a shutdown
+    /// waits for every slot.
     async fn start(
         self: &Arc<Self>,
         entry: JobEntry,
@@ -679,19 +679,16 @@ impl Worker {
                     Err(_) => break,
                 },
             };
-            let worker = Arc::clone(self);
-            let held = Arc::clone(&held);
-            let format = entry.format;
-            tokio::spawn(async move {
-                worker.run(held, format, job, deliveries, slot).await;
-            });
+            self.run(Arc::clone(&held), entry.format, job, deliveries, slot);
         }
         permits
     }
 
-    /// Runs one job (or refuses it) and hands its answer to [`Worker::finish_loop`].
-    async fn run(
-        &self,
+    /// Runs one job (or refuses it) and hands its answer to [`Worker::finish_loop`]: a
+    /// refusal at once, a script's answer from the script thread that ran it (no task,
+    /// channel or waker per job).
+    fn run(
+        self: &Arc<Self>,
         entry: Arc<HeldEntry>,
         format: Format,
         job: Result<WireJob, MalformedJob>,
@@ -725,37 +722,60 @@ impl Worker {
             script,
             context,
         } = job;
-        let mut ran = false;
-        let result = if wire::unix_now_ms() >= deadline_unix_ms {
+        let refusal = if wire::unix_now_ms() >= deadline_unix_ms {
             // The caller has already been told it timed out; running would be wasted work.
             tracing::debug!(%job_id, "skipping a job whose caller stopped waiting");
             self.counters
                 .expired_skipped
                 .fetch_add(1, Ordering::Relaxed);
-            Err(ExecutorError::DeadlineExceeded)
+            Some(ExecutorError::DeadlineExceeded)
         } else if deliveries > 1 + self.config.max_retries as usize {
             tracing::warn!(%job_id, deliveries, "giving up a job that keeps losing its worker");
             self.counters.abandoned.fetch_add(1, Ordering::Relaxed);
-            Err(ExecutorError::Unavailable(format!(
+            Some(ExecutorError::Unavailable(format!(
                 "the script was started {} times by script workers that stopped before answering (crashed, killed or stalled); it is not retried again",
                 deliveries - 1
             )))
         } else {
-            ran = true;
-            let job = ScriptJob {
-                script,
-                context,
-                deadline: Some(wire::instant_at(deadline_unix_ms)),
+            None
+        };
+        if let Some(refusal) = refusal {
+            let answer = Answer {
+                job_id,
+                reply_to,
+                format,
+                result: Err(refusal),
             };
-            self.executor.execute(job).await
+            self.finish(entry, Some(answer), false, deadline_unix_ms, slot);
+            return;
+        }
+        let job = ScriptJob {
+            script,
+            context,
+            deadline: Some(wire::instant_at(deadline_unix_ms)),
         };
-        let answer = Answer {
-            job_id,
-            reply_to,
-            format,
-            result,
-        };
-        self.finish(entry, Some(answer), ran, deadline_unix_ms, slot);
+        let worker = Arc::clone(self);
+        self.executor.submit(
+            job,
+            AnswerFn::new(move |result| {
+                // The pool answers `DeadlineExceeded` for a job whose deadline passed while
+                // it waited for a thread: skipped, not run.
+                let ran = !matches!(result, Err(ExecutorError::DeadlineExceeded));
+                if !ran {
+                    worker
+                        .counters
+                        .expired_skipped
+                        .fetch_add(1, Ordering::Relaxed);
+                }
+                let answer = Answer {
+                    job_id,
+                    reply_to,
+                    format,
+                    result,
+                };
+                worker.finish(entry, Some(answer), ran, deadline_unix_ms, slot);
+            }),
+        );
     }
 
     /// Hands the job to [`Worker::finish_loop`], which frees its slot once the answer is
