@@ -62,9 +62,9 @@ pub struct WorkerConfig {
     /// Taking jobs (and answering them) in batches costs Redis and the worker much less per
     /// job than one at a time; the price is that a job held by a worker whose threads are
     /// all busy with long scripts waits for them rather than for another worker. With `0`
-    /// a worker holds no more jobs than it has threads, except the rest of an entry it is
-    /// running (an entry carries up to 64 jobs; the worker reads nothing more until they
-    /// have all started). Default `32`.
+    /// (and [`WorkerConfig::hold_for`] zero) a worker holds no more jobs than it has
+    /// threads, except the rest of an entry it is running (an entry carries up to 64 jobs;
+    /// the worker reads nothing more until they have all started). Default `32`.
     pub prefetch: usize,
     /// How much work a worker holds beyond its threads and `prefetch`, in time: as many
     /// more jobs as it answered in this long, by its recent rate (measured about every
