@@ -110,7 +110,8 @@ type Reply = oneshot::Sender<Result<ScriptOutput, ExecutorError>>;
 struct Submission {
     /// The job's id within this instance.
     sequence: u64,
-    deadline_unix_ms: u64,
+    /// Turned into Unix milliseconds with one reading of the clocks per batch.
+    deadline: Instant,
     script: String,
     context: Arc<crate::ScriptContext>,
 }
@@ -237,9 +238,13 @@ impl Dispatch {
     /// have since drained would refuse jobs forever.
     fn queue_is_full(&self) -> Option<usize> {
         let queued = self.queued_jobs();
+        if queued < self.config.max_queued_jobs {
+            // The common case, decided without reading the clock.
+            return None;
+        }
         let measured = self.queued_jobs_measured_ms.load(Ordering::Relaxed);
         let recent = self.millis_since_created().saturating_sub(measured) < QUEUE_LENGTH_TRUSTED_MS;
-        (queued >= self.config.max_queued_jobs && recent).then_some(queued)
+        recent.then_some(queued)
     }
 }
 
@@ -411,7 +416,7 @@ impl Executor for RedisExecutor {
         };
         let submission = Submission {
             sequence,
-            deadline_unix_ms: wire::unix_ms_at(deadline),
+            deadline,
             script: job.script,
             context: job.context,
         };
@@ -602,6 +607,7 @@ async fn submit_batch(
     let mut pipeline = ::redis::pipe();
     let mut entries = 0;
     let mut encoded = Vec::new();
+    let clocks = wire::clocks_now();
     for jobs in entries_of(batch) {
         entries += 1;
         let command = pipeline
@@ -622,7 +628,7 @@ async fn submit_batch(
             wire::encode_job(
                 &mut encoded,
                 submission.sequence,
-                submission.deadline_unix_ms,
+                wire::unix_ms_at(submission.deadline, clocks),
                 &submission.context,
                 &submission.script,
             );
@@ -782,7 +788,7 @@ mod tests {
     fn a_batch_is_split_into_entries_by_count_and_size() {
         let job = |sequence, bytes| Submission {
             sequence,
-            deadline_unix_ms: 0,
+            deadline: Instant::now(),
             script: "x".repeat(bytes),
             context: Arc::new(crate::ScriptContext::default()),
         };

@@ -669,24 +669,37 @@ impl Worker {
             id: entry.id,
             unfinished: AtomicUsize::new(entry.jobs.len()),
         });
+        let mut clocks = wire::clocks_now();
         for job in entry.jobs {
             let slot = match permits.split(1) {
                 Some(slot) => slot,
                 None => match Arc::clone(slots).acquire_owned().await {
-                    Ok(slot) => slot,
+                    Ok(slot) => {
+                        // Time passed waiting for the slot.
+                        clocks = wire::clocks_now();
+                        slot
+                    }
                     // The semaphore is never closed. Were it, the entry would stay pending
                     // (never acknowledged) and be taken over by another worker.
                     Err(_) => break,
                 },
             };
-            self.run(Arc::clone(&held), entry.format, job, deliveries, slot);
+            self.run(
+                Arc::clone(&held),
+                entry.format,
+                job,
+                deliveries,
+                slot,
+                clocks,
+            );
         }
         permits
     }
 
     /// Runs one job (or refuses it) and hands its answer to [`Worker::finish_loop`]: a
     /// refusal at once, a script's answer from the script thread that ran it (no task,
-    /// channel or waker per job).
+    /// channel or waker per job). `clocks` were read when the job was started (once for
+    /// the jobs of an entry started together).
     fn run(
         self: &Arc<Self>,
         entry: Arc<HeldEntry>,
@@ -694,6 +707,7 @@ impl Worker {
         job: Result<WireJob, MalformedJob>,
         deliveries: usize,
         slot: OwnedSemaphorePermit,
+        clocks: (Instant, u64),
     ) {
         let job = match job {
             Ok(job) => job,
@@ -711,7 +725,7 @@ impl Worker {
                             malformed.reason
                         ))),
                     });
-                self.finish(entry, answer, false, wire::unix_now_ms(), slot);
+                self.finish(entry, answer, false, clocks.1, slot);
                 return;
             }
         };
@@ -722,7 +736,7 @@ impl Worker {
             script,
             context,
         } = job;
-        let refusal = if wire::unix_now_ms() >= deadline_unix_ms {
+        let refusal = if clocks.1 >= deadline_unix_ms {
             // The caller has already been told it timed out; running would be wasted work.
             tracing::debug!(%job_id, "skipping a job whose caller stopped waiting");
             self.counters
@@ -752,7 +766,7 @@ impl Worker {
         let job = ScriptJob {
             script,
             context,
-            deadline: Some(wire::instant_at(deadline_unix_ms)),
+            deadline: Some(wire::instant_at(deadline_unix_ms, clocks)),
         };
         let worker = Arc::clone(self);
         self.executor.submit(
