@@ -33,6 +33,7 @@ mod server;
 mod session;
 mod state;
 pub mod tls_config;
+mod upgrade;
 
 pub use config::{ServerConfig, ServerLimits};
 pub use server::{ServerError, ServerHandle, spawn_circle_server};

@@ -2,31 +2,38 @@
 
 use std::io;
 use std::net::{SocketAddr, TcpListener};
+use std::rc::Rc;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
+use actix_codec::Framed;
+use actix_http::body::BoxBody;
+use actix_http::h1::Codec;
+use actix_http::{HttpService, HttpServiceBuilder, KeepAlive, Request, TlsAcceptorConfig};
+use actix_server::GracefulShutdownSignal;
+use actix_service::{ServiceFactory, fn_service, map_config};
 use actix_tls::accept::rustls_0_23::TlsStream;
-use actix_web::dev::Service;
+use actix_web::dev::{AppConfig, Service};
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::rt::net::TcpStream;
-use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
+use actix_web::{App, HttpRequest, HttpResponse, web};
 use circle_executor::{EmbeddedConfig, EmbeddedExecutor, Executor};
 use circle_protocol::{PublicKey, SigningKey};
 use futures_util::future::{self, Either};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
-use tracing::{Instrument, info, warn};
+use tracing::{info, warn};
 
-use crate::auth::{ChallengeOrigin, ChallengeSettings};
+use crate::auth::ChallengeSettings;
 use crate::config::ServerConfig;
-use crate::metrics::{LimitHit, Listener};
-use crate::router::{ClientIdentity, Connection};
-use crate::session;
-use crate::state::{CircleIdentity, ConnectionCounter, Refusal, Shared};
+use crate::metrics::Listener;
+use crate::router::ClientIdentity;
+use crate::state::{CircleIdentity, ConnectionCounter, Shared};
 use crate::tls_config::{
     self, CertificateInfo, LoadedTls, TlsConfigError, TlsOptions, TlsReloader, rfc3339,
 };
+use crate::upgrade::{RefusalLog, Upgrader, WEBSOCKET_PATH};
 
 /// Why a server could not start.
 #[derive(Debug, thiserror::Error)]
@@ -53,7 +60,7 @@ pub enum ServerError {
 /// Controls a running server: where it listens, and how to stop it.
 #[derive(Clone)]
 pub struct ServerHandle {
-    server: actix_web::dev::ServerHandle,
+    server: actix_server::ServerHandle,
     shutdown: Arc<watch::Sender<bool>>,
     ws_addr: Option<SocketAddr>,
     wss_addr: Option<SocketAddr>,
@@ -179,29 +186,26 @@ pub fn spawn_circle_server(
         shutdown,
     });
 
-    let hsts = HeaderValue::from_str(&format!(
+    let hsts = format!(
         "max-age={}; includeSubDomains",
         config.hsts_max_age.as_secs()
-    ))
-    .map_err(|e| ServerError::InvalidConfig(format!("hsts_max_age: {e}")))?;
+    );
+    let hsts_header = HeaderValue::from_str(&hsts)
+        .map_err(|e| ServerError::InvalidConfig(format!("hsts_max_age: {e}")))?;
     // Only meaningful with both listeners: the redirect points at the TLS one.
     let https_port = wss_addr
         .filter(|_| config.redirect_http_to_https && ws_addr.is_some())
         .map(|a| a.port());
     let web_root = config.web_root.clone();
     let app_shared = shared.clone();
-    let handshake_metrics = shared.metrics.clone();
-    let connection_ids = Arc::new(AtomicU64::new(1));
-    let mut server = HttpServer::new(move || {
-        let hsts = hsts.clone();
+    // The HTTP side: everything but the WebSocket upgrade.
+    let make_app = move |listener: Listener| {
+        let hsts = hsts_header.clone();
+        let secure = listener == Listener::Tls;
         App::new()
             .app_data(web::Data::from(app_shared.clone()))
-            .app_data(web::Data::new(connection_ids.clone()))
             .wrap_fn(move |request, service| {
-                // Only the TLS listener's responses carry HSTS: on plain HTTP
-                // the header is meaningless (RFC 6797 §7.2).
-                let secure = request.app_config().secure();
-                if let Some(port) = https_port.filter(|_| !secure && request.path() != "/ws") {
+                if let Some(port) = https_port.filter(|_| !secure) {
                     let location = https_location(request.request(), port);
                     let redirect = HttpResponse::PermanentRedirect()
                         .insert_header((header::LOCATION, location))
@@ -212,6 +216,8 @@ pub fn spawn_circle_server(
                 let hsts = hsts.clone();
                 Either::Right(async move {
                     let mut response = response.await?;
+                    // Only the TLS listener's responses carry HSTS: on plain
+                    // HTTP the header is meaningless (RFC 6797 §7.2).
                     if secure {
                         response
                             .headers_mut()
@@ -220,7 +226,7 @@ pub fn spawn_circle_server(
                     Ok(response)
                 })
             })
-            .route("/ws", web::get().to(websocket))
+            .route(WEBSOCKET_PATH, web::get().to(upgrade_required))
             .route("/health", web::get().to(health))
             .route("/metrics", web::get().to(metrics))
             .configure(|app| {
@@ -228,41 +234,93 @@ pub fn spawn_circle_server(
                     app.service(actix_files::Files::new("/", root).index_file("index.html"));
                 }
             })
-    })
-    .on_connect(move |connection, extensions| {
-        if let Some(tls) = connection.downcast_ref::<TlsStream<TcpStream>>() {
-            handshake_metrics.tls_handshake();
-            if let Some(identity) = ClientIdentity::of(tls.get_ref().1) {
-                extensions.insert(identity);
-            }
+    };
+    let connection_ids = Arc::new(AtomicU64::new(1));
+    let refusal_log = Arc::new(RefusalLog::default());
+    let upgrader = {
+        let shared = shared.clone();
+        move |listener: Listener, local_addr: SocketAddr| {
+            Rc::new(Upgrader {
+                shared: shared.clone(),
+                listener,
+                local_addr,
+                hsts: (listener == Listener::Tls).then(|| hsts.clone()),
+                connection_ids: connection_ids.clone(),
+                refusal_log: refusal_log.clone(),
+            })
         }
-    })
-    // The embedding program owns its signals; `circle-server` maps them to
-    // a graceful stop itself.
-    .disable_signals()
-    // Answers are small and latency-bound. Without this, Nagle holds the
-    // `101 Switching Protocols` written after the TLS 1.3 session tickets
-    // until the client's delayed ACK (~40 ms per new connection).
-    .tcp_nodelay(true)
-    .shutdown_timeout(config.limits.shutdown_grace.as_secs() + 2)
-    .tls_handshake_timeout(config.limits.tls_handshake_timeout);
+    };
+    let mut server = actix_server::Server::build()
+        // The embedding program owns its signals; `circle-server` maps them
+        // to a graceful stop itself.
+        .disable_signals()
+        .shutdown_timeout(config.limits.shutdown_grace.as_secs() + 2);
     if config.workers > 0 {
         server = server.workers(config.workers);
     }
-    if let Some(listener) = plain_listener {
+    let graceful_stop = server.graceful_shutdown_signal();
+    if let (Some(listener), Some(addr)) = (plain_listener, ws_addr) {
+        let make_app = make_app.clone();
+        let upgrader = upgrader.clone();
+        let graceful_stop = graceful_stop.clone();
         server = server
-            .listen(listener)
+            .listen("circle-ws", listener, move || {
+                let upgrader = upgrader(Listener::Plain, addr);
+                http_service(addr, &graceful_stop)
+                    .upgrade(fn_service(
+                        move |(request, framed): (Request, Framed<TcpStream, Codec>)| {
+                            let upgrader = upgrader.clone();
+                            async move {
+                                upgrader.serve(request, framed).await;
+                                Ok::<_, actix_web::Error>(())
+                            }
+                        },
+                    ))
+                    .finish(map_config(make_app(Listener::Plain), |()| {
+                        AppConfig::default()
+                    }))
+                    .tcp()
+            })
             .map_err(|source| bind_error(ws_addr, source))?;
     }
-    if let (Some(listener), Some(tls)) = (tls_listener, tls) {
+    if let (Some(listener), Some(addr), Some(tls)) = (tls_listener, wss_addr, tls) {
         let mut rustls_config = tls.config;
         // actix-http prepends its own ALPN list ("http/1.1", and "h2" only
         // with its http2 feature, which we leave off: h2 first breaks
         // WebSocket upgrades for clients that follow ALPN). Clearing ours
         // avoids offering "http/1.1" twice.
         rustls_config.alpn_protocols.clear();
+        let handshake_timeout = config.limits.tls_handshake_timeout;
+        let handshake_metrics = shared.metrics.clone();
+        let graceful_stop = graceful_stop.clone();
         server = server
-            .listen_rustls_0_23(listener, rustls_config)
+            .listen("circle-wss", listener, move || {
+                let upgrader = upgrader(Listener::Tls, addr);
+                let handshake_metrics = handshake_metrics.clone();
+                http_service(addr, &graceful_stop)
+                    .on_connect_ext(move |tls: &TlsStream<TcpStream>, extensions| {
+                        handshake_metrics.tls_handshake();
+                        if let Some(identity) = ClientIdentity::of(tls.get_ref().1) {
+                            extensions.insert(identity);
+                        }
+                    })
+                    .upgrade(fn_service(
+                        move |(request, framed): (Request, Framed<TlsStream<TcpStream>, Codec>)| {
+                            let upgrader = upgrader.clone();
+                            async move {
+                                upgrader.serve(request, framed).await;
+                                Ok::<_, actix_web::Error>(())
+                            }
+                        },
+                    ))
+                    .finish(map_config(make_app(Listener::Tls), |()| {
+                        AppConfig::default()
+                    }))
+                    .rustls_0_23_with_config(
+                        rustls_config.clone(),
+                        TlsAcceptorConfig::default().handshake_timeout(handshake_timeout),
+                    )
+            })
             .map_err(|source| bind_error(wss_addr, source))?;
     }
     let server = server.run();
@@ -290,6 +348,35 @@ pub fn spawn_circle_server(
         info!("listening on wss://{addr}/ws");
     }
     Ok((tokio::spawn(server), handle))
+}
+
+/// The HTTP/1 settings both listeners share.
+fn http_service<T, S>(
+    local_addr: SocketAddr,
+    graceful_stop: &GracefulShutdownSignal,
+) -> HttpServiceBuilder<T, S>
+where
+    S: ServiceFactory<Request, Config = ()>,
+    S::Error: Into<actix_http::Response<BoxBody>> + 'static,
+    S::Response: Into<actix_http::Response<BoxBody>> + 'static,
+    S::InitError: std::fmt::Debug,
+    <S::Service as Service<Request>>::Future: 'static,
+{
+    let graceful_stop = graceful_stop.clone();
+    HttpService::build()
+        // Lets keep-alive HTTP connections close at once on a graceful stop.
+        .graceful_shutdown_signal(move || {
+            let signal = graceful_stop.clone();
+            async move { signal.notified().await }
+        })
+        .keep_alive(KeepAlive::Timeout(Duration::from_secs(5)))
+        .client_request_timeout(Duration::from_secs(5))
+        .client_disconnect_timeout(Duration::from_secs(1))
+        // Answers are small and latency-bound. Without this, Nagle holds the
+        // `101 Switching Protocols` written after the TLS 1.3 session
+        // tickets until the client's delayed ACK (~40 ms per new connection).
+        .tcp_nodelay(true)
+        .local_addr(local_addr)
 }
 
 fn circle_identity(config: &ServerConfig) -> Result<CircleIdentity, ServerError> {
@@ -491,72 +578,12 @@ fn bind_error(addr: Option<SocketAddr>, source: io::Error) -> ServerError {
     ServerError::Bind { addr, source }
 }
 
-/// `GET /ws`: upgrades to a WebSocket session.
-async fn websocket(
-    request: HttpRequest,
-    body: web::Payload,
-    shared: web::Data<Shared>,
-    connection_ids: web::Data<Arc<AtomicU64>>,
-) -> Result<HttpResponse, actix_web::Error> {
-    if *shared.shutdown.borrow() {
-        return Ok(HttpResponse::ServiceUnavailable().body("server is shutting down"));
-    }
-    if let Some(refused) = check_origin(&request, shared.allowed_origins.as_deref()) {
-        shared.metrics.limit_hit(LimitHit::Origin);
-        return Ok(refused);
-    }
-    let peer = request.peer_addr();
-    let slot = match shared.connections.try_open(peer.map(|addr| addr.ip())) {
-        Ok(slot) => slot,
-        Err(Refusal::ServerFull) => {
-            shared.metrics.limit_hit(LimitHit::Connections);
-            warn!(
-                limit = shared.limits.max_connections,
-                ?peer,
-                "connection refused: the server is at its connection limit"
-            );
-            return Ok(HttpResponse::ServiceUnavailable().body("too many connections"));
-        }
-        Err(Refusal::TooManyFromAddress) => {
-            shared.metrics.limit_hit(LimitHit::ConnectionsPerIp);
-            warn!(
-                limit = shared.limits.max_connections_per_ip,
-                ?peer,
-                "connection refused: too many connections from this address"
-            );
-            return Ok(
-                HttpResponse::TooManyRequests().body("too many connections from your address")
-            );
-        }
-    };
-    let origin = challenge_origin(&request, shared.auth_domain.as_deref());
-    let (response, session, messages) = actix_ws::handle(&request, body)?;
-    let max_message = shared.limits.max_message_bytes;
-    let messages = messages
-        .max_frame_size(max_message)
-        .aggregate_continuations()
-        .max_continuation_size(max_message);
-    let connection_id = connection_ids.fetch_add(1, Ordering::Relaxed);
-    let listener = if request.app_config().secure() {
-        Listener::Tls
-    } else {
-        Listener::Plain
-    };
-    let client_subject = request
-        .conn_data::<ClientIdentity>()
-        .map(|identity| identity.subject.clone());
-    // Every log line of the session carries its connection id (and the
-    // client certificate's subject under mutual TLS).
-    let span = tracing::info_span!("session", connection_id, peer = ?peer, client = client_subject.as_deref());
-    span.in_scope(|| match &client_subject {
-        Some(subject) => info!(%subject, "websocket connected with a verified client certificate"),
-        None => tracing::debug!("websocket connected"),
-    });
-    let conn = Connection::new(&shared, origin, listener);
-    actix_web::rt::spawn(
-        session::run(shared.into_inner(), session, messages, conn, slot).instrument(span),
-    );
-    Ok(response)
+/// `GET /ws` without `Upgrade: websocket`: plain HTTP gets no session.
+async fn upgrade_required() -> HttpResponse {
+    HttpResponse::build(actix_web::http::StatusCode::UPGRADE_REQUIRED)
+        .insert_header((header::UPGRADE, "websocket"))
+        .insert_header((header::CONNECTION, "Upgrade"))
+        .body("this endpoint speaks WebSocket only")
 }
 
 /// `https://HOST:PORT/PATH?QUERY` for a plain-HTTP request.
@@ -582,24 +609,6 @@ fn https_location(request: &HttpRequest, https_port: u16) -> String {
     format!("https://{hostname}:{https_port}{path}")
 }
 
-/// Refuses a browser upgrade from an origin outside the allow-list.
-fn check_origin(request: &HttpRequest, allowed: Option<&[String]>) -> Option<HttpResponse> {
-    let allowed = allowed?;
-    let origin = request.headers().get(header::ORIGIN)?;
-    let origin = origin.to_str().unwrap_or_default().trim_end_matches('/');
-    if allowed
-        .iter()
-        .any(|allowed| allowed.trim_end_matches('/').eq_ignore_ascii_case(origin))
-    {
-        return None;
-    }
-    warn!(
-        origin,
-        "websocket refused: origin is not in allowed_origins"
-    );
-    Some(HttpResponse::Forbidden().body("this origin may not open WebSockets here"))
-}
-
 /// `GET /metrics`: Prometheus text format.
 async fn metrics(shared: web::Data<Shared>) -> HttpResponse {
     let expires_in = shared
@@ -623,39 +632,4 @@ async fn health(shared: web::Data<Shared>) -> HttpResponse {
         "connections": shared.connections.open(),
         "executor_queue": shared.executor.queue_depth(),
     }))
-}
-
-/// The `domain` and `URI` of this connection's sign-in challenges.
-///
-/// The domain is the pinned one, else the authority of the `Origin` header
-/// (a browser page: wallets compare it with the page they run on), else of
-/// `Host`.
-fn challenge_origin(request: &HttpRequest, pinned_domain: Option<&str>) -> ChallengeOrigin {
-    let host = request.connection_info().host().to_owned();
-    let from_origin = request
-        .headers()
-        .get(header::ORIGIN)
-        .and_then(|origin| origin.to_str().ok())
-        .and_then(|origin| origin.split_once("://").map(|(_, authority)| authority))
-        .map(|authority| authority.trim_end_matches('/'))
-        .filter(|authority| {
-            !authority.is_empty()
-                && !authority
-                    .chars()
-                    .any(|c| c.is_whitespace() || c.is_control() || c == '/')
-        })
-        .map(str::to_owned);
-    let domain = pinned_domain
-        .map(str::to_owned)
-        .or(from_origin)
-        .unwrap_or_else(|| host.clone());
-    let scheme = if request.app_config().secure() {
-        "wss"
-    } else {
-        "ws"
-    };
-    ChallengeOrigin {
-        domain,
-        uri: format!("{scheme}://{host}/ws"),
-    }
 }

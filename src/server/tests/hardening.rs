@@ -577,3 +577,121 @@ async fn idle_connections_are_closed_and_busy_ones_kept() {
     assert_eq!(recv_close_code(&mut idle).await, Some(1001));
     server.stop().await;
 }
+
+/// Sends `request` as raw bytes on a fresh plain connection and returns all
+/// the server wrote back until it closed (or 5 s passed).
+async fn raw_exchange(server: &TestServer, request: &[u8]) -> String {
+    let authority = server
+        .ws_url()
+        .trim_start_matches("ws://")
+        .trim_end_matches("/ws")
+        .to_owned();
+    let mut tcp = TcpStream::connect(authority).await.expect("tcp");
+    tcp.write_all(request).await.expect("request");
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), tcp.read_to_end(&mut answer)).await;
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+#[tokio::test]
+async fn upgrade_requests_that_are_not_websockets_get_an_http_status() {
+    let server = TestServer::plain();
+    let cases: [(&str, &str); 5] = [
+        // Plain HTTP on the WebSocket path: say what it speaks.
+        ("GET /ws HTTP/1.1\r\nHost: x\r\n\r\n", "HTTP/1.1 426"),
+        // Upgrades are served on /ws only.
+        (
+            "GET /elsewhere HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
+            "HTTP/1.1 404",
+        ),
+        // An upgrade to something else (h2c) is ignored (RFC 9110 §7.8):
+        // the request is plain HTTP.
+        (
+            "GET /ws HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n\r\n",
+            "HTTP/1.1 426",
+        ),
+        // An old protocol version is told the one spoken here.
+        (
+            "GET /ws HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 8\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
+            "HTTP/1.1 426",
+        ),
+        // No key, no handshake.
+        (
+            "GET /ws HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\n\r\n",
+            "HTTP/1.1 400",
+        ),
+    ];
+    for (request, status) in cases {
+        let answer = raw_exchange(&server, request.as_bytes()).await;
+        assert!(
+            answer.starts_with(status),
+            "{request:?} should be answered {status}, got {answer:?}"
+        );
+    }
+    let old = raw_exchange(
+        &server,
+        b"GET /ws HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 8\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
+    )
+    .await;
+    assert!(old.to_ascii_lowercase().contains("sec-websocket-version: 13"));
+    // None of that disturbed the server.
+    let mut ws = connect_ws(&server.ws_url()).await;
+    assert!(call(&mut ws, 1, "whoami", json!({})).await["result"].is_object());
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_frame_sent_with_the_upgrade_request_is_answered() {
+    let server = TestServer::plain();
+    // RFC 6455 §1.3's sample key and the accept value it must produce.
+    let mut request = b"GET /ws HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n".to_vec();
+    // A masked text frame in the same write: the server has read it along
+    // with the request head and must hand it to the WebSocket.
+    let payload = br#"{"jsonrpc":"2.0","id":7,"method":"whoami"}"#;
+    let mask = [0x12, 0x34, 0x56, 0x78];
+    request.extend_from_slice(&[0x81, 0x80 | payload.len() as u8]);
+    request.extend_from_slice(&mask);
+    request.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+
+    let authority = server
+        .ws_url()
+        .trim_start_matches("ws://")
+        .trim_end_matches("/ws")
+        .to_owned();
+    let mut tcp = TcpStream::connect(authority).await.expect("tcp");
+    tcp.write_all(&request).await.expect("request");
+    let mut received = Vec::new();
+    let mut chunk = [0u8; 4096];
+    let answer = loop {
+        let n = tokio::time::timeout(Duration::from_secs(5), tcp.read(&mut chunk))
+            .await
+            .expect("an answer within 5 s")
+            .expect("read");
+        assert!(n > 0, "the server closed: {:?}", String::from_utf8_lossy(&received));
+        received.extend_from_slice(&chunk[..n]);
+        let Some(head_end) = received.windows(4).position(|w| w == b"\r\n\r\n") else {
+            continue;
+        };
+        let head = String::from_utf8_lossy(&received[..head_end]).into_owned();
+        assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+        assert!(head.contains("Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo="), "{head}");
+        let frame = &received[head_end + 4..];
+        // An unmasked text frame with a 7- or 16-bit length.
+        if frame.len() < 2 {
+            continue;
+        }
+        let (len, start) = match frame[1] {
+            126 if frame.len() >= 4 => (u16::from_be_bytes([frame[2], frame[3]]) as usize, 4),
+            126 => continue,
+            len => (len as usize, 2),
+        };
+        if frame.len() >= start + len {
+            assert_eq!(frame[0], 0x81, "a final text frame");
+            break serde_json::from_slice::<serde_json::Value>(&frame[start..start + len])
+                .expect("JSON");
+        }
+    };
+    assert_eq!(answer["id"], 7);
+    assert!(answer["result"]["circle"].is_object(), "{answer}");
+    server.stop().await;
+}
