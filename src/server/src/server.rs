@@ -133,6 +133,24 @@ impl ServerHandle {
     /// close with code 1001. Returns when the server has stopped.
     pub async fn stop(&self) {
         self.shutdown.send_replace(true);
+        // Sessions run as tasks of their own on the worker threads: let
+        // them finish (drain, close frame, close handshake) before the
+        // workers go away.
+        let sessions_closed = async {
+            while self.shared.connections.open() > 0 {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        };
+        let patience = self.shared.limits.shutdown_grace + Duration::from_secs(3);
+        if tokio::time::timeout(patience, sessions_closed)
+            .await
+            .is_err()
+        {
+            warn!(
+                open = self.shared.connections.open(),
+                "sessions still open after the shutdown grace period; stopping anyway"
+            );
+        }
         self.server.stop(true).await;
     }
 }

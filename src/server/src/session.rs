@@ -168,8 +168,9 @@ pub(crate) async fn run<T>(
         )),
         Ending::ServerStopping => {
             // Let the scripts already running finish and answer, within the
-            // grace period, before saying goodbye.
-            let drain = async {
+            // grace period, before saying goodbye. (Boxed: this once-only
+            // state would otherwise enlarge every idle session's task.)
+            let drain = Box::pin(async {
                 while let Some(answer) = pending.next().await {
                     if let Some(answer) = answer
                         && send(&mut socket, answer).await.is_err()
@@ -178,7 +179,7 @@ pub(crate) async fn run<T>(
                     }
                 }
                 let _ = socket.flush().await;
-            };
+            });
             if tokio::time::timeout(shared.limits.shutdown_grace, drain)
                 .await
                 .is_err()
@@ -206,7 +207,8 @@ pub(crate) async fn run<T>(
     }
     // Scripts still running have nobody to answer to.
     drop(pending);
-    close_connection(socket, close, &ending).await;
+    // Boxed for the same reason as the drain above.
+    Box::pin(close_connection(&mut socket, close, &ending)).await;
 }
 
 /// Waits for whatever comes first: a frame, a finished script, the ping
@@ -297,7 +299,7 @@ where
 /// would make the kernel send a reset, and the client could lose the close
 /// frame that says why.
 async fn close_connection<T>(
-    mut socket: WebSocketStream<T>,
+    socket: &mut WebSocketStream<T>,
     close: Option<(CloseCode, String)>,
     ending: &Ending,
 ) where

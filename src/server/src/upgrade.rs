@@ -63,10 +63,13 @@ pub(crate) struct Upgrader {
 
 impl Upgrader {
     /// Serves one upgrade request: refuses it with an HTTP status, or
-    /// switches protocols and runs the WebSocket session to its end.
+    /// switches protocols and starts the WebSocket session as a task of its
+    /// own. Returning ends actix-http's part: the connection's HTTP state,
+    /// the TLS accept future and the dispatcher are freed, and an idle
+    /// session costs only its own small task and buffers.
     pub async fn serve<T>(&self, request: Request, framed: Framed<T, Codec>)
     where
-        T: AsyncRead + AsyncWrite + Unpin,
+        T: AsyncRead + AsyncWrite + Unpin + 'static,
     {
         // A peer that goes away mid-upgrade is routine, not an error.
         if let Err(error) = self.upgrade(request, framed).await {
@@ -76,7 +79,7 @@ impl Upgrader {
 
     async fn upgrade<T>(&self, request: Request, framed: Framed<T, Codec>) -> io::Result<()>
     where
-        T: AsyncRead + AsyncWrite + Unpin,
+        T: AsyncRead + AsyncWrite + Unpin + 'static,
     {
         let parts = framed.into_parts();
         let mut io = parts.io;
@@ -177,9 +180,9 @@ impl Upgrader {
             self.local_addr,
         );
         let conn = Connection::new(shared, origin, self.listener);
-        session::run(shared.clone(), socket, conn, slot)
-            .instrument(span)
-            .await;
+        // The session's own task; `ServerHandle::stop` waits for it through
+        // the connection count that `slot` holds.
+        actix_web::rt::spawn(session::run(shared.clone(), socket, conn, slot).instrument(span));
         Ok(())
     }
 

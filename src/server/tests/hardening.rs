@@ -633,7 +633,10 @@ async fn upgrade_requests_that_are_not_websockets_get_an_http_status() {
         b"GET /ws HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 8\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
     )
     .await;
-    assert!(old.to_ascii_lowercase().contains("sec-websocket-version: 13"));
+    assert!(
+        old.to_ascii_lowercase()
+            .contains("sec-websocket-version: 13")
+    );
     // None of that disturbed the server.
     let mut ws = connect_ws(&server.ws_url()).await;
     assert!(call(&mut ws, 1, "whoami", json!({})).await["result"].is_object());
@@ -667,14 +670,21 @@ async fn a_frame_sent_with_the_upgrade_request_is_answered() {
             .await
             .expect("an answer within 5 s")
             .expect("read");
-        assert!(n > 0, "the server closed: {:?}", String::from_utf8_lossy(&received));
+        assert!(
+            n > 0,
+            "the server closed: {:?}",
+            String::from_utf8_lossy(&received)
+        );
         received.extend_from_slice(&chunk[..n]);
         let Some(head_end) = received.windows(4).position(|w| w == b"\r\n\r\n") else {
             continue;
         };
         let head = String::from_utf8_lossy(&received[..head_end]).into_owned();
         assert!(head.starts_with("HTTP/1.1 101"), "{head}");
-        assert!(head.contains("Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo="), "{head}");
+        assert!(
+            head.contains("Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo="),
+            "{head}"
+        );
         let frame = &received[head_end + 4..];
         // An unmasked text frame with a 7- or 16-bit length.
         if frame.len() < 2 {
