@@ -329,7 +329,26 @@ fn targets(m: &Matrix) -> Vec<Target> {
     );
     at_least("full handshakes/s (ECDSA) vs echo-wss", med(CIRCLE, "handshake ecdsa full", "/conn_per_s"), med(ECHO, "handshake ecdsa full", "/conn_per_s"), 0.95, "conn/s");
     at_least("resumed vs full handshakes/s (ECDSA), circle", med(CIRCLE, "handshake ecdsa resumed", "/conn_per_s"), med(CIRCLE, "handshake ecdsa full", "/conn_per_s"), 2.0, "conn/s");
+    // The 2× above is out of reach with ECDSA and the hybrid post-quantum key
+    // exchange for any rustls server (PROFILE.md §1); the rows below are the
+    // restatement proposed there: 2× with RSA, and the stack's own ratio.
+    at_least("resumed vs full handshakes/s (RSA), circle", med(CIRCLE, "handshake rsa resumed", "/conn_per_s"), med(CIRCLE, "handshake rsa full", "/conn_per_s"), 2.0, "conn/s");
     at_least("Redis executor (2 workers) play C=64 W=16 vs embedded", med(CIRCLE_REDIS, p16, "/req_per_s"), med(CIRCLE, p16, "/req_per_s"), 0.4, "req/s");
+    let ecdsa_ratio = |server: &str| {
+        med(server, "handshake ecdsa resumed", "/conn_per_s")
+            .zip(med(server, "handshake ecdsa full", "/conn_per_s"))
+            .map(|(resumed, full)| resumed / full)
+    };
+    let (circle_ratio, echo_ratio) = (ecdsa_ratio(CIRCLE), ecdsa_ratio(ECHO));
+    out.push(Target {
+        what: "resumed/full ratio (ECDSA), circle vs echo-wss's (proposed restatement)".to_owned(),
+        measured: match (circle_ratio, echo_ratio) {
+            (Some(c), Some(e)) => format!("{c:.2}× vs {e:.2}× = {:.2}", c / e),
+            _ => "–".to_owned(),
+        },
+        wanted: "≥ 0.95".to_owned(),
+        met: circle_ratio.zip(echo_ratio).map(|(c, e)| c >= 0.95 * e),
+    });
 
     let mut at_most = |what: &str, measured: Option<f64>, limit: Option<f64>, unit: &str, wanted: String| {
         out.push(Target {

@@ -74,7 +74,8 @@ struct Args {
     /// Largest WebSocket message accepted, in bytes.
     #[arg(long, env = "CIRCLE_MAX_MESSAGE_BYTES", default_value_t = ServerLimits::default().max_message_bytes)]
     max_message_bytes: usize,
-    /// Open connections allowed across the server (default: what the open-file limit allows, less a reserve).
+    /// Open connections allowed across the server (default: what the open-file limit allows, less a
+    /// reserve; more than that leaves new clients waiting in the kernel's queue instead of refused).
     #[arg(long, env = "CIRCLE_MAX_CONNECTIONS")]
     max_connections: Option<usize>,
     /// Requests one connection may have in flight.
@@ -166,9 +167,7 @@ async fn main() -> ExitCode {
         script_threads: args.script_threads,
         limits: ServerLimits {
             max_message_bytes: args.max_message_bytes,
-            max_connections: args
-                .max_connections
-                .unwrap_or_else(connections_the_fd_limit_allows),
+            max_connections: max_connections(args.max_connections),
             max_in_flight_per_connection: args.max_in_flight,
             max_connections_per_ip: args.max_connections_per_ip,
             max_requests_per_second: args.max_requests_per_second,
@@ -239,12 +238,39 @@ async fn main() -> ExitCode {
 /// executor's threads and Redis connections, log files.
 const RESERVED_DESCRIPTORS: usize = 64;
 
-/// Raises the soft open-file limit to the hard one and returns how many
-/// connections fit under it. Refusing the next upgrade with 503 (and a log
-/// line) is better than running out of descriptors, where the accept loop
-/// stalls and new clients hang unanswered.
-fn connections_the_fd_limit_allows() -> usize {
-    let fallback = ServerLimits::default().max_connections;
+/// The connection cap: `asked`, or how many connections fit under the
+/// open-file limit (raised to its hard maximum first). Refusing the next
+/// upgrade with 503 (and a log line) is better than running out of
+/// descriptors, where the accept loop stalls and new clients hang unanswered.
+fn max_connections(asked: Option<usize>) -> usize {
+    let Some(open_files) = raise_open_file_limit() else {
+        return asked.unwrap_or(ServerLimits::default().max_connections);
+    };
+    let fit = open_files.saturating_sub(RESERVED_DESCRIPTORS).max(1);
+    match asked {
+        Some(asked) if asked > fit => {
+            tracing::warn!(
+                max_connections = asked,
+                open_file_limit = open_files,
+                "max_connections is above what the open-file limit allows ({fit}): past that, new clients wait unanswered instead of being refused"
+            );
+            asked
+        }
+        Some(asked) => asked,
+        None => {
+            tracing::info!(
+                open_file_limit = open_files,
+                max_connections = fit,
+                "connection limit set from the open-file limit"
+            );
+            fit
+        }
+    }
+}
+
+/// Raises the soft open-file limit to the hard one; returns the limit in
+/// force, or `None` where it cannot be read.
+fn raise_open_file_limit() -> Option<usize> {
     #[cfg(unix)]
     {
         let mut limit = libc::rlimit {
@@ -254,7 +280,7 @@ fn connections_the_fd_limit_allows() -> usize {
         // SAFETY: getrlimit writes into the struct we own; setrlimit reads it.
         let raised = unsafe {
             if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 {
-                return fallback;
+                return None;
             }
             let wanted = libc::rlimit {
                 rlim_cur: limit.rlim_max,
@@ -262,23 +288,16 @@ fn connections_the_fd_limit_allows() -> usize {
             };
             libc::setrlimit(libc::RLIMIT_NOFILE, &wanted) == 0
         };
-        let usable = if raised {
+        let in_force = if raised {
             limit.rlim_max
         } else {
             limit.rlim_cur
         };
-        let usable = usize::try_from(usable).unwrap_or(usize::MAX);
-        let connections = usable.saturating_sub(RESERVED_DESCRIPTORS).max(1);
-        tracing::info!(
-            open_file_limit = usable,
-            max_connections = connections,
-            "connection limit set from the open-file limit"
-        );
-        connections
+        Some(usize::try_from(in_force).unwrap_or(usize::MAX))
     }
     #[cfg(not(unix))]
     {
-        fallback
+        None
     }
 }
 
