@@ -578,9 +578,9 @@ async fn idle_connections_are_closed_and_busy_ones_kept() {
     server.stop().await;
 }
 
-/// Sends `request` as raw bytes on a fresh plain connection and returns all
-/// the server wrote back until it closed (or 5 s passed).
-async fn raw_exchange(server: &TestServer, request: &[u8]) -> String {
+/// A fresh plain TCP connection to the server's `ws://` listener, with
+/// `request` already written on it.
+async fn raw_connection(server: &TestServer, request: &[u8]) -> TcpStream {
     let authority = server
         .ws_url()
         .trim_start_matches("ws://")
@@ -588,6 +588,13 @@ async fn raw_exchange(server: &TestServer, request: &[u8]) -> String {
         .to_owned();
     let mut tcp = TcpStream::connect(authority).await.expect("tcp");
     tcp.write_all(request).await.expect("request");
+    tcp
+}
+
+/// Sends `request` as raw bytes on a fresh plain connection and returns all
+/// the server wrote back until it closed (or 5 s passed).
+async fn raw_exchange(server: &TestServer, request: &[u8]) -> String {
+    let mut tcp = raw_connection(server, request).await;
     let mut answer = Vec::new();
     let _ = tokio::time::timeout(Duration::from_secs(5), tcp.read_to_end(&mut answer)).await;
     String::from_utf8_lossy(&answer).into_owned()
@@ -656,13 +663,7 @@ async fn a_frame_sent_with_the_upgrade_request_is_answered() {
     request.extend_from_slice(&mask);
     request.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
 
-    let authority = server
-        .ws_url()
-        .trim_start_matches("ws://")
-        .trim_end_matches("/ws")
-        .to_owned();
-    let mut tcp = TcpStream::connect(authority).await.expect("tcp");
-    tcp.write_all(&request).await.expect("request");
+    let mut tcp = raw_connection(&server, &request).await;
     let mut received = Vec::new();
     let mut chunk = [0u8; 4096];
     let answer = loop {
