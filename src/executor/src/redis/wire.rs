@@ -100,7 +100,7 @@ mod status {
 pub(crate) enum Format {
     /// One job per entry, one field per part; answers likewise.
     V1,
-    /// Several jobs per entry, one field per job; answers likewise.
+    /// Several jobs per entry, packed as lines in one field; answers likewise.
     V2,
 }
 
