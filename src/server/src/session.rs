@@ -5,7 +5,7 @@
 //! connection is TLS: by the time it runs, TLS is finished.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use futures_util::future::LocalBoxFuture;
 use futures_util::stream::FuturesUnordered;
@@ -29,6 +29,9 @@ enum Ending {
     PeerClosed,
     PeerVanished,
     Unresponsive,
+    /// Answers could not be written for a while: the client sends but does
+    /// not read.
+    NotReading,
     Idle,
     TooBig,
     NotUtf8,
@@ -43,7 +46,7 @@ const EVENTS_PER_FLUSH: usize = 64;
 
 /// How long a closing session waits for the peer's close frame before it
 /// drops the connection.
-const CLOSE_HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+const CLOSE_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// What woke the session up.
 enum Event {
@@ -53,231 +56,268 @@ enum Event {
     ShutdownChanged(bool),
 }
 
+/// Answers of scripts still running.
+type PendingAnswers = FuturesUnordered<LocalBoxFuture<'static, Option<String>>>;
+
+/// One connection's state while it runs.
+struct Session<T> {
+    shared: Arc<Shared>,
+    socket: WebSocketStream<T>,
+    conn: Connection,
+    pending: PendingAnswers,
+    shutdown: watch::Receiver<bool>,
+    /// Drives pings and the idle and liveness checks.
+    ticks: tokio::time::Interval,
+    last_heard: Instant,
+    last_request: Instant,
+}
+
 /// Runs one connection until it ends. `_slot` keeps the connection counted.
 pub(crate) async fn run<T>(
     shared: Arc<Shared>,
-    mut socket: WebSocketStream<T>,
-    mut conn: Connection,
+    socket: WebSocketStream<T>,
+    conn: Connection,
     _slot: ConnectionSlot,
 ) where
     T: AsyncRead + AsyncWrite + Unpin,
 {
-    let mut pending = FuturesUnordered::new();
-    let mut shutdown = shared.shutdown.clone();
-    let ping_interval = shared.limits.ping_interval;
-    let mut last_heard = Instant::now();
-    let mut last_request = Instant::now();
-    let idle_timeout = shared.limits.idle_timeout;
+    let limits = &shared.limits;
     // The idle check rides on the ping timer, so it needs ticks at least
     // as often as the idle timeout is short.
-    let tick_every = if idle_timeout.is_zero() {
-        ping_interval
+    let tick_every = if limits.idle_timeout.is_zero() {
+        limits.ping_interval
     } else {
-        ping_interval.min(idle_timeout / 2)
+        limits.ping_interval.min(limits.idle_timeout / 2)
     };
-    let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + tick_every, tick_every);
-    shared.metrics.connection_opened(conn.listener);
+    let mut session = Session {
+        shutdown: shared.shutdown.clone(),
+        ticks: tokio::time::interval_at(tokio::time::Instant::now() + tick_every, tick_every),
+        shared,
+        socket,
+        conn,
+        pending: FuturesUnordered::new(),
+        last_heard: Instant::now(),
+        last_request: Instant::now(),
+    };
+    session
+        .shared
+        .metrics
+        .connection_opened(session.conn.listener);
+    let ending = session.serve().await;
+    session.end(ending).await;
+}
 
-    let ending = 'session: loop {
-        let mut event = next_event(&mut socket, &mut pending, &mut ping, &mut shutdown).await;
-        // Handle everything that is ready now, then write all the answers
-        // in one go: pipelined requests get one TLS record and one syscall
-        // per batch instead of one per answer.
-        for handled in 0..EVENTS_PER_FLUSH {
-            let outcome = match event {
-                Event::Frame(frame) => {
-                    last_heard = Instant::now();
-                    handle_frame(
-                        &shared,
-                        &mut socket,
-                        &mut conn,
-                        &mut pending,
-                        &mut last_request,
-                        frame,
-                    )
-                    .await
-                }
-                Event::Answer(answer) => match answer {
-                    Some(answer) => send(&mut socket, answer).await,
-                    None => Ok(()),
-                },
-                Event::Tick => {
-                    if last_heard.elapsed() > ping_interval * 3 {
-                        Err(Ending::Unresponsive)
-                    } else if !idle_timeout.is_zero()
-                        && pending.is_empty()
-                        && last_request.elapsed() >= idle_timeout
-                    {
-                        Err(Ending::Idle)
-                    } else {
-                        socket
-                            .feed(Message::Ping(Bytes::new()))
-                            .await
-                            .map_err(|_| Ending::PeerVanished)
-                    }
-                }
-                Event::ShutdownChanged(stopping) => {
-                    if stopping {
-                        Err(Ending::ServerStopping)
-                    } else {
-                        Ok(())
-                    }
-                }
-            };
-            if let Err(ending) = outcome {
-                break 'session ending;
+impl<T> Session<T>
+where
+    T: AsyncRead + AsyncWrite + Unpin,
+{
+    /// Serves the connection until something ends it.
+    async fn serve(&mut self) -> Ending {
+        // A client that sends but never reads fills the socket buffers and
+        // then blocks the writes: it is cut off when writing has made no
+        // progress for as long as a silent client is given.
+        let write_stall = self.shared.limits.ping_interval * 3;
+        loop {
+            let event = self.next_event().await;
+            match tokio::time::timeout(write_stall, self.handle_ready(event)).await {
+                Ok(Ok(())) => {}
+                Ok(Err(ending)) => return ending,
+                Err(_) => return Ending::NotReading,
             }
-            if handled + 1 == EVENTS_PER_FLUSH {
+        }
+    }
+
+    /// Waits for whatever comes first: a frame, a finished script, the tick
+    /// or a change of the server's shutdown flag.
+    async fn next_event(&mut self) -> Event {
+        tokio::select! {
+            frame = self.socket.next() => Event::Frame(frame),
+            Some(answer) = self.pending.next(), if !self.pending.is_empty() => Event::Answer(answer),
+            _ = self.ticks.tick() => Event::Tick,
+            // A dropped sender means the server is gone: stop as well.
+            changed = self.shutdown.changed() => {
+                Event::ShutdownChanged(changed.is_err() || *self.shutdown.borrow())
+            }
+        }
+    }
+
+    /// Handles `event` and everything else that is ready now, then writes
+    /// all the answers in one go: pipelined requests get one TLS record and
+    /// one syscall per batch instead of one per answer.
+    async fn handle_ready(&mut self, mut event: Event) -> Result<(), Ending> {
+        for handled in 1..=EVENTS_PER_FLUSH {
+            self.handle(event).await?;
+            if handled == EVENTS_PER_FLUSH {
                 break;
             }
-            match next_event(&mut socket, &mut pending, &mut ping, &mut shutdown).now_or_never() {
+            match self.next_event().now_or_never() {
                 Some(ready) => event = ready,
                 None => break,
             }
         }
-        if socket.flush().await.is_err() {
-            break Ending::PeerVanished;
-        }
-    };
+        self.socket.flush().await.map_err(|_| Ending::PeerVanished)
+    }
 
-    let close = match &ending {
-        Ending::PeerClosed | Ending::PeerVanished => None,
-        Ending::Unresponsive => Some((
-            CloseCode::Away,
-            "no traffic from the client, not even pongs".to_owned(),
-        )),
-        Ending::Idle => Some((
-            CloseCode::Away,
-            format!("no request for {} s", idle_timeout.as_secs()),
-        )),
-        Ending::TooBig => Some((
-            CloseCode::Size,
-            format!(
-                "message over the limit of {} bytes",
-                shared.limits.max_message_bytes
-            ),
-        )),
-        Ending::NotUtf8 => Some((
-            CloseCode::Invalid,
-            "a text message must be UTF-8".to_owned(),
-        )),
-        Ending::ProtocolViolation(why) => Some((CloseCode::Protocol, why.clone())),
-        Ending::TooManyFailedSignIns => Some((
-            CloseCode::Policy,
-            "too many failed authenticate attempts".to_owned(),
-        )),
-        Ending::ServerStopping => {
-            // Let the scripts already running finish and answer, within the
-            // grace period, before saying goodbye. (Boxed: this once-only
-            // state would otherwise enlarge every idle session's task.)
-            let drain = Box::pin(async {
-                while let Some(answer) = pending.next().await {
-                    if let Some(answer) = answer
-                        && send(&mut socket, answer).await.is_err()
-                    {
-                        break;
-                    }
+    async fn handle(&mut self, event: Event) -> Result<(), Ending> {
+        match event {
+            Event::Frame(frame) => {
+                self.last_heard = Instant::now();
+                self.handle_frame(frame).await
+            }
+            Event::Answer(Some(answer)) => send(&mut self.socket, answer).await,
+            Event::Answer(None) => Ok(()),
+            Event::Tick => {
+                let limits = &self.shared.limits;
+                if self.last_heard.elapsed() > limits.ping_interval * 3 {
+                    Err(Ending::Unresponsive)
+                } else if !limits.idle_timeout.is_zero()
+                    && self.pending.is_empty()
+                    && self.last_request.elapsed() >= limits.idle_timeout
+                {
+                    Err(Ending::Idle)
+                } else {
+                    self.socket
+                        .feed(Message::Ping(Bytes::new()))
+                        .await
+                        .map_err(|_| Ending::PeerVanished)
                 }
-                let _ = socket.flush().await;
-            });
-            if tokio::time::timeout(shared.limits.shutdown_grace, drain)
-                .await
-                .is_err()
-            {
-                warn!(
-                    unanswered = pending.len(),
-                    "shutdown grace period over; closing with scripts still running"
-                );
             }
-            Some((CloseCode::Away, "server is shutting down".to_owned()))
+            Event::ShutdownChanged(true) => Err(Ending::ServerStopping),
+            Event::ShutdownChanged(false) => Ok(()),
         }
-    };
-    shared.metrics.connection_closed(conn.listener);
-    match &ending {
-        Ending::TooBig => shared.metrics.limit_hit(LimitHit::MessageSize),
-        Ending::TooManyFailedSignIns => shared.metrics.limit_hit(LimitHit::FailedSignIns),
-        Ending::Idle | Ending::Unresponsive => shared.metrics.limit_hit(LimitHit::Idle),
-        _ => {}
     }
-    match &ending {
-        Ending::PeerClosed | Ending::PeerVanished | Ending::ServerStopping => {
-            debug!(?ending, in_flight = conn.in_flight(), "session ended")
-        }
-        _ => info!(?ending, "closing connection"),
-    }
-    // Scripts still running have nobody to answer to.
-    drop(pending);
-    // Boxed for the same reason as the drain above.
-    Box::pin(close_connection(&mut socket, close, &ending)).await;
-}
 
-/// Waits for whatever comes first: a frame, a finished script, the ping
-/// timer or a change of the server's shutdown flag.
-async fn next_event<T>(
-    socket: &mut WebSocketStream<T>,
-    pending: &mut FuturesUnordered<LocalBoxFuture<'static, Option<String>>>,
-    ping: &mut tokio::time::Interval,
-    shutdown: &mut watch::Receiver<bool>,
-) -> Event
-where
-    T: AsyncRead + AsyncWrite + Unpin,
-{
-    tokio::select! {
-        frame = socket.next() => Event::Frame(frame),
-        Some(answer) = pending.next(), if !pending.is_empty() => Event::Answer(answer),
-        _ = ping.tick() => Event::Tick,
-        // A dropped sender means the server is gone: stop as well.
-        changed = shutdown.changed() => {
-            Event::ShutdownChanged(changed.is_err() || *shutdown.borrow())
+    /// Handles one frame from the client: requests go to the router, their
+    /// immediate answers into the write buffer, later ones into `pending`.
+    async fn handle_frame(
+        &mut self,
+        frame: Option<Result<Message, WsError>>,
+    ) -> Result<(), Ending> {
+        let Some(frame) = frame else {
+            return Err(Ending::PeerVanished);
+        };
+        let shared = &self.shared;
+        match frame {
+            Ok(Message::Text(text)) => {
+                self.last_request = Instant::now();
+                match router::handle_text(shared, &mut self.conn, text.as_str()) {
+                    Reply::Now(Some(answer)) => send(&mut self.socket, answer).await?,
+                    Reply::Now(None) => {}
+                    Reply::Later(answer) => self.pending.push(answer),
+                }
+                if self.conn.auth.failed_attempts() >= shared.limits.max_failed_auth_attempts {
+                    return Err(Ending::TooManyFailedSignIns);
+                }
+                Ok(())
+            }
+            Ok(Message::Binary(_)) => {
+                self.last_request = Instant::now();
+                send(&mut self.socket, router::binary_frame_reply()).await
+            }
+            // tungstenite queues the pong itself; it goes out with the next flush.
+            Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_)) => Ok(()),
+            Ok(Message::Close(_)) => Err(Ending::PeerClosed),
+            Err(WsError::Capacity(
+                CapacityError::MessageTooLong { .. } | CapacityError::TooManyHeaders,
+            )) => Err(Ending::TooBig),
+            Err(WsError::Utf8(_)) => Err(Ending::NotUtf8),
+            Err(WsError::Protocol(violation)) => {
+                Err(Ending::ProtocolViolation(violation.to_string()))
+            }
+            Err(WsError::ConnectionClosed | WsError::AlreadyClosed | WsError::Io(_)) => {
+                Err(Ending::PeerVanished)
+            }
+            Err(other) => Err(Ending::ProtocolViolation(other.to_string())),
         }
     }
-}
 
-/// Handles one frame from the client: requests go to the router, their
-/// immediate answers into the write buffer, later ones into `pending`.
-async fn handle_frame<T>(
-    shared: &Shared,
-    socket: &mut WebSocketStream<T>,
-    conn: &mut Connection,
-    pending: &mut FuturesUnordered<LocalBoxFuture<'static, Option<String>>>,
-    last_request: &mut Instant,
-    frame: Option<Result<Message, WsError>>,
-) -> Result<(), Ending>
-where
-    T: AsyncRead + AsyncWrite + Unpin,
-{
-    let Some(frame) = frame else {
-        return Err(Ending::PeerVanished);
-    };
-    match frame {
-        Ok(Message::Text(text)) => {
-            *last_request = Instant::now();
-            match router::handle_text(shared, conn, text.as_str()) {
-                Reply::Now(Some(answer)) => send(socket, answer).await?,
-                Reply::Now(None) => {}
-                Reply::Later(answer) => pending.push(answer),
+    /// Says why the session ends (to the metrics, the log and the client)
+    /// and closes the connection.
+    async fn end(mut self, ending: Ending) {
+        let close = match &ending {
+            Ending::PeerClosed | Ending::PeerVanished => None,
+            Ending::Unresponsive => Some((
+                CloseCode::Away,
+                "no traffic from the client, not even pongs".to_owned(),
+            )),
+            Ending::NotReading => Some((
+                CloseCode::Policy,
+                "the client does not read its answers".to_owned(),
+            )),
+            Ending::Idle => Some((
+                CloseCode::Away,
+                format!(
+                    "no request for {} s",
+                    self.shared.limits.idle_timeout.as_secs()
+                ),
+            )),
+            Ending::TooBig => Some((
+                CloseCode::Size,
+                format!(
+                    "message over the limit of {} bytes",
+                    self.shared.limits.max_message_bytes
+                ),
+            )),
+            Ending::NotUtf8 => Some((
+                CloseCode::Invalid,
+                "a text message must be UTF-8".to_owned(),
+            )),
+            Ending::ProtocolViolation(why) => Some((CloseCode::Protocol, why.clone())),
+            Ending::TooManyFailedSignIns => Some((
+                CloseCode::Policy,
+                "too many failed authenticate attempts".to_owned(),
+            )),
+            Ending::ServerStopping => {
+                // Boxed: this once-only state would otherwise enlarge every
+                // idle session's task.
+                Box::pin(self.drain_for_shutdown()).await;
+                Some((CloseCode::Away, "server is shutting down".to_owned()))
             }
-            if conn.auth.failed_attempts() >= shared.limits.max_failed_auth_attempts {
-                return Err(Ending::TooManyFailedSignIns);
+        };
+        let metrics = &self.shared.metrics;
+        metrics.connection_closed(self.conn.listener);
+        match &ending {
+            Ending::TooBig => metrics.limit_hit(LimitHit::MessageSize),
+            Ending::TooManyFailedSignIns => metrics.limit_hit(LimitHit::FailedSignIns),
+            Ending::Idle | Ending::Unresponsive | Ending::NotReading => {
+                metrics.limit_hit(LimitHit::Idle)
             }
-            Ok(())
+            _ => {}
         }
-        Ok(Message::Binary(_)) => {
-            *last_request = Instant::now();
-            send(socket, router::binary_frame_reply()).await
+        match &ending {
+            Ending::PeerClosed | Ending::PeerVanished | Ending::ServerStopping => {
+                debug!(?ending, in_flight = self.conn.in_flight(), "session ended")
+            }
+            _ => info!(?ending, "closing connection"),
         }
-        // tungstenite queues the pong itself; it goes out with the next flush.
-        Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_)) => Ok(()),
-        Ok(Message::Close(_)) => Err(Ending::PeerClosed),
-        Err(WsError::Capacity(
-            CapacityError::MessageTooLong { .. } | CapacityError::TooManyHeaders,
-        )) => Err(Ending::TooBig),
-        Err(WsError::Utf8(_)) => Err(Ending::NotUtf8),
-        Err(WsError::Protocol(violation)) => Err(Ending::ProtocolViolation(violation.to_string())),
-        Err(WsError::ConnectionClosed | WsError::AlreadyClosed | WsError::Io(_)) => {
-            Err(Ending::PeerVanished)
+        // Scripts still running have nobody to answer to.
+        drop(self.pending);
+        // Boxed for the same reason as the drain.
+        Box::pin(close_connection(&mut self.socket, close, &ending)).await;
+    }
+
+    /// Lets the scripts already running finish and answer, within the
+    /// grace period, before the server says goodbye.
+    async fn drain_for_shutdown(&mut self) {
+        let drain = async {
+            while let Some(answer) = self.pending.next().await {
+                if let Some(answer) = answer
+                    && send(&mut self.socket, answer).await.is_err()
+                {
+                    break;
+                }
+            }
+            let _ = self.socket.flush().await;
+        };
+        if tokio::time::timeout(self.shared.limits.shutdown_grace, drain)
+            .await
+            .is_err()
+        {
+            warn!(
+                unanswered = self.pending.len(),
+                "shutdown grace period over; closing with scripts still running"
+            );
         }
-        Err(other) => Err(Ending::ProtocolViolation(other.to_string())),
     }
 }
 

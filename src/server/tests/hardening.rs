@@ -706,3 +706,55 @@ async fn a_frame_sent_with_the_upgrade_request_is_answered() {
     assert!(answer["result"]["circle"].is_object(), "{answer}");
     server.stop().await;
 }
+
+#[tokio::test]
+async fn a_client_that_sends_but_never_reads_is_cut_off() {
+    let server = TestServer::start(ServerConfig {
+        limits: ServerLimits {
+            // Writes that make no progress for 3 ping intervals end the session.
+            ping_interval: Duration::from_millis(300),
+            ..ServerLimits::default()
+        },
+        ..ServerConfig::default()
+    });
+    let mut tcp = raw_connection(
+        &server,
+        b"GET /ws HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
+    )
+    .await;
+    // Many masked `whoami` frames per write; their answers are never read.
+    let payload = br#"{"jsonrpc":"2.0","id":1,"method":"whoami"}"#;
+    let mask = [1, 2, 3, 4];
+    let mut frame = vec![0x81, 0x80 | payload.len() as u8];
+    frame.extend_from_slice(&mask);
+    frame.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+    let chunk = frame.repeat(1000);
+    let started = Instant::now();
+    // Write until the server stops reading (its own writes are stuck).
+    while let Ok(Ok(())) = tokio::time::timeout(Duration::from_secs(1), tcp.write_all(&chunk)).await
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "the server kept reading for a minute although its answers were not read"
+        );
+    }
+    assert_eq!(
+        server.handle.open_connections(),
+        1,
+        "stalled, not yet closed"
+    );
+    // Stalled writes for 3 × 300 ms, then a bounded close: the slot is freed.
+    let stalled = Instant::now();
+    while server.handle.open_connections() > 0 {
+        assert!(
+            stalled.elapsed() < Duration::from_secs(10),
+            "the session that does not read is still open"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Everyone else is still served.
+    let mut ws = connect_ws(&server.ws_url()).await;
+    assert!(call(&mut ws, 2, "whoami", json!({})).await["result"].is_object());
+    drop(tcp);
+    server.stop().await;
+}
