@@ -195,6 +195,19 @@ impl Upgrader {
             return Err(HttpRefusal::new(405, "a WebSocket upgrade is a GET"));
         }
         let headers = request.headers();
+        // actix-http hands over any request with `Upgrade: websocket`; RFC
+        // 6455 §4.1 also wants `Connection: Upgrade`.
+        let connection_upgrades = headers
+            .get_all(header::CONNECTION)
+            .filter_map(|value| value.to_str().ok())
+            .flat_map(|value| value.split(','))
+            .any(|option| option.trim().eq_ignore_ascii_case("upgrade"));
+        if !connection_upgrades {
+            return Err(HttpRefusal::new(
+                400,
+                "a WebSocket handshake needs Connection: Upgrade",
+            ));
+        }
         let upgrades_to_websocket = headers
             .get(header::UPGRADE)
             .and_then(|value| value.to_str().ok())

@@ -591,19 +591,26 @@ async fn raw_connection(server: &TestServer, request: &[u8]) -> TcpStream {
     tcp
 }
 
-/// Sends `request` as raw bytes on a fresh plain connection and returns all
-/// the server wrote back until it closed (or 5 s passed).
+/// Sends `request` as raw bytes on a fresh plain connection and returns the
+/// head of the server's response (all it wrote, if it closed before the
+/// head ended).
 async fn raw_exchange(server: &TestServer, request: &[u8]) -> String {
     let mut tcp = raw_connection(server, request).await;
     let mut answer = Vec::new();
-    let _ = tokio::time::timeout(Duration::from_secs(5), tcp.read_to_end(&mut answer)).await;
+    let mut chunk = [0u8; 1024];
+    while !answer.windows(4).any(|w| w == b"\r\n\r\n") {
+        match tokio::time::timeout(Duration::from_secs(5), tcp.read(&mut chunk)).await {
+            Ok(Ok(n)) if n > 0 => answer.extend_from_slice(&chunk[..n]),
+            _ => break,
+        }
+    }
     String::from_utf8_lossy(&answer).into_owned()
 }
 
 #[tokio::test]
-async fn upgrade_requests_that_are_not_websockets_get_an_http_status() {
+async fn each_upgrade_request_gets_a_websocket_or_an_http_status() {
     let server = TestServer::plain();
-    let cases: [(&str, &str); 5] = [
+    let cases: [(&str, &str); 7] = [
         // Plain HTTP on the WebSocket path: say what it speaks.
         ("GET /ws HTTP/1.1\r\nHost: x\r\n\r\n", "HTTP/1.1 426"),
         // Upgrades are served on /ws only.
@@ -626,6 +633,16 @@ async fn upgrade_requests_that_are_not_websockets_get_an_http_status() {
         (
             "GET /ws HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\n\r\n",
             "HTTP/1.1 400",
+        ),
+        // `Upgrade: websocket` without `Connection: Upgrade` is no handshake.
+        (
+            "GET /ws HTTP/1.1\r\nHost: x\r\nConnection: close\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
+            "HTTP/1.1 400",
+        ),
+        // Firefox's way of asking (`Connection: keep-alive, Upgrade`) is one.
+        (
+            "GET /ws HTTP/1.1\r\nHost: x\r\nConnection: keep-alive, Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
+            "HTTP/1.1 101",
         ),
     ];
     for (request, status) in cases {
