@@ -1,7 +1,7 @@
 //! The WebSocket upgrade, outside actix-http's HTTP/1 dispatcher.
 //!
-//! actix-http hands a request carrying `Connection: Upgrade` to this
-//! service together with the connection itself. From here on the connection
+//! actix-http hands every request that asks for `Upgrade: websocket` to
+//! this service together with the connection itself. From here on the connection
 //! no longer belongs to the dispatcher: its two 8 KiB HTTP buffers are freed
 //! and the WebSocket runs straight over the (TLS) stream with a small read
 //! buffer. An idle signed-in connection then costs about half the memory,
