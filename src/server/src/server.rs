@@ -136,13 +136,8 @@ impl ServerHandle {
         // Sessions run as tasks of their own on the worker threads: let
         // them finish (drain, close frame, close handshake) before the
         // workers go away.
-        let sessions_closed = async {
-            while self.shared.connections.open() > 0 {
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-        };
         let patience = self.shared.limits.shutdown_grace + Duration::from_secs(3);
-        if tokio::time::timeout(patience, sessions_closed)
+        if tokio::time::timeout(patience, self.shared.connections.all_closed())
             .await
             .is_err()
         {
@@ -254,7 +249,7 @@ pub fn spawn_circle_server(
             })
     };
     let connection_ids = Arc::new(AtomicU64::new(1));
-    let refusal_log = Arc::new(RefusalLog::default());
+    let refusal_log = Arc::new(RefusalLog::new());
     let upgrader = {
         let shared = shared.clone();
         move |listener: Listener, local_addr: SocketAddr| {

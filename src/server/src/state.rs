@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use circle_executor::Executor;
-use tokio::sync::watch;
+use tokio::sync::{Notify, watch};
 
 use crate::auth::ChallengeSettings;
 use crate::config::ServerLimits;
@@ -61,6 +61,8 @@ pub(crate) struct ConnectionCounter {
 #[derive(Debug)]
 struct CounterInner {
     open: AtomicUsize,
+    /// Woken when the last open connection closes.
+    all_closed: Notify,
     max: usize,
     per_ip: Mutex<HashMap<IpAddr, usize>>,
     max_per_ip: usize,
@@ -78,6 +80,7 @@ impl ConnectionCounter {
         ConnectionCounter {
             inner: Arc::new(CounterInner {
                 open: AtomicUsize::new(0),
+                all_closed: Notify::new(),
                 max,
                 per_ip: Mutex::new(HashMap::new()),
                 max_per_ip,
@@ -127,6 +130,20 @@ impl ConnectionCounter {
     pub fn open(&self) -> usize {
         self.inner.open.load(Ordering::Relaxed)
     }
+
+    /// Returns once no connection is open.
+    pub async fn all_closed(&self) {
+        loop {
+            let closed = self.inner.all_closed.notified();
+            tokio::pin!(closed);
+            // Registered before the check, so a close in between is not missed.
+            closed.as_mut().enable();
+            if self.open() == 0 {
+                return;
+            }
+            closed.await;
+        }
+    }
 }
 
 /// One open connection; counted out when dropped.
@@ -138,7 +155,9 @@ pub(crate) struct ConnectionSlot {
 
 impl Drop for ConnectionSlot {
     fn drop(&mut self) {
-        self.inner.open.fetch_sub(1, Ordering::AcqRel);
+        if self.inner.open.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.inner.all_closed.notify_waiters();
+        }
         if let Some(ip) = self.peer {
             let mut per_ip = self
                 .inner

@@ -87,12 +87,10 @@ impl Upgrader {
         // its first frame without waiting for the 101) belong to the
         // WebSocket. Nothing has been written for this request yet, but an
         // earlier keep-alive response may still sit in the write buffer.
-        let early_frames = parts.read_buf.to_vec();
+        let early_frames = Vec::from(parts.read_buf);
         if !parts.write_buf.is_empty() {
             io.write_all(&parts.write_buf).await?;
         }
-        drop(parts.write_buf);
-        drop(parts.read_buf);
 
         let key = match self.check(&request) {
             Ok(key) => key,
@@ -370,25 +368,32 @@ fn is_clean_authority(authority: &str) -> bool {
 /// Logs at most one refused connection per second, with the number refused
 /// since the last line: a flood of connections past the limit must not
 /// become a flood of log lines (and a full disk).
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct RefusalLog {
+    start: Instant,
     /// Milliseconds since `start` of the last logged refusal, plus one (0 = never).
     last_logged: AtomicU64,
     /// Refusals not logged since then.
     unlogged: AtomicU64,
-    start: std::sync::OnceLock<Instant>,
 }
 
 impl RefusalLog {
     const EVERY: Duration = Duration::from_secs(1);
 
+    pub fn new() -> RefusalLog {
+        RefusalLog {
+            start: Instant::now(),
+            last_logged: AtomicU64::new(0),
+            unlogged: AtomicU64::new(0),
+        }
+    }
+
     /// `Some(refusals not logged since the last line)` when this refusal
     /// should be logged; `None` when it is only counted.
     pub fn should_log(&self) -> Option<u64> {
-        let start = *self.start.get_or_init(Instant::now);
-        let now = start.elapsed().as_millis() as u64 + 1;
+        let now = self.start.elapsed().as_millis() as u64 + 1;
         let last = self.last_logged.load(Ordering::Relaxed);
-        if last != 0 && now - last < Self::EVERY.as_millis() as u64 {
+        if last != 0 && now.saturating_sub(last) < Self::EVERY.as_millis() as u64 {
             self.unlogged.fetch_add(1, Ordering::Relaxed);
             return None;
         }
@@ -411,7 +416,7 @@ mod tests {
 
     #[test]
     fn refusal_log_speaks_once_a_second_and_counts_the_rest() {
-        let log = RefusalLog::default();
+        let log = RefusalLog::new();
         assert_eq!(log.should_log(), Some(0));
         for _ in 0..5 {
             assert_eq!(log.should_log(), None);
