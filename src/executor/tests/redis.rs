@@ -328,39 +328,40 @@ async fn redis_down_at_start_answers_unavailable_then_recovers_by_itself() {
     worker.stop().await;
 }
 
-#[tokio::test]
-async fn jobs_of_a_killed_worker_are_finished_by_another() {
-    let redis_server = RedisServer::start();
-    let url = redis_server.url();
-    let circle = circle_key(4);
-    let remote = Arc::new(executor(&url, &circle));
+/// Submits `jobs` long scripts together (so they share one job entry), waits until a
+/// worker started with `doomed_flags` holds all of them, SIGKILLs it, starts a rescuer and
+/// checks that every caller gets its own right answer.
+async fn kill_the_holder_of_an_entry(
+    remote: &Arc<RedisExecutor>,
+    url: &str,
+    circle: &str,
+    doomed_flags: &[&str],
+    jobs: u32,
+) {
     let bin = std::path::Path::new(WORKER_BIN);
-
     let mut doomed = WorkerProcess::start(
         bin,
-        &url,
-        &circle,
+        url,
+        circle,
         "doomed",
-        &[LONG_SCRIPT_FLAGS, &["--concurrency", "3"]].concat(),
+        &[LONG_SCRIPT_FLAGS, doomed_flags].concat(),
     );
-    let started = Instant::now();
-    let deadline = Duration::from_secs(30);
-    let calls: Vec<_> = (0..3)
+    let calls: Vec<_> = (0..jobs)
         .map(|tag| {
-            let remote = Arc::clone(&remote);
-            let job = job(&long_script(tag), &circle, deadline);
+            let remote = Arc::clone(remote);
+            let job = job(&long_script(tag), circle, Duration::from_secs(30));
             tokio::spawn(async move { remote.execute(job).await })
         })
         .collect();
-    wait_until_held(&url, &circle, "doomed", 3).await;
-    // Submitted together, the three share one entry: the worker dies holding all of it.
-    assert_eq!(held_by(&url, &circle, "doomed").await, (1, 3));
+    wait_until_held(url, circle, "doomed", jobs as usize).await;
+    // Submitted together, they share one entry: the worker dies holding all of it.
+    assert_eq!(held_by(url, circle, "doomed").await, (1, jobs as usize));
     doomed.kill();
 
     let _rescuer = WorkerProcess::start(
         bin,
-        &url,
-        &circle,
+        url,
+        circle,
         "rescuer",
         &[LONG_SCRIPT_FLAGS, &["--concurrency", "3"]].concat(),
     );
@@ -371,8 +372,22 @@ async fn jobs_of_a_killed_worker_are_finished_by_another() {
             .unwrap_or_else(|err| panic!("job {tag}: {err:?}\nworker log:\n{}", doomed.log()));
         assert_eq!(output.output, (1_000_000 + tag).to_string());
     }
-    assert!(started.elapsed() < deadline, "answered before the deadline");
-    assert_eq!(answered_by(&url, &circle, "doomed").await, 0);
+    assert_eq!(answered_by(url, circle, "doomed").await, 0);
+}
+
+#[tokio::test]
+async fn jobs_of_a_killed_worker_are_finished_by_another() {
+    let redis_server = RedisServer::start();
+    let url = redis_server.url();
+    let circle = circle_key(4);
+    let remote = Arc::new(executor(&url, &circle));
+    let started = Instant::now();
+
+    kill_the_holder_of_an_entry(&remote, &url, &circle, &["--concurrency", "3"], 3).await;
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "answered before the deadline"
+    );
     assert_eq!(answered_by(&url, &circle, "rescuer").await, 3);
 }
 
@@ -382,47 +397,12 @@ async fn a_worker_killed_in_the_middle_of_an_entry_leaves_all_of_it_to_another()
     let url = redis_server.url();
     let circle = circle_key(12);
     let remote = Arc::new(executor(&url, &circle));
-    let bin = std::path::Path::new(WORKER_BIN);
 
     // Two script threads and nothing held beyond them: of an entry of six jobs, two run
     // and four wait for a thread when the worker dies.
-    let mut doomed = WorkerProcess::start(
-        bin,
-        &url,
-        &circle,
-        "doomed",
-        &[
-            LONG_SCRIPT_FLAGS,
-            &["--concurrency", "2", "--prefetch", "0"],
-        ]
-        .concat(),
-    );
     let jobs = 6;
-    let calls: Vec<_> = (0..jobs)
-        .map(|tag| {
-            let remote = Arc::clone(&remote);
-            let job = job(&long_script(tag), &circle, Duration::from_secs(30));
-            tokio::spawn(async move { remote.execute(job).await })
-        })
-        .collect();
-    wait_until_held(&url, &circle, "doomed", jobs as usize).await;
-    assert_eq!(held_by(&url, &circle, "doomed").await, (1, jobs as usize));
-    doomed.kill();
-
-    let _rescuer = WorkerProcess::start(
-        bin,
-        &url,
-        &circle,
-        "rescuer",
-        &[LONG_SCRIPT_FLAGS, &["--concurrency", "3"]].concat(),
-    );
-    for (tag, call) in calls.into_iter().enumerate() {
-        let output = call
-            .await
-            .expect("caller task")
-            .unwrap_or_else(|err| panic!("job {tag}: {err:?}\nworker log:\n{}", doomed.log()));
-        assert_eq!(output.output, (1_000_000 + tag).to_string());
-    }
+    let doomed_flags = ["--concurrency", "2", "--prefetch", "0"];
+    kill_the_holder_of_an_entry(&remote, &url, &circle, &doomed_flags, jobs).await;
     // The rescuer ran the whole entry again, the jobs the dead worker had started too.
     assert_eq!(answered_by(&url, &circle, "rescuer").await, jobs.into());
     let mut redis = redis(&url).await;
