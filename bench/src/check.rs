@@ -35,24 +35,10 @@ impl RequestTemplate {
     pub fn render(&self, id: u64) -> String {
         let mut text = String::with_capacity(self.prefix.len() + 22);
         text.push_str(&self.prefix);
-        text.push_str(itoa_u64(id, &mut [0u8; 20]));
+        text.push_str(itoa::Buffer::new().format(id));
         text.push('}');
         text
     }
-}
-
-fn itoa_u64(mut n: u64, buf: &mut [u8; 20]) -> &str {
-    let mut i = buf.len();
-    loop {
-        i -= 1;
-        buf[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    // Only ASCII digits were written.
-    std::str::from_utf8(&buf[i..]).unwrap_or("0")
 }
 
 /// What a correct result looks like.

@@ -4,7 +4,7 @@
 //! default of 128 KiB costs about 150 KB per idle connection).
 
 use anyhow::Result;
-use circle_bench::peer::{PeerArgs, accept_backoff, fixed_result};
+use circle_bench::peer::{PeerArgs, accept, fixed_result};
 use clap::Parser;
 use futures_util::{FutureExt, SinkExt, StreamExt};
 use serde::Deserialize;
@@ -23,14 +23,7 @@ async fn serve(args: PeerArgs) -> Result<()> {
     let tls = args.tls()?;
     let (listener, _) = args.bind()?;
     loop {
-        let (tcp, _) = match listener.accept().await {
-            Ok(accepted) => accepted,
-            Err(error) => {
-                accept_backoff(&error).await;
-                continue;
-            }
-        };
-        let _ = tcp.set_nodelay(true);
+        let tcp = accept(&listener).await;
         let tls = tls.clone();
         tokio::spawn(async move {
             match tls {

@@ -7,7 +7,7 @@
 //! service, as its documentation shows for custom transports.
 
 use anyhow::Result;
-use circle_bench::peer::{PeerArgs, accept_backoff};
+use circle_bench::peer::{PeerArgs, accept};
 use clap::Parser;
 use jsonrpsee::server::{Server, ServerConfig, serve_with_graceful_shutdown, stop_channel};
 use jsonrpsee::types::{ErrorObjectOwned, ResponsePayload};
@@ -77,14 +77,7 @@ async fn serve(args: PeerArgs) -> Result<()> {
         .build();
     let service_builder = Server::builder().set_config(config).to_service_builder();
     loop {
-        let (tcp, _) = match listener.accept().await {
-            Ok(accepted) => accepted,
-            Err(error) => {
-                accept_backoff(&error).await;
-                continue;
-            }
-        };
-        let _ = tcp.set_nodelay(true);
+        let tcp = accept(&listener).await;
         let service = service_builder.clone().build(methods.clone(), stop_handle.clone());
         let stop = stop_handle.clone();
         let tls = tls.clone();
