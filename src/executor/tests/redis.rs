@@ -18,7 +18,7 @@ use circle_executor::{
 };
 use redis::AsyncCommands;
 use redis::streams::StreamPendingCountReply;
-use support::{RedisServer, WorkerProcess, circle_key};
+use support::{RedisServer, WorkerProcess, circle_key, redis_connection};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
@@ -93,14 +93,6 @@ fn worker_config(redis_url: &str, circle: &str, name: &str) -> WorkerConfig {
     }
 }
 
-async fn redis(url: &str) -> redis::aio::MultiplexedConnection {
-    redis::Client::open(url)
-        .expect("url")
-        .get_multiplexed_async_connection()
-        .await
-        .expect("test connection to Redis")
-}
-
 /// A time limit for polling loops, which panics naming what never happened.
 struct GiveUp {
     at: Instant,
@@ -137,7 +129,7 @@ async fn wait_until_held(url: &str, circle: &str, name: &str, count: usize) {
 /// How many entries, and how many jobs in them, of `circle` the consumer `name` holds
 /// (read but not answered).
 async fn held_by(url: &str, circle: &str, name: &str) -> (usize, usize) {
-    let mut redis = redis(url).await;
+    let mut redis = redis_connection(url).await;
     let ids: Vec<String> = redis::cmd("XPENDING")
         .arg(jobs_stream_key(circle))
         .arg(CONSUMER_GROUP)
@@ -207,7 +199,7 @@ async fn queued(redis: &mut redis::aio::MultiplexedConnection, circle: &str) -> 
 
 /// Scripts answered by worker `name`, from the workers' own counter in Redis.
 async fn answered_by(url: &str, circle: &str, name: &str) -> u64 {
-    let mut redis = redis(url).await;
+    let mut redis = redis_connection(url).await;
     redis
         .hget::<_, _, Option<u64>>(worker_jobs_key(circle), name)
         .await
@@ -405,7 +397,7 @@ async fn a_worker_killed_in_the_middle_of_an_entry_leaves_all_of_it_to_another()
     kill_the_holder_of_an_entry(&remote, &url, &circle, &doomed_flags, jobs).await;
     // The rescuer ran the whole entry again, the jobs the dead worker had started too.
     assert_eq!(answered_by(&url, &circle, "rescuer").await, jobs.into());
-    let mut redis = redis(&url).await;
+    let mut redis = redis_connection(&url).await;
     assert_eq!(
         queued(&mut redis, &circle).await,
         (0, 0),
@@ -482,7 +474,7 @@ async fn sigterm_lets_the_scripts_in_hand_finish_and_leaves_the_group_tidy() {
         .wait_exit(Duration::from_secs(10))
         .expect("the worker exits after SIGTERM");
     assert!(status.success(), "{status}\n{}", worker.log());
-    let mut redis = redis(&url).await;
+    let mut redis = redis_connection(&url).await;
     let consumers: redis::streams::StreamInfoConsumersReply = redis
         .xinfo_consumers(jobs_stream_key(&circle), CONSUMER_GROUP)
         .await
@@ -498,7 +490,7 @@ async fn expired_and_unreadable_jobs_are_answered_without_running() {
     let redis_server = RedisServer::start();
     let url = redis_server.url();
     let circle = circle_key(7);
-    let mut redis = redis(&url).await;
+    let mut redis = redis_connection(&url).await;
     let jobs = jobs_stream_key(&circle);
     let replies = "test:replies";
     // Written as a server would, but with a deadline long gone.
@@ -584,7 +576,7 @@ async fn one_bad_job_in_an_entry_does_not_fail_the_others() {
     let redis_server = RedisServer::start();
     let url = redis_server.url();
     let circle = circle_key(13);
-    let mut redis = redis(&url).await;
+    let mut redis = redis_connection(&url).await;
     let jobs = jobs_stream_key(&circle);
     let replies = "test:replies";
     let far = (std::time::SystemTime::now() + Duration::from_secs(60))
@@ -781,7 +773,7 @@ async fn jobs_are_taken_and_answered_in_batches() {
             tokio::spawn(async move { remote.execute(job).await })
         })
         .collect();
-    let mut redis = redis(&url).await;
+    let mut redis = redis_connection(&url).await;
     let give_up = GiveUp::after(Duration::from_secs(10), "all jobs are queued");
     let entries = loop {
         let (entries, queued_jobs) = queued(&mut redis, &circle).await;
@@ -870,7 +862,7 @@ async fn a_busy_worker_holds_more_jobs_by_its_rate() {
             assert_eq!(output.output, (n + 1).to_string());
         }
         worker.stop().await;
-        let mut redis = redis(&url).await;
+        let mut redis = redis_connection(&url).await;
         let transactions = calls_of(&mut redis, "exec").await;
         if hold_for.is_zero() {
             assert_eq!(transactions, jobs, "one job held at a time");

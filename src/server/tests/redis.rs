@@ -19,7 +19,7 @@ use circle_server::{ServerConfig, ServerLimits, spawn_circle_server};
 use common::{TestServer, Ws, call, connect_wss, error_code, recv, send, tls_config};
 use redis::AsyncCommands;
 use serde_json::json;
-use support::{RedisServer, WorkerProcess};
+use support::{RedisServer, WorkerProcess, redis_connection};
 
 /// The circle every test serves: a real key, as circle-server requires.
 fn circle_key() -> String {
@@ -78,14 +78,6 @@ fn start_server(redis_url: &str, script_deadline: Duration) -> TestServer {
         },
         ..tls_config()
     })
-}
-
-async fn redis_connection(url: &str) -> redis::aio::MultiplexedConnection {
-    redis::Client::open(url)
-        .expect("url")
-        .get_multiplexed_async_connection()
-        .await
-        .expect("test connection to Redis")
 }
 
 /// Waits until every worker in `names` has joined the circle's consumer group.

@@ -12,6 +12,15 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
+/// A client connection to a test's Redis, for reading counters and streams directly.
+pub async fn redis_connection(url: &str) -> redis::aio::MultiplexedConnection {
+    redis::Client::open(url)
+        .expect("url")
+        .get_multiplexed_async_connection()
+        .await
+        .expect("test connection to Redis")
+}
+
 /// A `redis-server` of one test.
 pub struct RedisServer {
     child: Option<Child>,
