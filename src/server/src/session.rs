@@ -187,8 +187,9 @@ where
         }
     }
 
-    /// Handles one frame from the client: requests go to the router, their
-    /// immediate answers into the write buffer, later ones into `pending`.
+    /// Handles one frame from the client (received at `last_heard`):
+    /// requests go to the router, their immediate answers into the write
+    /// buffer, later ones into `pending`.
     async fn handle_frame(
         &mut self,
         frame: Option<Result<Message, WsError>>,
@@ -199,7 +200,7 @@ where
         let shared = &self.shared;
         match frame {
             Ok(Message::Text(text)) => {
-                self.last_request = Instant::now();
+                self.last_request = self.last_heard;
                 match router::handle_text(shared, &mut self.conn, text.as_str()) {
                     Reply::Now(Some(answer)) => send(&mut self.socket, answer).await?,
                     Reply::Now(None) => {}
@@ -211,7 +212,7 @@ where
                 Ok(())
             }
             Ok(Message::Binary(_)) => {
-                self.last_request = Instant::now();
+                self.last_request = self.last_heard;
                 send(&mut self.socket, router::binary_frame_reply()).await
             }
             // tungstenite queues the pong itself; it goes out with the next flush.
