@@ -294,6 +294,7 @@ impl CircleWsClient {
             method::PLAY,
             PlayParams {
                 script: script.into(),
+                stream: false,
             },
         )
         .await

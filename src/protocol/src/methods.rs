@@ -68,6 +68,11 @@ pub struct AuthenticateResult {
 pub struct PlayParams {
     /// Rhai source code.
     pub script: String,
+    /// Protocol 1.1: ask for each printed line as an `output` notification
+    /// before the answer. Accepted by every 1.1 server; the answer carries
+    /// every line either way.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub stream: bool,
 }
 
 /// `play` result.
@@ -96,4 +101,18 @@ pub struct WhoamiResult {
     pub pubkey: Option<String>,
     /// The circle.
     pub circle: CircleInfo,
+    /// Protocol 1.1: the client certificate the server verified on this
+    /// connection (mutual TLS); absent otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_certificate: Option<ClientCertificate>,
+}
+
+/// A client certificate verified by the server (mutual TLS), as `whoami`
+/// shows it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClientCertificate {
+    /// The certificate's subject, RFC 4514 style (`CN=alice,O=Example`).
+    pub subject: String,
+    /// The certificate's serial number, lowercase hex without separators.
+    pub serial: String,
 }

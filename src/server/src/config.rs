@@ -5,6 +5,8 @@ use std::time::Duration;
 
 use circle_executor::ScriptLimits;
 
+use crate::address::AddressPrefixes;
+
 /// Everything a circle server needs to start.
 ///
 /// ```no_run
@@ -116,27 +118,38 @@ impl Default for ServerConfig {
     }
 }
 
-/// Limits that keep one client from hurting the others. Every one has a
-/// safe default; hitting a limit only affects the client that hit it.
+/// Limits that keep one client from hurting the others. Every default is
+/// chosen for a server on the public internet (the server README says why
+/// each number); hitting a limit only affects the client that hit it.
+///
+/// The per-connection limits slow a client down instead of refusing its
+/// requests (protocol 1.1): a connection at its in-flight cap or out of
+/// request rate is not read until it may go on, so TCP pushes back and
+/// nothing the client sent is lost.
 #[derive(Clone, Debug)]
 pub struct ServerLimits {
     /// Largest WebSocket message accepted, in bytes; a larger one closes the
     /// connection with code 1009.
     pub max_message_bytes: usize,
-    /// Requests one connection may have in flight at once; more are answered
-    /// with `-32029` at once.
+    /// Scripts one connection may have queued or running at once. A
+    /// connection at the cap is not read until one of them finishes
+    /// (backpressure); a batch waits for room request by request.
     pub max_in_flight_per_connection: usize,
     /// Longest JSON-RPC batch accepted.
     pub max_batch_len: usize,
     /// Open WebSocket connections across the whole server; further upgrades
     /// get HTTP 503.
     pub max_connections: usize,
-    /// Open WebSocket connections from one client IP address; further
-    /// upgrades from it get HTTP 429.
+    /// Open WebSocket connections from one client (an address prefix, see
+    /// `client_address_prefixes`); further upgrades from it get HTTP 429.
     pub max_connections_per_ip: usize,
+    /// Which addresses count as one client for the per-client limits:
+    /// by default each IPv4 address, and each IPv6 /64.
+    pub client_address_prefixes: AddressPrefixes,
     /// Requests per second one connection may send (each element of a batch
-    /// counts); beyond it requests are answered with `-32029`. Bursts up to
-    /// one second's worth pass. `0` turns the limit off.
+    /// counts). A connection that sends faster is paced: it is not read
+    /// until its next request may go, so it is slowed, not refused. Bursts
+    /// up to one second's worth pass at once. `0` turns the limit off.
     pub max_requests_per_second: u32,
     /// Failed `authenticate` calls before the connection is closed with 1008.
     pub max_failed_auth_attempts: u32,
@@ -161,12 +174,13 @@ pub struct ServerLimits {
 impl Default for ServerLimits {
     fn default() -> Self {
         ServerLimits {
-            max_message_bytes: 1024 * 1024,
-            max_in_flight_per_connection: 64,
+            max_message_bytes: 256 * 1024,
+            max_in_flight_per_connection: 16,
             max_batch_len: 64,
             max_connections: 10_000,
-            max_connections_per_ip: 1_024,
-            max_requests_per_second: 50_000,
+            max_connections_per_ip: 256,
+            client_address_prefixes: AddressPrefixes::default(),
+            max_requests_per_second: 1_000,
             max_failed_auth_attempts: 5,
             nonce_ttl: Duration::from_secs(300),
             ping_interval: Duration::from_secs(20),

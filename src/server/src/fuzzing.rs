@@ -10,6 +10,8 @@ use tokio::sync::watch;
 use crate::auth::{ChallengeOrigin, ChallengeSettings};
 use crate::config::ServerLimits;
 use crate::metrics::Listener;
+use crate::address::AddressPrefixes;
+use crate::batch::Handled;
 use crate::router::{self, Connection, Reply};
 use crate::state::{CircleIdentity, ConnectionCounter, Shared};
 
@@ -51,7 +53,7 @@ impl RouterHarness {
             auth_domain: None,
             limits: ServerLimits::default(),
             executor: Arc::new(executor),
-            connections: ConnectionCounter::new(1, 1),
+            connections: ConnectionCounter::new(1, 1, AddressPrefixes::default()),
             allowed_origins: None,
             metrics: Arc::default(),
             tls: None,
@@ -61,7 +63,7 @@ impl RouterHarness {
             domain: "localhost".to_owned(),
             uri: "wss://localhost/ws".to_owned(),
         };
-        let conn = Connection::new(&shared, origin, Listener::Tls);
+        let conn = Connection::new(&shared, origin, Listener::Tls, None);
         Ok(RouterHarness {
             shared,
             conn,
@@ -70,11 +72,12 @@ impl RouterHarness {
     }
 
     /// Handles one text frame; returns the immediate answer. Answers that
-    /// wait on a script are dropped unawaited (the script still runs).
+    /// wait on a script are dropped unawaited (the script still runs), and
+    /// so is a batch that would wait at the connection's gate.
     pub fn handle_text(&mut self, text: &str) -> Option<String> {
         match router::handle_text(&self.shared, &mut self.conn, text) {
-            Reply::Now(answer) => answer,
-            Reply::Later(_) => None,
+            Handled::Done(Reply::Now(answer)) => answer,
+            Handled::Done(Reply::Later(_)) | Handled::Waiting(_) => None,
         }
     }
 }

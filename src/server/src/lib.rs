@@ -23,11 +23,14 @@
 //! ```
 #![warn(missing_docs)]
 
+mod address;
 mod auth;
+mod batch;
 mod config;
 #[doc(hidden)]
 pub mod fuzzing;
 mod metrics;
+mod pacing;
 mod router;
 mod server;
 mod session;
@@ -35,6 +38,7 @@ mod state;
 pub mod tls_config;
 mod upgrade;
 
+pub use address::AddressPrefixes;
 pub use config::{ServerConfig, ServerLimits};
 pub use server::{ServerError, ServerHandle, spawn_circle_server};
 pub use tls_config::{TlsConfigError, load_rustls_config};

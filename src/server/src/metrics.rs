@@ -38,7 +38,8 @@ const SCRIPT_BUCKETS: [f64; 12] = [
     0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1, 0.5, 2.5, 10.0,
 ];
 
-/// Which limit turned a client away.
+/// Which limit turned a client away, or held its connection back
+/// (`RequestRate` and `InFlight` pace a connection rather than refuse).
 #[derive(Clone, Copy, Debug)]
 pub(crate) enum LimitHit {
     Connections = 0,
@@ -267,7 +268,7 @@ impl Metrics {
         out.family(
             "circle_limit_hits_total",
             "counter",
-            "Requests or connections turned away by a limit.",
+            "Times a limit turned a request or connection away, or (request_rate, in_flight) held a connection back.",
         );
         for (i, limit) in LIMIT_NAMES.iter().enumerate() {
             out.sample(

@@ -11,7 +11,6 @@
 //! result, echoing the request's id verbatim. Anything malformed falls back
 //! to the shared protocol types, which name exactly what is wrong.
 
-use std::cell::Cell;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Instant;
@@ -21,13 +20,16 @@ use circle_protocol::jsonrpc::JSONRPC_VERSION;
 use circle_protocol::{
     AuthenticateParams, FetchNonceParams, PlayParams, PlayResult, Request, RpcError, codes, method,
 };
-use futures_util::future::{self, LocalBoxFuture};
+use futures_util::future::LocalBoxFuture;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::value::RawValue;
 
 use crate::auth::{AuthState, ChallengeOrigin};
-use crate::metrics::{LimitHit, Listener};
+use crate::batch::{self, Handled};
+use crate::config::ServerLimits;
+use crate::metrics::Listener;
+use crate::pacing::{Gate, InFlightCount, RateLimiter};
 use crate::state::Shared;
 
 /// The verified client certificate of a mutual-TLS connection.
@@ -35,6 +37,8 @@ use crate::state::Shared;
 pub(crate) struct ClientIdentity {
     /// The certificate's subject, e.g. `CN=alice`.
     pub subject: String,
+    /// The certificate's serial number, lowercase hex.
+    pub serial: String,
 }
 
 impl ClientIdentity {
@@ -43,9 +47,25 @@ impl ClientIdentity {
     pub fn of(session: &rustls::ServerConnection) -> Option<ClientIdentity> {
         let leaf = session.peer_certificates()?.first()?;
         let (_, parsed) = x509_parser::parse_x509_certificate(leaf.as_ref()).ok()?;
+        let serial = parsed
+            .raw_serial()
+            .iter()
+            .map(|byte| format!("{byte:02x}"))
+            .collect();
         Some(ClientIdentity {
             subject: parsed.subject().to_string(),
+            serial,
         })
+    }
+
+    /// The identity as `whoami` shows it (`ClientCertificate`).
+    fn to_json(&self) -> String {
+        let certificate = circle_protocol::ClientCertificate {
+            subject: self.subject.clone(),
+            serial: self.serial.clone(),
+        };
+        // Two plain strings always serialize.
+        serde_json::to_string(&certificate).unwrap_or_else(|_| "null".to_owned())
     }
 }
 
@@ -56,31 +76,59 @@ pub(crate) struct Connection {
     pub listener: Listener,
     /// Scripts of this connection still running; shared with their futures,
     /// which count themselves out when they finish or are dropped.
-    in_flight: Rc<Cell<usize>>,
+    in_flight: Rc<InFlightCount>,
     /// The constants scripts of this connection see; rebuilt on sign-in.
     script_context: Arc<ScriptContext>,
     rate: RateLimiter,
+    /// The verified client certificate (mutual TLS) as `whoami` shows it.
+    client_certificate_json: Option<Box<str>>,
 }
 
 impl Connection {
-    pub fn new(shared: &Shared, origin: ChallengeOrigin, listener: Listener) -> Self {
+    pub fn new(
+        shared: &Shared,
+        origin: ChallengeOrigin,
+        listener: Listener,
+        client: Option<&ClientIdentity>,
+    ) -> Self {
         Connection {
             auth: AuthState::default(),
             origin,
             listener,
-            in_flight: Rc::new(Cell::new(0)),
+            in_flight: Rc::default(),
             script_context: Arc::new(ScriptContext {
                 circle_name: shared.circle.name.clone(),
                 circle_public_key: shared.circle.public_key.clone(),
                 caller_public_key: String::new(),
             }),
             rate: RateLimiter::per_second(shared.limits.max_requests_per_second),
+            client_certificate_json: client.map(|identity| identity.to_json().into()),
         }
     }
 
     /// Scripts still running.
     pub fn in_flight(&self) -> usize {
         self.in_flight.get()
+    }
+
+    /// Whether the connection may take its next request now (protocol
+    /// 1.1's backpressure: the session does not read it until then).
+    pub fn gate(&mut self, limits: &ServerLimits) -> Gate {
+        if self.in_flight.get() >= limits.max_in_flight_per_connection {
+            return Gate::InFlightFull;
+        }
+        match self.rate.next_token() {
+            None => Gate::Open,
+            Some(at) => Gate::RateUntil(at),
+        }
+    }
+
+    /// Resolves once a script of this connection has finished and made room
+    /// under `limits`' in-flight cap.
+    pub async fn room(&self, limits: &ServerLimits) {
+        self.in_flight
+            .room(limits.max_in_flight_per_connection)
+            .await
     }
 }
 
@@ -124,20 +172,48 @@ fn present<'de, D: serde::Deserializer<'de>>(
 }
 
 /// The id to answer with when a request's own id cannot be read.
-const NULL_ID: &str = "null";
+pub(crate) const NULL_ID: &str = "null";
 
-/// Handles one text frame: a request or a batch.
-pub(crate) fn handle_text(shared: &Shared, conn: &mut Connection, text: &str) -> Reply {
+/// Handles one text frame: a request or a batch. The caller has checked
+/// the connection's [`Gate`] (a single request never waits here).
+pub(crate) fn handle_text(shared: &Shared, conn: &mut Connection, text: &str) -> Handled {
+    if let Err(error) = check_escapes(text) {
+        return Handled::Done(Reply::Now(Some(not_json(&error))));
+    }
     if text.trim_start().starts_with('[') {
         return match serde_json::from_str::<Vec<&RawValue>>(text) {
-            Ok(items) => handle_batch(shared, conn, &items),
-            Err(e) => Reply::Now(Some(failure(
-                NULL_ID,
-                &RpcError::parse_error(format!("frame is not valid JSON: {e}")),
-            ))),
+            Ok(items) => batch::start(shared, conn, text, &items),
+            Err(error) => Handled::Done(Reply::Now(Some(not_json(&error)))),
         };
     }
-    handle_one(shared, conn, text)
+    Handled::Done(handle_one(shared, conn, text))
+}
+
+/// The answer to a frame that is not JSON: one error object, whatever the
+/// frame looked like (protocol 1.1).
+fn not_json(error: &serde_json::Error) -> String {
+    failure(
+        NULL_ID,
+        &RpcError::parse_error(format!("frame is not valid JSON: {error}")),
+    )
+}
+
+/// Finds `\u` escapes of surrogates that may not be valid JSON text: the
+/// fast path keeps ids and params as raw text, and the parser does not
+/// check the escapes inside raw text, so a lone surrogate (`"\ud800"`)
+/// would otherwise be noticed only per request, after other requests of the
+/// frame had run. Frames without such an escape skip the full parse.
+fn check_escapes(text: &str) -> Result<(), serde_json::Error> {
+    let surrogate_escape = text.as_bytes().windows(4).any(|window| {
+        window[0] == b'\\'
+            && window[1] == b'u'
+            && matches!(window[2], b'd' | b'D')
+            && matches!(window[3], b'8'..=b'9' | b'a'..=b'f' | b'A'..=b'F')
+    });
+    if surrogate_escape {
+        serde_json::from_str::<serde_json::Value>(text)?;
+    }
+    Ok(())
 }
 
 /// The answer to a binary frame: the protocol carries JSON in text frames only.
@@ -148,43 +224,9 @@ pub(crate) fn binary_frame_reply() -> String {
     )
 }
 
-fn handle_batch(shared: &Shared, conn: &mut Connection, items: &[&RawValue]) -> Reply {
-    if items.is_empty() {
-        let error = RpcError::invalid_request("an empty batch is not a valid request");
-        return Reply::Now(Some(failure(NULL_ID, &error)));
-    }
-    if items.len() > shared.limits.max_batch_len {
-        let error = RpcError::invalid_request(format!(
-            "batch of {} requests is over the limit of {}",
-            items.len(),
-            shared.limits.max_batch_len
-        ));
-        return Reply::Now(Some(failure(NULL_ID, &error)));
-    }
-    // Requests run in order, so a batch may sign in and then play.
-    let replies: Vec<Reply> = items
-        .iter()
-        .map(|item| handle_one(shared, conn, item.get()))
-        .collect();
-    if replies.iter().all(|reply| matches!(reply, Reply::Now(_))) {
-        let answers = replies.into_iter().filter_map(|reply| match reply {
-            Reply::Now(answer) => answer,
-            Reply::Later(_) => None,
-        });
-        return Reply::Now(join_batch(answers));
-    }
-    let pending = replies.into_iter().map(|reply| match reply {
-        Reply::Now(answer) => Box::pin(future::ready(answer)) as LocalBoxFuture<'static, _>,
-        Reply::Later(future) => future,
-    });
-    let joined = future::join_all(pending);
-    Reply::Later(Box::pin(async move {
-        join_batch(joined.await.into_iter().flatten())
-    }))
-}
-
-/// Handles one request given as JSON text.
-fn handle_one(shared: &Shared, conn: &mut Connection, text: &str) -> Reply {
+/// Handles one request given as JSON text. The caller has checked the
+/// connection's [`Gate`]: this spends one token of its request rate.
+pub(crate) fn handle_one(shared: &Shared, conn: &mut Connection, text: &str) -> Reply {
     let request = match serde_json::from_str::<RawRequest>(text) {
         Ok(request) if request.jsonrpc == JSONRPC_VERSION && request.id.is_none_or(is_valid_id) => {
             request
@@ -193,18 +235,8 @@ fn handle_one(shared: &Shared, conn: &mut Connection, text: &str) -> Reply {
     };
     let method = request.method.as_ref();
     shared.metrics.request(method);
-    let answer = if conn.rate.try_take() {
-        route(shared, conn, method, request.params)
-    } else {
-        shared.metrics.limit_hit(LimitHit::RequestRate);
-        Answer::Now(Err(RpcError::new(
-            codes::TOO_MANY_REQUESTS,
-            format!(
-                "too many requests: this connection may send {} per second",
-                shared.limits.max_requests_per_second
-            ),
-        )))
-    };
+    conn.rate.take();
+    let answer = route(shared, conn, method, request.params);
     // A notification (no id) is carried out but never answered.
     let id = request.id.map(|id| id.get().to_owned());
     match answer {
@@ -303,17 +335,23 @@ fn route(
 /// `whoami`'s result, written by hand around the circle's pre-rendered JSON:
 /// it is the framework's cheapest call and the benchmark's yardstick.
 fn whoami(shared: &Shared, conn: &Connection) -> String {
-    match conn.auth.caller() {
+    let mut result = match conn.auth.caller() {
         // A compressed public key is hex: nothing in it needs escaping.
         Some(caller) => format!(
-            r#"{{"authenticated":true,"pubkey":"{}","circle":{}}}"#,
+            r#"{{"authenticated":true,"pubkey":"{}","circle":{}"#,
             caller.public_key_hex, shared.circle_json
         ),
         None => format!(
-            r#"{{"authenticated":false,"pubkey":null,"circle":{}}}"#,
+            r#"{{"authenticated":false,"pubkey":null,"circle":{}"#,
             shared.circle_json
         ),
+    };
+    if let Some(certificate) = &conn.client_certificate_json {
+        result.push_str(r#","client_certificate":"#);
+        result.push_str(certificate);
     }
+    result.push('}');
+    result
 }
 
 fn play(shared: &Shared, conn: &mut Connection, method: &str, params: Option<&RawValue>) -> Answer {
@@ -327,22 +365,12 @@ fn play(shared: &Shared, conn: &mut Connection, method: &str, params: Option<&Ra
             "authentication required: call fetch_nonce and authenticate before play",
         )));
     }
-    if conn.in_flight.get() >= shared.limits.max_in_flight_per_connection {
-        shared.metrics.limit_hit(LimitHit::InFlight);
-        return Answer::Now(Err(RpcError::new(
-            codes::TOO_MANY_REQUESTS,
-            format!(
-                "too many requests in flight on this connection (limit {})",
-                shared.limits.max_in_flight_per_connection
-            ),
-        )));
-    }
     let job = ScriptJob {
         script: params.script,
         context: conn.script_context.clone(),
         deadline: Some(Instant::now() + shared.limits.script_deadline),
     };
-    let in_flight = InFlight::enter(&conn.in_flight);
+    let in_flight = conn.in_flight.enter();
     let metrics = shared.metrics.clone();
     let started = Instant::now();
     let execution = shared.executor.execute(job);
@@ -369,57 +397,6 @@ fn parse_params<T: DeserializeOwned>(
         .map_err(|e| RpcError::invalid_params(format!("invalid params for {method}: {e}")))
 }
 
-/// A token bucket: `rate` tokens a second, holding at most one second's
-/// worth, so a client may burst but not sustain more than its rate.
-struct RateLimiter {
-    rate: f64,
-    tokens: f64,
-    refilled: Instant,
-}
-
-impl RateLimiter {
-    fn per_second(rate: u32) -> Self {
-        RateLimiter {
-            rate: f64::from(rate),
-            tokens: f64::from(rate),
-            refilled: Instant::now(),
-        }
-    }
-
-    fn try_take(&mut self) -> bool {
-        if self.rate == 0.0 {
-            return true;
-        }
-        let now = Instant::now();
-        let earned = now.duration_since(self.refilled).as_secs_f64() * self.rate;
-        self.tokens = (self.tokens + earned).min(self.rate);
-        self.refilled = now;
-        if self.tokens >= 1.0 {
-            self.tokens -= 1.0;
-            true
-        } else {
-            false
-        }
-    }
-}
-
-/// Counts a running script of one connection; counts it out on drop, so a
-/// script whose connection went away is not counted forever.
-struct InFlight(Rc<Cell<usize>>);
-
-impl InFlight {
-    fn enter(counter: &Rc<Cell<usize>>) -> Self {
-        counter.set(counter.get() + 1);
-        InFlight(counter.clone())
-    }
-}
-
-impl Drop for InFlight {
-    fn drop(&mut self) {
-        self.0.set(self.0.get().saturating_sub(1));
-    }
-}
-
 fn to_json(value: &impl serde::Serialize) -> Outcome {
     serde_json::to_string(value)
         .map_err(|e| RpcError::internal(format!("cannot encode result: {e}")))
@@ -441,27 +418,10 @@ fn respond(id: &str, outcome: &Outcome) -> String {
     }
 }
 
-fn failure(id: &str, error: &RpcError) -> String {
+pub(crate) fn failure(id: &str, error: &RpcError) -> String {
     // An error object of plain strings and numbers always serializes; the
     // fallback only keeps this free of panics.
     let error = serde_json::to_string(error)
         .unwrap_or_else(|_| r#"{"code":-32603,"message":"cannot encode error"}"#.to_owned());
     format!(r#"{{"jsonrpc":"2.0","id":{id},"error":{error}}}"#)
-}
-
-/// A batch answer from its responses; nothing at all when every request was
-/// a notification.
-fn join_batch(answers: impl Iterator<Item = String>) -> Option<String> {
-    let mut text = String::from("[");
-    for answer in answers {
-        if text.len() > 1 {
-            text.push(',');
-        }
-        text.push_str(&answer);
-    }
-    if text.len() == 1 {
-        return None;
-    }
-    text.push(']');
-    Some(text)
 }

@@ -192,6 +192,7 @@ pub fn spawn_circle_server(
         connections: ConnectionCounter::new(
             config.limits.max_connections,
             config.limits.max_connections_per_ip,
+            config.limits.client_address_prefixes,
         ),
         allowed_origins: config.allowed_origins.clone(),
         metrics: Arc::default(),
@@ -637,10 +638,18 @@ async fn metrics(shared: web::Data<Shared>) -> HttpResponse {
         )
 }
 
-/// `GET /health`: a small JSON body for load balancers.
+/// `GET /health`: a small JSON body for load balancers; `503` once the
+/// server drains (protocol 1.1), so a balancer stops sending new clients
+/// while the connections still open finish.
 async fn health(shared: web::Data<Shared>) -> HttpResponse {
-    HttpResponse::Ok().json(serde_json::json!({
-        "status": if *shared.shutdown.borrow() { "stopping" } else { "ok" },
+    let stopping = *shared.shutdown.borrow();
+    let mut response = if stopping {
+        HttpResponse::ServiceUnavailable()
+    } else {
+        HttpResponse::Ok()
+    };
+    response.json(serde_json::json!({
+        "status": if stopping { "stopping" } else { "ok" },
         "circle": shared.circle.name,
         "connections": shared.connections.open(),
         "executor_queue": shared.executor.queue_depth(),

@@ -19,7 +19,9 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::{Bytes, Message};
 use tracing::{debug, info, warn};
 
+use crate::batch::{Handled, WaitingBatch};
 use crate::metrics::LimitHit;
+use crate::pacing::Gate;
 use crate::router::{self, Connection, Reply};
 use crate::state::{ConnectionSlot, Shared};
 
@@ -52,6 +54,9 @@ const CLOSE_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(2);
 enum Event {
     Frame(Option<Result<Message, WsError>>),
     Answer(Option<String>),
+    /// The gate, closed for the given reason, is open again (a script
+    /// finished, or a token came); reading, or a waiting batch, goes on.
+    GateOpen(Gate),
     Tick,
     ShutdownChanged(bool),
 }
@@ -65,6 +70,9 @@ struct Session<T> {
     socket: WebSocketStream<T>,
     conn: Connection,
     pending: PendingAnswers,
+    /// A batch that stopped at the gate; nothing more is read until it is
+    /// through.
+    waiting: Option<WaitingBatch>,
     shutdown: watch::Receiver<bool>,
     /// Drives pings and the idle and liveness checks.
     ticks: tokio::time::Interval,
@@ -96,6 +104,7 @@ pub(crate) async fn run<T>(
         socket,
         conn,
         pending: FuturesUnordered::new(),
+        waiting: None,
         last_heard: Instant::now(),
         last_request: Instant::now(),
     };
@@ -127,12 +136,29 @@ where
         }
     }
 
-    /// Waits for whatever comes first: a frame, a finished script, the tick
-    /// or a change of the server's shutdown flag.
+    /// Waits for whatever comes first: a frame (only while the connection's
+    /// gate is open: backpressure), a finished script, the gate opening for
+    /// a waiting batch, the tick or a change of the server's shutdown flag.
     async fn next_event(&mut self) -> Event {
+        let gate = self.conn.gate(&self.shared.limits);
+        if gate == Gate::Open && self.waiting.is_some() {
+            return Event::GateOpen(gate);
+        }
+        let read = gate == Gate::Open;
+        let limits = &self.shared.limits;
+        let conn = &self.conn;
+        // Lazy: an async block costs nothing until it is polled.
+        let gate_opens = async move {
+            match gate {
+                Gate::InFlightFull => conn.room(limits).await,
+                Gate::RateUntil(at) => tokio::time::sleep_until(at.into()).await,
+                Gate::Open => std::future::pending().await,
+            }
+        };
         tokio::select! {
-            frame = self.socket.next() => Event::Frame(frame),
+            frame = self.socket.next(), if read => Event::Frame(frame),
             Some(answer) = self.pending.next(), if !self.pending.is_empty() => Event::Answer(answer),
+            () = gate_opens, if !read => Event::GateOpen(gate),
             _ = self.ticks.tick() => Event::Tick,
             // A dropped sender means the server is gone: stop as well.
             changed = self.shutdown.changed() => {
@@ -166,7 +192,20 @@ where
             }
             Event::Answer(Some(answer)) => send(&mut self.socket, answer).await,
             Event::Answer(None) => Ok(()),
+            Event::GateOpen(closed_by) => {
+                match closed_by {
+                    Gate::InFlightFull => self.shared.metrics.limit_hit(LimitHit::InFlight),
+                    Gate::RateUntil(_) => self.shared.metrics.limit_hit(LimitHit::RequestRate),
+                    Gate::Open => {}
+                }
+                self.resume_waiting_batch().await
+            }
             Event::Tick => {
+                if self.conn.gate(&self.shared.limits) != Gate::Open || self.waiting.is_some() {
+                    // Not reading, so silence proves nothing: the client's
+                    // pongs wait in the socket behind its requests.
+                    self.last_heard = Instant::now();
+                }
                 let limits = &self.shared.limits;
                 if self.last_heard.elapsed() > limits.ping_interval * 3 {
                     Err(Ending::Unresponsive)
@@ -201,15 +240,8 @@ where
         match frame {
             Ok(Message::Text(text)) => {
                 self.last_request = self.last_heard;
-                match router::handle_text(shared, &mut self.conn, text.as_str()) {
-                    Reply::Now(Some(answer)) => send(&mut self.socket, answer).await?,
-                    Reply::Now(None) => {}
-                    Reply::Later(answer) => self.pending.push(answer),
-                }
-                if self.conn.auth.failed_attempts() >= shared.limits.max_failed_auth_attempts {
-                    return Err(Ending::TooManyFailedSignIns);
-                }
-                Ok(())
+                let handled = router::handle_text(shared, &mut self.conn, text.as_str());
+                self.take_handled(handled).await
             }
             Ok(Message::Binary(_)) => {
                 self.last_request = self.last_heard;
@@ -230,6 +262,33 @@ where
             }
             Err(other) => Err(Ending::ProtocolViolation(other.to_string())),
         }
+    }
+
+    /// Goes on with a batch that waited at the gate, if there is one.
+    async fn resume_waiting_batch(&mut self) -> Result<(), Ending> {
+        match self.waiting.take() {
+            Some(batch) => {
+                let handled = batch.resume(&self.shared, &mut self.conn);
+                self.take_handled(handled).await
+            }
+            // The gate opened for the next frame: reading goes on.
+            None => Ok(()),
+        }
+    }
+
+    /// Sends or keeps what the router made of a frame, then enforces the
+    /// cap on failed sign-ins (the attempt that reached it was answered).
+    async fn take_handled(&mut self, handled: Handled) -> Result<(), Ending> {
+        match handled {
+            Handled::Done(Reply::Now(Some(answer))) => send(&mut self.socket, answer).await?,
+            Handled::Done(Reply::Now(None)) => {}
+            Handled::Done(Reply::Later(answer)) => self.pending.push(answer),
+            Handled::Waiting(batch) => self.waiting = Some(batch),
+        }
+        if self.conn.auth.failed_attempts() >= self.shared.limits.max_failed_auth_attempts {
+            return Err(Ending::TooManyFailedSignIns);
+        }
+        Ok(())
     }
 
     /// Says why the session ends (to the metrics, the log and the client)

@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex};
 use circle_executor::Executor;
 use tokio::sync::{Notify, watch};
 
+use crate::address::AddressPrefixes;
 use crate::auth::ChallengeSettings;
 use crate::config::ServerLimits;
 use crate::metrics::Metrics;
@@ -52,7 +53,7 @@ pub(crate) struct Shared {
 }
 
 /// Open WebSocket connections across all workers, with a cap in total and
-/// one per client address.
+/// one per client (an address prefix, see [`AddressPrefixes`]).
 #[derive(Debug)]
 pub(crate) struct ConnectionCounter {
     inner: Arc<CounterInner>,
@@ -64,8 +65,10 @@ struct CounterInner {
     /// Woken when the last open connection closes.
     all_closed: Notify,
     max: usize,
+    /// Open connections per client key ([`AddressPrefixes::client_key`]).
     per_ip: Mutex<HashMap<IpAddr, usize>>,
     max_per_ip: usize,
+    prefixes: AddressPrefixes,
 }
 
 /// Why a connection was not let in.
@@ -76,7 +79,7 @@ pub(crate) enum Refusal {
 }
 
 impl ConnectionCounter {
-    pub fn new(max: usize, max_per_ip: usize) -> Self {
+    pub fn new(max: usize, max_per_ip: usize, prefixes: AddressPrefixes) -> Self {
         ConnectionCounter {
             inner: Arc::new(CounterInner {
                 open: AtomicUsize::new(0),
@@ -84,11 +87,13 @@ impl ConnectionCounter {
                 max,
                 per_ip: Mutex::new(HashMap::new()),
                 max_per_ip,
+                prefixes,
             }),
         }
     }
 
     /// Counts a new connection from `peer` in, unless a cap is reached.
+    /// The per-client cap counts `peer`'s address prefix, not the address.
     pub fn try_open(&self, peer: Option<IpAddr>) -> Result<ConnectionSlot, Refusal> {
         let inner = &self.inner;
         let mut open = inner.open.load(Ordering::Relaxed);
@@ -111,7 +116,7 @@ impl ConnectionCounter {
             inner: inner.clone(),
             peer: None,
         };
-        if let Some(ip) = peer {
+        if let Some(ip) = peer.map(|ip| inner.prefixes.client_key(ip)) {
             let mut per_ip = inner
                 .per_ip
                 .lock()

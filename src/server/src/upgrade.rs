@@ -159,12 +159,11 @@ impl Upgrader {
                 .await;
 
         let connection_id = self.connection_ids.fetch_add(1, Ordering::Relaxed);
-        let client_subject = request
-            .conn_data::<ClientIdentity>()
-            .map(|identity| identity.subject.clone());
+        let client = request.conn_data::<ClientIdentity>();
+        let client_subject = client.map(|identity| identity.subject.as_str());
         // Every log line of the session carries its connection id (and the
         // client certificate's subject under mutual TLS).
-        let span = tracing::info_span!("session", connection_id, peer = ?peer, client = client_subject.as_deref());
+        let span = tracing::info_span!("session", connection_id, peer = ?peer, client = client_subject);
         span.in_scope(|| match &client_subject {
             Some(subject) => {
                 info!(%subject, "websocket connected with a verified client certificate")
@@ -177,7 +176,7 @@ impl Upgrader {
             self.listener,
             self.local_addr,
         );
-        let conn = Connection::new(shared, origin, self.listener);
+        let conn = Connection::new(shared, origin, self.listener, client);
         // The session's own task; `ServerHandle::stop` waits for it through
         // the connection count that `slot` holds.
         actix_web::rt::spawn(session::run(shared.clone(), socket, conn, slot).instrument(span));

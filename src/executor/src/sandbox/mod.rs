@@ -18,6 +18,7 @@
 //! (the embedded pool does); the default limits are sized against that.
 
 mod cache;
+mod dialect;
 mod display;
 mod errors;
 
@@ -136,6 +137,8 @@ pub struct Sandbox {
     /// Whether the memory limit is checked (see [`Sandbox::enforces_memory_limit`]).
     memory_enforced: bool,
     state: Rc<RunState>,
+    /// The circle dialect's tokenizer state (single-quoted strings).
+    dialect: Rc<dialect::Dialect>,
     cache: AstCache,
 }
 
@@ -165,12 +168,15 @@ impl Sandbox {
             output: RefCell::new(Output::default()),
         });
         let memory_cap = memory_cap(&limits);
-        let engine = build_engine(&limits, memory_cap, &state);
+        let mut engine = build_engine(&limits, memory_cap, &state);
+        // Single-quoted text is a string in a circle (see `dialect`).
+        let dialect = dialect::register(&mut engine);
         Sandbox {
             engine,
             limits,
             memory_enforced: memory_cap.is_some(),
             state,
+            dialect,
             cache: AstCache::new(ast_cache_entries),
         }
     }
@@ -258,6 +264,7 @@ impl Sandbox {
         if let Some(ast) = self.cache.get(script) {
             return Ok(ast);
         }
+        self.dialect.reset();
         // Compiled without the run's scope on purpose: the constants differ per caller, so
         // they must not be folded into an AST that other callers will reuse.
         let ast = self
@@ -324,6 +331,7 @@ fn build_engine(limits: &ScriptLimits, memory_cap: Option<isize>, state: &Rc<Run
     // the script-size check and is never needed. Disabling the keyword makes any use of
     // it a parse error.
     engine.disable_symbol("eval");
+
 
     // rhai's core package has `sleep`, which blocks the thread without counting any
     // operation, so neither the operation nor the wall-time limit could end it: one call
