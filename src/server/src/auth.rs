@@ -159,9 +159,15 @@ impl AuthState {
     ) -> Result<AuthenticateResult, RpcError> {
         let result = self.try_authenticate(params);
         if result.is_err() {
-            self.failed_attempts = self.failed_attempts.saturating_add(1);
+            self.count_failure();
         }
         result
+    }
+
+    /// Counts a failed `authenticate` that never reached the signature
+    /// check (its params could not be read): every failed attempt counts.
+    pub fn count_failure(&mut self) {
+        self.failed_attempts = self.failed_attempts.saturating_add(1);
     }
 
     fn try_authenticate(

@@ -8,9 +8,12 @@
 //! last answered request. A batch that has to wait is kept as a
 //! [`WaitingBatch`] while the session stops reading the connection.
 
+use std::future::Future;
 use std::ops::Range;
+use std::pin::Pin;
+use std::task::Poll;
 
-use futures_util::future::{self, LocalBoxFuture};
+use futures_util::future::{self, LocalBoxFuture, MaybeDone};
 use serde_json::value::RawValue;
 
 use crate::pacing::Gate;
@@ -30,10 +33,29 @@ pub(crate) struct WaitingBatch {
     text: String,
     spans: Vec<Range<usize>>,
     next: usize,
-    replies: Vec<Reply>,
+    /// Kept polled while the batch waits ([`WaitingBatch::drive`]): a
+    /// script's answer future is what counts it out of the connection's
+    /// scripts in flight, so an unpolled one would hold the gate shut.
+    replies: Vec<MaybeDone<LocalBoxFuture<'static, Option<String>>>>,
 }
 
 impl WaitingBatch {
+    fn new(text: String, spans: Vec<Range<usize>>, next: usize, replies: Vec<Reply>) -> Self {
+        let replies = replies
+            .into_iter()
+            .map(|reply| match reply {
+                Reply::Now(answer) => MaybeDone::Done(answer),
+                Reply::Later(answer) => MaybeDone::Future(answer),
+            })
+            .collect();
+        WaitingBatch {
+            text,
+            spans,
+            next,
+            replies,
+        }
+    }
+
     /// Goes on with the batch's next request (the gate may be open again).
     pub fn resume(self, shared: &Shared, conn: &mut Connection) -> Handled {
         let WaitingBatch {
@@ -42,15 +64,32 @@ impl WaitingBatch {
             next,
             replies,
         } = self;
+        let replies = replies
+            .into_iter()
+            .map(|reply| match reply {
+                MaybeDone::Future(answer) => Reply::Later(answer),
+                MaybeDone::Done(answer) => Reply::Now(answer),
+                // Outputs are taken only by `finish`, never while waiting.
+                MaybeDone::Gone => Reply::Now(None),
+            })
+            .collect();
         match run(shared, conn, &text, &spans, next, replies) {
             Progress::Done(reply) => Handled::Done(reply),
-            Progress::Blocked { next, replies } => Handled::Waiting(WaitingBatch {
-                text,
-                spans,
-                next,
-                replies,
-            }),
+            Progress::Blocked { next, replies } => {
+                Handled::Waiting(WaitingBatch::new(text, spans, next, replies))
+            }
         }
+    }
+
+    /// Polls the batch's running scripts so that those that finish count
+    /// themselves out (which opens the gate). Never resolves.
+    pub fn drive(&mut self) -> impl Future<Output = ()> + '_ {
+        std::future::poll_fn(move |cx| {
+            for reply in &mut self.replies {
+                let _ = Pin::new(reply).poll(cx);
+            }
+            Poll::Pending
+        })
     }
 }
 
@@ -77,12 +116,9 @@ pub(crate) fn start(
     match run(shared, conn, text, &spans, 0, Vec::with_capacity(spans.len())) {
         Progress::Done(reply) => Handled::Done(reply),
         // Copied only now: a batch that never waits borrows its frame.
-        Progress::Blocked { next, replies } => Handled::Waiting(WaitingBatch {
-            text: text.to_owned(),
-            spans,
-            next,
-            replies,
-        }),
+        Progress::Blocked { next, replies } => {
+            Handled::Waiting(WaitingBatch::new(text.to_owned(), spans, next, replies))
+        }
     }
 }
 

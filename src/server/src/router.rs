@@ -37,7 +37,7 @@ use crate::state::Shared;
 pub(crate) struct ClientIdentity {
     /// The certificate's subject, e.g. `CN=alice`.
     pub subject: String,
-    /// The certificate's serial number, lowercase hex.
+    /// The certificate's serial number, lowercase hex, as OpenSSL shows it.
     pub serial: String,
 }
 
@@ -47,8 +47,14 @@ impl ClientIdentity {
     pub fn of(session: &rustls::ServerConnection) -> Option<ClientIdentity> {
         let leaf = session.peer_certificates()?.first()?;
         let (_, parsed) = x509_parser::parse_x509_certificate(leaf.as_ref()).ok()?;
-        let serial = parsed
-            .raw_serial()
+        // The serial is a DER integer: a leading zero byte only keeps it
+        // positive and is not part of the number.
+        let raw = parsed.raw_serial();
+        let significant = raw
+            .iter()
+            .position(|&byte| byte != 0)
+            .map_or(&raw[raw.len().saturating_sub(1)..], |first| &raw[first..]);
+        let serial = significant
             .iter()
             .map(|byte| format!("{byte:02x}"))
             .collect();
@@ -315,8 +321,13 @@ fn route(
                 .and_then(|result| to_json(&result)),
         ),
         method::AUTHENTICATE => {
-            let result = parse_params::<AuthenticateParams>(method, params)
-                .and_then(|params| conn.auth.authenticate(&params));
+            let result = match parse_params::<AuthenticateParams>(method, params) {
+                Ok(params) => conn.auth.authenticate(&params),
+                Err(error) => {
+                    conn.auth.count_failure();
+                    Err(error)
+                }
+            };
             shared.metrics.sign_in(result.is_ok());
             if let Ok(signed_in) = &result {
                 conn.script_context = Arc::new(ScriptContext {

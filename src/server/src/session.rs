@@ -147,6 +147,13 @@ where
         let read = gate == Gate::Open;
         let limits = &self.shared.limits;
         let conn = &self.conn;
+        let waiting = &mut self.waiting;
+        let batch_runs = async move {
+            match waiting {
+                Some(batch) => batch.drive().await,
+                None => std::future::pending().await,
+            }
+        };
         // Lazy: an async block costs nothing until it is polled.
         let gate_opens = async move {
             match gate {
@@ -159,6 +166,7 @@ where
             frame = self.socket.next(), if read => Event::Frame(frame),
             Some(answer) = self.pending.next(), if !self.pending.is_empty() => Event::Answer(answer),
             () = gate_opens, if !read => Event::GateOpen(gate),
+            () = batch_runs => unreachable!("a waiting batch is driven, never done"),
             _ = self.ticks.tick() => Event::Tick,
             // A dropped sender means the server is gone: stop as well.
             changed = self.shutdown.changed() => {

@@ -338,3 +338,106 @@ pub fn openssl(args: &[&str]) {
         .expect("openssl is installed");
     assert!(status.success(), "openssl {args:?} failed");
 }
+
+/// The value of the metric line `name` (with its labels) in a `/metrics` text.
+pub fn metric(text: &str, name: &str) -> f64 {
+    text.lines()
+        .find_map(|line| {
+            line.strip_prefix(name)
+                .and_then(|rest| rest.strip_prefix(' '))
+        })
+        .unwrap_or_else(|| panic!("{name} in metrics:\n{text}"))
+        .parse()
+        .expect("a number")
+}
+
+/// `GET /metrics` from a TLS listener with the development certificate.
+pub async fn scrape(addr: SocketAddr) -> String {
+    let (status, body) = https_get(addr, "/metrics").await;
+    assert_eq!(status, 200, "{body}");
+    body
+}
+
+/// `GET path` over TLS (trusting the development certificate): the status
+/// code and the whole response text.
+pub async fn https_get(addr: SocketAddr, path: &str) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let ca = std::fs::read(dev_cert()).expect("dev cert");
+    let mut tls = tls_connect(addr, client_tls(&ca, &[b"http/1.1"]), "localhost")
+        .await
+        .expect("handshake");
+    let request = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+    tls.write_all(request.as_bytes()).await.expect("write");
+    let mut response = String::new();
+    let _ = tokio::time::timeout(Duration::from_secs(10), tls.read_to_string(&mut response)).await;
+    let status = response
+        .strip_prefix("HTTP/1.1 ")
+        .and_then(|rest| rest.get(..3))
+        .and_then(|code| code.parse().ok())
+        .unwrap_or_else(|| panic!("an HTTP response: {response}"));
+    (status, response)
+}
+
+/// What a pipelining client saw: every answer, in arrival order, and the
+/// most `play`s the server had read from the connection but not yet
+/// finished at any of the watcher's looks (its `/metrics`, every 20 ms).
+pub struct Pipelined {
+    pub answers: Vec<Value>,
+    pub most_taken_unfinished: f64,
+}
+
+/// Sends `count` `play`s of `script` on `ws` back to back without waiting
+/// for any answer (as any WebSocket library lets a client do), while reading
+/// the answers and watching how many of the requests the server has taken
+/// in. The server at `metrics` must serve this connection alone.
+pub async fn pipeline_plays(ws: Ws, count: usize, script: &str, metrics: SocketAddr) -> Pipelined {
+    let (mut sink, mut stream) = ws.split();
+    let frames: Vec<String> = (0..count)
+        .map(|id| {
+            json!({"jsonrpc":"2.0","id":id,"method":"play","params":{"script":script}}).to_string()
+        })
+        .collect();
+    // The writer blocks whenever the server stops reading (TCP pushes back).
+    let writer = tokio::spawn(async move {
+        for frame in frames {
+            sink.feed(Message::text(frame)).await.expect("send");
+        }
+        sink.flush().await.expect("flush");
+        sink
+    });
+    let most = std::cell::Cell::new(0.0_f64);
+    let reader = async {
+        let mut answers = Vec::with_capacity(count);
+        while answers.len() < count {
+            let message = tokio::time::timeout(Duration::from_secs(60), stream.next())
+                .await
+                .unwrap_or_else(|_| panic!("no answer for 60 s after {} answers", answers.len()))
+                .expect("connection open")
+                .expect("valid frame");
+            if let Message::Text(text) = message {
+                answers.push(serde_json::from_str::<Value>(&text).expect("JSON answer"));
+            }
+        }
+        answers
+    };
+    let watcher = async {
+        loop {
+            let text = scrape(metrics).await;
+            // Read in this order: a script finishing between the two reads
+            // can only make the difference smaller, never larger.
+            let taken = metric(&text, r#"circle_requests_total{method="play"}"#);
+            let finished = metric(&text, "circle_script_duration_seconds_count");
+            most.set(most.get().max(taken - finished));
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    let answers = tokio::select! {
+        answers = reader => answers,
+        () = watcher => unreachable!("the watcher never ends"),
+    };
+    drop(writer.await.expect("writer"));
+    Pipelined {
+        answers,
+        most_taken_unfinished: most.get(),
+    }
+}
