@@ -12,37 +12,6 @@ use futures_util::SinkExt;
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 
-/// A few milliseconds of work in a debug build: the script of the
-/// "pipelined plays are refused" report, scaled down for an unoptimized
-/// test binary.
-const BUSY_SCRIPT: &str = "let i = 0; while i < 1500 { i += 1 } i";
-
-/// Checks that `count` pipelined plays all got their result, and that the
-/// server never took more of them in than it may run at once.
-fn assert_all_answered(run: &Pipelined, count: usize, max_in_flight: usize) {
-    let mut ids: Vec<i64> = run
-        .answers
-        .iter()
-        .map(|answer| {
-            assert_eq!(answer["result"]["output"], "1500", "{answer}");
-            answer["id"].as_i64().expect("numeric id")
-        })
-        .collect();
-    ids.sort_unstable();
-    assert_eq!(ids, (0..count as i64).collect::<Vec<_>>(), "each id answered once");
-    // The rest waited in the socket, not in the server: bounded memory.
-    assert!(
-        run.most_taken_unfinished <= max_in_flight as f64,
-        "the server read {} plays ahead of its in-flight cap of {max_in_flight}",
-        run.most_taken_unfinished
-    );
-    assert!(
-        run.most_taken_unfinished >= 2.0,
-        "the watcher saw the connection busy ({})",
-        run.most_taken_unfinished
-    );
-}
-
 #[tokio::test]
 async fn a_thousand_pipelined_plays_are_all_answered_and_read_only_as_they_can_run() {
     // Limits as shipped.

@@ -112,7 +112,7 @@ async fn play(ws: &mut Ws, id: i64, script: &str) -> serde_json::Value {
 async fn two_servers_and_three_workers_answer_a_thousand_plays_over_wss() {
     const CONNECTIONS: usize = 10;
     const CALLS_PER_CONNECTION: usize = 100;
-    // Below the server's per-connection in-flight limit (64).
+    // Pipelined in windows, as a polite client would.
     const WINDOW: usize = 25;
 
     let redis_server = RedisServer::start();
@@ -183,6 +183,37 @@ async fn two_servers_and_three_workers_answer_a_thousand_plays_over_wss() {
     }
     assert_eq!(counts.values().sum::<u64>(), 1000, "{counts:?}");
     eprintln!("1000 plays over 2 servers and 3 workers in {elapsed:?}; per worker: {counts:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thousand_pipelined_plays_through_redis_are_all_answered() {
+    let redis_server = RedisServer::start();
+    let _worker = start_worker(&redis_server, "w1");
+    // Limits as shipped, but for the Redis mode's circle key.
+    let server = start_server(&redis_server.url(), ServerLimits::default().script_deadline);
+    wait_for_workers(&redis_server.url(), &["w1"]).await;
+    let ws = connect_wss(server.wss_addr()).await;
+    let started = Instant::now();
+    let run = common::pipeline_plays(ws, 1000, common::BUSY_SCRIPT, server.wss_addr()).await;
+    eprintln!(
+        "1000 pipelined plays through Redis in {:?}; at most {} read ahead",
+        started.elapsed(),
+        run.most_taken_unfinished
+    );
+    common::assert_all_answered(&run, 1000, ServerLimits::default().max_in_flight_per_connection);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_original_plans_hello_wss_prints_through_a_worker() {
+    let redis_server = RedisServer::start();
+    let _worker = start_worker(&redis_server, "w1");
+    let server = start_server(&redis_server.url(), Duration::from_secs(30));
+    wait_for_workers(&redis_server.url(), &["w1"]).await;
+    let mut ws = connect_wss(server.wss_addr()).await;
+    let answer = play(&mut ws, 1, "print('Hello WSS!')").await;
+    assert_eq!(answer["result"]["output"], "Hello WSS!", "{answer}");
+    server.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
