@@ -7,7 +7,9 @@
 use std::process::ExitCode;
 use std::time::Duration;
 
-use circle_server::{ScriptLimits, ServerConfig, ServerLimits, spawn_circle_server};
+use circle_server::{
+    AddressPrefixes, ScriptLimits, ServerConfig, ServerLimits, spawn_circle_server,
+};
 use clap::Parser;
 
 /// Counts each thread's live heap bytes, which is what enforces the script memory limit
@@ -78,13 +80,21 @@ struct Args {
     /// reserve; more than that leaves new clients waiting in the kernel's queue instead of refused).
     #[arg(long, env = "CIRCLE_MAX_CONNECTIONS")]
     max_connections: Option<usize>,
-    /// Requests one connection may have in flight.
+    /// Scripts one connection may have running; a connection at the cap is not read until one finishes.
     #[arg(long, env = "CIRCLE_MAX_IN_FLIGHT", default_value_t = ServerLimits::default().max_in_flight_per_connection)]
     max_in_flight: usize,
-    /// Open connections allowed from one client IP address.
+    /// Open connections allowed from one client (an IPv4 address or IPv6 prefix, see --client-ipv6-prefix).
     #[arg(long, env = "CIRCLE_MAX_CONNECTIONS_PER_IP", default_value_t = ServerLimits::default().max_connections_per_ip)]
     max_connections_per_ip: usize,
-    /// Requests per second one connection may send (0 = no limit).
+    /// Leading bits of an IPv4 address that name one client for per-client limits.
+    #[arg(long, env = "CIRCLE_CLIENT_IPV4_PREFIX", value_name = "BITS", default_value_t = AddressPrefixes::default().ipv4,
+          value_parser = clap::value_parser!(u8).range(0..=32))]
+    client_ipv4_prefix: u8,
+    /// Leading bits of an IPv6 address that name one client (64: a host's whole subnet).
+    #[arg(long, env = "CIRCLE_CLIENT_IPV6_PREFIX", value_name = "BITS", default_value_t = AddressPrefixes::default().ipv6,
+          value_parser = clap::value_parser!(u8).range(0..=128))]
+    client_ipv6_prefix: u8,
+    /// Requests per second one connection may send; a faster client is slowed down, not refused (0 = no limit).
     #[arg(long, env = "CIRCLE_MAX_REQUESTS_PER_SECOND", default_value_t = ServerLimits::default().max_requests_per_second)]
     max_requests_per_second: u32,
     /// Longest JSON-RPC batch accepted.
@@ -170,6 +180,10 @@ async fn main() -> ExitCode {
             max_connections: max_connections(args.max_connections),
             max_in_flight_per_connection: args.max_in_flight,
             max_connections_per_ip: args.max_connections_per_ip,
+            client_address_prefixes: AddressPrefixes {
+                ipv4: args.client_ipv4_prefix,
+                ipv6: args.client_ipv6_prefix,
+            },
             max_requests_per_second: args.max_requests_per_second,
             max_batch_len: args.max_batch,
             tls_handshake_timeout: Duration::from_secs(args.tls_handshake_timeout),

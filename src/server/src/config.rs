@@ -28,7 +28,8 @@ pub struct ServerConfig {
     /// generated at start and logged (handy for development, useless for
     /// clients that pin the circle's identity).
     pub circle_public_key: String,
-    /// Address to bind, for example `127.0.0.1` or `0.0.0.0`.
+    /// Address to bind, for example `127.0.0.1`, `0.0.0.0`, `::1` or `::`
+    /// (IPv6 with or without brackets), or a host name.
     pub host: String,
     /// Port of the main listener; `0` picks a free port (see
     /// [`ServerHandle::ws_addr`](crate::ServerHandle::ws_addr)).

@@ -569,9 +569,18 @@ fn start_redis_executor(
 fn bind_listeners(
     config: &ServerConfig,
 ) -> Result<(Option<TcpListener>, Option<TcpListener>), ServerError> {
+    // An IPv6 address may come with or without its URL brackets.
+    let host = config
+        .host
+        .strip_prefix('[')
+        .and_then(|host| host.strip_suffix(']'))
+        .unwrap_or(&config.host);
     let bind = |port: u16| {
-        let addr = format!("{}:{port}", config.host);
-        TcpListener::bind(&addr).map_err(|source| ServerError::Bind { addr, source })
+        // A (host, port) pair, not "host:port": an IPv6 address has colons.
+        TcpListener::bind((host, port)).map_err(|source| ServerError::Bind {
+            addr: format!("{}:{port}", config.host),
+            source,
+        })
     };
     match (config.enable_tls, config.tls_port) {
         (false, _) => Ok((Some(bind(config.port)?), None)),
