@@ -1,4 +1,4 @@
-//! Signing in before the load starts (PROTOCOL.md: fetch_nonce, then
+//! Signing in before the load starts (`docs/PROTOCOL.md`: fetch_nonce, then
 //! authenticate with an EIP-191 signature over the challenge).
 
 use std::time::Duration;

@@ -1,7 +1,8 @@
 //! # circle_client_ws
 //!
 //! The client of circles, native and in the browser: JSON-RPC over `ws://`
-//! and `wss://` (PROTOCOL.md), with secp256k1 sign-in.
+//! and `wss://` (`docs/PROTOCOL.md` in the repository), with secp256k1
+//! sign-in.
 //!
 //! ```no_run
 //! use circle_client_ws::{CircleWsClientBuilder, TlsConfig};

@@ -215,8 +215,8 @@ async fn disconnect_then_connect_again_starts_a_fresh_session() {
     client.disconnect().await;
 }
 
-/// Makes the server close the connection the way PROTOCOL.md says it does
-/// after too many failed sign-ins: five `authenticate` calls with a bad
+/// Makes the server close the connection the way `docs/PROTOCOL.md` says it
+/// does after too many failed sign-ins: five `authenticate` calls with a bad
 /// signature, then close code 1008.
 async fn provoke_policy_close(client: &CircleWsClient) {
     for _ in 0..5 {

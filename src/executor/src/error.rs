@@ -2,7 +2,7 @@
 
 use std::fmt;
 
-/// JSON-RPC error codes for the executor's failures, as listed in PROTOCOL.md.
+/// JSON-RPC error codes for the executor's failures, as listed in `docs/PROTOCOL.md`.
 ///
 /// They are plain constants (not taken from `circle_protocol`) so that this crate, and
 /// the `circle-worker` process built on it, do not depend on the wire-protocol crate.

@@ -1,4 +1,4 @@
-//! Runs circle Rhai scripts (the `play` method of PROTOCOL.md) in a sandbox.
+//! Runs circle Rhai scripts (the `play` method of `docs/PROTOCOL.md`) in a sandbox.
 //!
 //! - [`sandbox::Sandbox`]: the one locked-down Rhai engine, with its [`ScriptLimits`] and a
 //!   cache of compiled scripts. Independent of any thread pool, so a separate worker

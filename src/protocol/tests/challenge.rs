@@ -4,7 +4,7 @@ use circle_protocol::{
     ChallengeError, SignInChallenge, format_rfc3339_utc, is_valid_nonce, parse_rfc3339_utc,
 };
 
-/// The message of PROTOCOL.md, written out by hand (it is also the last
+/// The message of `docs/PROTOCOL.md`, written out by hand (it is also the last
 /// message of `tests/vectors/eip191.json`, which ethers.js signed).
 const EXPECTED: &str = "localhost:8443 wants you to sign in with your Ethereum account:
 0x2c7536E3605D9C16a7a3D7b1898e529396a65c23

@@ -1,8 +1,9 @@
 //! # circle_server
 //!
 //! The circle server: WebSocket endpoints over `ws://` and `wss://` speaking
-//! the circle JSON-RPC protocol (`PROTOCOL.md`), with secp256k1 sign-in and
-//! Rhai scripts run by an [`Executor`](circle_executor::Executor).
+//! the circle JSON-RPC protocol (`docs/PROTOCOL.md` in the repository), with
+//! secp256k1 sign-in and Rhai scripts run by an
+//! [`Executor`](circle_executor::Executor).
 //!
 //! ```no_run
 //! use circle_server::{ServerConfig, spawn_circle_server};

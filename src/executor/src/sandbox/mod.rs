@@ -200,9 +200,9 @@ impl Sandbox {
 
     /// Runs `script` with the circle constants of `context` in scope.
     ///
-    /// The output is what PROTOCOL.md specifies for `play`: each printed line (`print` and
-    /// `debug`), then the script's value unless it is `()`, joined by `\n`. A string value
-    /// is shown without quotes.
+    /// The output is what `docs/PROTOCOL.md` specifies for `play`: each printed line
+    /// (`print` and `debug`), then the script's value unless it is `()`, joined by
+    /// `\n`. A string value is shown without quotes.
     ///
     /// # Errors
     ///
