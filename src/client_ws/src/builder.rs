@@ -18,8 +18,8 @@ pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Default time allowed for one request's answer.
 pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// Default cap on requests in flight on one client: the circle server's
-/// default per-connection cap, past which it answers `-32029`.
-pub const DEFAULT_MAX_IN_FLIGHT: usize = 64;
+/// default per-connection cap (one definition, in `circle_protocol`).
+pub const DEFAULT_MAX_IN_FLIGHT: usize = circle_protocol::DEFAULT_MAX_IN_FLIGHT;
 
 /// Automatic reconnection: when the connection is lost, the client dials
 /// again after `initial_delay`, doubling the delay after each failure up to
@@ -166,11 +166,12 @@ impl CircleWsClientBuilder {
         self
     }
 
-    /// Most requests this client keeps in flight at once (default 64, the
-    /// server's default per-connection cap). Further requests wait for a
-    /// free slot, within their own timeout, rather than being refused by the
-    /// server with `-32029`. Raise it with the server's
-    /// `max_in_flight_per_connection`.
+    /// Most requests this client keeps in flight at once (default
+    /// [`DEFAULT_MAX_IN_FLIGHT`], the server's default per-connection cap).
+    /// Further requests wait for a free slot here, within their own timeout;
+    /// a server at its cap would not refuse them either (protocol 1.1), but
+    /// would leave them unread in the socket, where no timeout can see them.
+    /// Raise it with the server's `max_in_flight_per_connection`.
     pub fn with_max_in_flight(mut self, requests: usize) -> Self {
         self.max_in_flight = requests.max(1);
         self

@@ -14,6 +14,13 @@ pub mod method {
     pub const WHOAMI: &str = "whoami";
 }
 
+/// Requests one connection may have running at once on a server of this
+/// project by default. A server at the cap stops reading the connection
+/// (protocol 1.1's backpressure); the project's client keeps to the same
+/// number so that its requests wait in its own queue, where their timeouts
+/// run, rather than unread in a socket.
+pub const DEFAULT_MAX_IN_FLIGHT: usize = 16;
+
 /// `fetch_nonce` params: exactly one of `pubkey` or `address`.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -176,7 +176,7 @@ impl Default for ServerLimits {
     fn default() -> Self {
         ServerLimits {
             max_message_bytes: 256 * 1024,
-            max_in_flight_per_connection: 16,
+            max_in_flight_per_connection: circle_protocol::DEFAULT_MAX_IN_FLIGHT,
             max_batch_len: 64,
             max_connections: 10_000,
             max_connections_per_ip: 256,
