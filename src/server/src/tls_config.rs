@@ -250,6 +250,7 @@ pub fn load_server_tls(options: &TlsOptions) -> Result<LoadedTls, TlsConfigError
     };
     let mut config = builder.with_cert_resolver(resolver.clone());
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    config.ignore_client_order = true;
     // Stateless TLS 1.3 tickets make reconnecting clients skip the full
     // handshake (a stateful cache covers TLS 1.2 and clients without tickets).
     config.ticketer = rustls::crypto::aws_lc_rs::Ticketer::new()
