@@ -230,13 +230,23 @@ pub fn spawn_circle_server(
                 let hsts = hsts.clone();
                 Either::Right(async move {
                     let mut response = response.await?;
+                    let headers = response.headers_mut();
                     // Only the TLS listener's responses carry HSTS: on plain
                     // HTTP the header is meaningless (RFC 6797 §7.2).
                     if secure {
-                        response
-                            .headers_mut()
-                            .insert(header::STRICT_TRANSPORT_SECURITY, hsts);
+                        headers.insert(header::STRICT_TRANSPORT_SECURITY, hsts);
                     }
+                    // Static files and JSON are served as what they are, never
+                    // framed by another site, and leak no URL in a Referer.
+                    headers.insert(
+                        header::X_CONTENT_TYPE_OPTIONS,
+                        HeaderValue::from_static("nosniff"),
+                    );
+                    headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+                    headers.insert(
+                        header::REFERRER_POLICY,
+                        HeaderValue::from_static("no-referrer"),
+                    );
                     Ok(response)
                 })
             })

@@ -250,6 +250,10 @@ pub fn load_server_tls(options: &TlsOptions) -> Result<LoadedTls, TlsConfigError
     };
     let mut config = builder.with_cert_resolver(resolver.clone());
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    // The server picks the cipher suite from its own order (the provider's:
+    // AES-256-GCM, AES-128-GCM, ChaCha20-Poly1305, ECDHE only, AEAD only), so
+    // a client that prefers a weaker suite first cannot talk the server down;
+    // every suite on the list is strong, SECURITY.md says why this order.
     config.ignore_client_order = true;
     // Stateless TLS 1.3 tickets make reconnecting clients skip the full
     // handshake (a stateful cache covers TLS 1.2 and clients without tickets).
