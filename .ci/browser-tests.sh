@@ -30,12 +30,11 @@ say() { printf '\n=== %s\n' "$*"; }
 started=$SECONDS
 
 # --- system packages -------------------------------------------------------
-# clang + llvm (llvm-ar): the C secp256k1 library is compiled for wasm32 by
-# clang; gcc cannot target wasm32 and would leave a broken .wasm.
 # chromium + chromium-driver: the browser and its WebDriver, from Debian
 # (never a downloaded browser). libnss3-tools: certutil, for the trust store.
+# No C toolchain for wasm32: the client's crypto (k256) is pure Rust.
 missing=()
-for package in clang llvm chromium chromium-driver libnss3-tools; do
+for package in chromium chromium-driver libnss3-tools; do
   dpkg -s "$package" >/dev/null 2>&1 || missing+=("$package")
 done
 command -v python3 >/dev/null 2>&1 || missing+=(python3)
@@ -65,14 +64,12 @@ if [ "$(wasm-bindgen-test-runner --version 2>/dev/null || true)" != "wasm-bindge
   cargo install wasm-bindgen-cli --version "$wasm_bindgen_version"
 fi
 
-# cc-rs picks clang and llvm-ar for wasm32 by itself; said explicitly so a
-# CC set for the host cannot slip gcc in (examples/web/build.sh agrees).
-export CC_wasm32_unknown_unknown="${CC_wasm32_unknown_unknown:-clang}"
-export AR_wasm32_unknown_unknown="${AR_wasm32_unknown_unknown:-llvm-ar}"
-
 wasm_features=(--target wasm32-unknown-unknown --no-default-features --features js)
 
+# Both supported wasm32 builds: default features (the native-only ones are
+# inert there) and the JS bindings alone.
 say "clippy for wasm32"
+cargo clippy -p circle_client_ws --target wasm32-unknown-unknown --all-targets -- -D warnings
 cargo clippy -p circle_client_ws "${wasm_features[@]}" --all-targets -- -D warnings
 
 say "build: circle-server, the console page's WASM bundle"

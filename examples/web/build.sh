@@ -3,10 +3,9 @@
 # circle_client_ws's JS bindings (feature `js`) for wasm32-unknown-unknown,
 # then wasm-bindgen-cli (ES module for `<script type="module">`).
 #
-# Needs: the wasm32-unknown-unknown target, Debian's clang + llvm (the C
-# secp256k1 library is compiled for wasm32 by clang; gcc cannot), and
-# wasm-bindgen-cli at the version of wasm-bindgen in Cargo.lock.
-# .ci/browser-tests.sh installs all three.
+# Needs: the wasm32-unknown-unknown target and wasm-bindgen-cli at the
+# version of wasm-bindgen in Cargo.lock (.ci/browser-tests.sh installs both).
+# No C compiler: everything in the bundle, secp256k1 included, is Rust.
 #
 # Usage: bash examples/web/build.sh [--debug]
 set -euo pipefail
@@ -18,11 +17,6 @@ if [ "${1:-}" = --debug ]; then
   profile=debug
   cargo_profile=()
 fi
-
-# cc-rs finds clang and llvm-ar by itself; say so explicitly, so a machine
-# where another C compiler comes first on PATH still builds a working .wasm.
-export CC_wasm32_unknown_unknown="${CC_wasm32_unknown_unknown:-clang}"
-export AR_wasm32_unknown_unknown="${AR_wasm32_unknown_unknown:-llvm-ar}"
 
 cargo build -p circle_client_ws --target wasm32-unknown-unknown \
   --no-default-features --features js --example browser_console "${cargo_profile[@]}"

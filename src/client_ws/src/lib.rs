@@ -42,15 +42,17 @@
 //!
 //! ## In the browser (wasm32)
 //!
-//! Built for `wasm32-unknown-unknown` (`--no-default-features --features
-//! crypto`, or `js` for the JavaScript bindings), the same
+//! Built for `wasm32-unknown-unknown` (default features, or `--features
+//! js` for the JavaScript bindings), the same
 //! [`CircleWsClientBuilder`] / [`CircleWsClient`] API runs over the page's
 //! own WebSocket (gloo-net), with the same request matching, timeouts
 //! (browser timers) and reconnects: only the transport differs (`rt.rs` and
 //! `transport/` hold the two sides). The browser does TLS with its own
 //! trust store, so [`TlsConfig`] settings other than the default are an
 //! error from `build()` that says so. The `js` feature adds
-//! `js::CircleClient` for web pages (wasm32 only).
+//! `js::CircleClient` for web pages (wasm32 only). The native-only features
+//! (`rustls-tls`, `native-tls`, `cli`) do nothing there, so a wasm32 build
+//! needs no feature flags, and no C compiler: the signing is pure Rust.
 
 #![warn(missing_docs)]
 // A native build without any TLS backend (ws:// only) leaves the
@@ -63,17 +65,6 @@
     ),
     allow(dead_code, unused_imports)
 )]
-
-// Said plainly here rather than as a missing-crate error: the TLS libraries
-// and the CLI are native-only dependencies.
-#[cfg(all(
-    target_arch = "wasm32",
-    any(feature = "rustls-tls", feature = "native-tls", feature = "cli")
-))]
-compile_error!(
-    "in a browser the browser does TLS, and there is no command line: build circle_client_ws \
-     for wasm32 with --no-default-features --features crypto (or --features js)"
-);
 
 mod builder;
 mod client;

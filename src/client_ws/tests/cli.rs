@@ -1,6 +1,9 @@
 //! The `circle` binary as a shell user meets it: stdout holds script output
 //! only, diagnostics go to stderr, and exit codes tell failures apart.
 
+// The command line exists natively only (the wasm32 `circle` is empty).
+#![cfg(not(target_arch = "wasm32"))]
+
 mod support;
 
 use std::io::Write;

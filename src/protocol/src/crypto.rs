@@ -10,19 +10,19 @@
 //! [`SignatureError`] that says what was wrong.
 
 use std::fmt;
+use std::hash::{Hash, Hasher};
 use std::str::FromStr;
-use std::sync::LazyLock;
 
-use secp256k1::ecdsa::{RecoverableSignature, RecoveryId};
-use secp256k1::{All, Message, Secp256k1, SecretKey, constants};
+// k256 (RustCrypto) rather than libsecp256k1: pure Rust, so the native and
+// the wasm32 builds run the same code and neither needs a C compiler.
+use k256::ecdsa::{RecoveryId, Signature as EcdsaSignature, VerifyingKey};
 use sha3::{Digest, Keccak256};
 
-/// One context for the whole process: creating one costs an allocation and
-/// all of its operations take `&self`, so sharing it is both cheaper and safe.
-static SECP: LazyLock<Secp256k1<All>> = LazyLock::new(Secp256k1::new);
-
 /// The secp256k1 group order n, big-endian.
-const CURVE_ORDER: [u8; 32] = constants::CURVE_ORDER;
+const CURVE_ORDER: [u8; 32] = [
+    0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xfe,
+    0xba, 0xae, 0xdc, 0xe6, 0xaf, 0x48, 0xa0, 0x3b, 0xbf, 0xd2, 0x5e, 0x8c, 0xd0, 0x36, 0x41, 0x41,
+];
 
 /// n / 2 (rounded down), big-endian: the largest `s` a canonical ("low-s")
 /// signature may have. Ethereum (EIP-2) rejects anything above it because
@@ -189,10 +189,10 @@ fn strip_0x(text: &str) -> &str {
 /// A secp256k1 private key.
 ///
 /// `Debug` shows the address, never the secret, so a key that ends up in a
-/// log line or a panic message does not leak. (The bytes are not zeroized on
-/// drop; keep keys in long-lived values rather than copying them around.)
+/// log line or a panic message does not leak. The secret is zeroized when
+/// the key (or a clone of it) is dropped.
 #[derive(Clone)]
-pub struct SigningKey(SecretKey);
+pub struct SigningKey(k256::ecdsa::SigningKey);
 
 impl SigningKey {
     /// Parses 32 bytes of hex (64 digits), `0x` optional, surrounding
@@ -218,14 +218,15 @@ impl SigningKey {
         if *bytes >= CURVE_ORDER {
             return Err(KeyError::PrivateKeyOutOfRange);
         }
-        SecretKey::from_byte_array(bytes)
+        k256::ecdsa::SigningKey::from_bytes(&k256::FieldBytes::from(*bytes))
             .map(SigningKey)
             .map_err(|_| KeyError::PrivateKeyOutOfRange)
     }
 
     /// The public key of this private key.
     pub fn public_key(&self) -> PublicKey {
-        PublicKey(secp256k1::PublicKey::from_secret_key(&SECP, &self.0))
+        // Computed once, when the key was parsed: this is a copy.
+        PublicKey(*self.0.verifying_key())
     }
 
     /// The Ethereum address of this key (shortcut for `public_key().address()`).
@@ -238,16 +239,17 @@ impl SigningKey {
     /// an RFC 6979 deterministic nonce (so the same key and message always
     /// give the same signature), low `s`, and `v` = 27 or 28.
     pub fn sign_personal_message(&self, message: &str) -> Signature {
-        let digest = Message::from_digest(eip191_hash(message.as_bytes()));
-        // libsecp256k1 always produces normalized (low-s) signatures.
-        let (recovery_id, rs) = SECP
-            .sign_ecdsa_recoverable(&digest, &self.0)
-            .serialize_compact();
+        let digest = eip191_hash(message.as_bytes());
+        // RFC 6979 with no added entropy, so ethers.js computes the same
+        // bytes. k256 normalises secp256k1 signatures to low s and flips the
+        // recovery id's y parity to match (`NORMALIZE_S`); the tests
+        // (`signing_is_low_s_and_round_trips`) would catch a change of that.
+        let (signature, recovery_id) = self.0.sign_prehash_recoverable(&digest);
         let mut bytes = [0u8; 65];
-        bytes[..64].copy_from_slice(&rs);
+        bytes[..64].copy_from_slice(&signature.to_bytes());
         // The recovery id of a signature we made is 0 or 1 (2 and 3 need
         // r >= n, which has negligible probability), so this is 27 or 28.
-        bytes[64] = 27 + i32::from(recovery_id) as u8;
+        bytes[64] = 27 + (recovery_id.to_byte() & 1);
         Signature(bytes)
     }
 }
@@ -262,8 +264,16 @@ impl fmt::Debug for SigningKey {
 }
 
 /// A secp256k1 public key.
-#[derive(Clone, Copy, PartialEq, Eq, Hash)]
-pub struct PublicKey(secp256k1::PublicKey);
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct PublicKey(VerifyingKey);
+
+/// Hashes the compressed encoding, which is one-to-one with the point, so
+/// equal keys hash alike (k256's key type has no `Hash` of its own).
+impl Hash for PublicKey {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.to_compressed_bytes().hash(state);
+    }
+}
 
 impl PublicKey {
     /// Parses a compressed (33 bytes, `02`/`03…`) or uncompressed (65 bytes,
@@ -290,19 +300,23 @@ impl PublicKey {
                 got: bytes[0],
             });
         }
-        secp256k1::PublicKey::from_slice(bytes)
+        VerifyingKey::from_sec1_bytes(bytes)
             .map(PublicKey)
             .map_err(|_| KeyError::PublicKeyNotOnCurve)
     }
 
     /// The 33-byte compressed SEC1 encoding.
     pub fn to_compressed_bytes(&self) -> [u8; 33] {
-        self.0.serialize()
+        let mut out = [0u8; 33];
+        out.copy_from_slice(self.0.to_sec1_point(true).as_bytes());
+        out
     }
 
     /// The 65-byte uncompressed SEC1 encoding (`04 ‖ x ‖ y`).
     pub fn to_uncompressed_bytes(&self) -> [u8; 65] {
-        self.0.serialize_uncompressed()
+        let mut out = [0u8; 65];
+        out.copy_from_slice(self.0.to_sec1_point(false).as_bytes());
+        out
     }
 
     /// Compressed form as lowercase hex without `0x` (66 digits): the form the
@@ -479,15 +493,27 @@ impl FromStr for Signature {
 ///
 /// A successful recovery only says *some* key signed: the caller must
 /// compare the result with the key or address it expects.
+///
+/// # Cost
+///
+/// This is the expensive part of a sign-in check. Measured with
+/// `cargo run --release -p circle_protocol --example recover_cost` on an
+/// AMD EPYC (2 cores, shared with other builds; the fastest of several
+/// rounds): about 85 µs per recovery with k256, against about 45 µs with
+/// libsecp256k1 (the C library used before), so 1.9 times as long. The gap
+/// is k256's point arithmetic (complete addition formulas, about two thirds
+/// of the time) and libsecp256k1's precomputed multiples of the generator;
+/// neither is ours to change. See the crate README.
 pub fn recover_personal_signer(
     message: &str,
     signature: &Signature,
 ) -> Result<PublicKey, SignatureError> {
     let bytes = &signature.0;
     let v = bytes[64];
-    let recovery_id = match v {
-        0 | 27 => RecoveryId::Zero,
-        1 | 28 => RecoveryId::One,
+    // Ids 2 and 3 (r >= n) are not expressible in Ethereum's v byte.
+    let y_odd = match v {
+        0 | 27 => false,
+        1 | 28 => true,
         other => return Err(SignatureError::InvalidRecoveryId(other)),
     };
     let r: &[u8; 32] = bytes[..32]
@@ -496,22 +522,24 @@ pub fn recover_personal_signer(
     let s: &[u8; 32] = bytes[32..64]
         .try_into()
         .map_err(|_| SignatureError::InvalidSignature)?;
-    // Range checks first so the error names the culprit; libsecp256k1 would
-    // only say "invalid".
+    // Range checks first so the error names the culprit; k256 would only
+    // say "invalid".
     if *r == [0u8; 32] || *r >= CURVE_ORDER {
         return Err(SignatureError::InvalidR);
     }
     if *s == [0u8; 32] || *s >= CURVE_ORDER {
         return Err(SignatureError::InvalidS);
     }
-    // libsecp256k1's recovery accepts high s, so the EIP-2 rule is ours to enforce.
+    // k256's recovery accepts high s, so the EIP-2 rule is ours to enforce.
     if *s > HALF_CURVE_ORDER {
         return Err(SignatureError::HighS);
     }
-    let recoverable = RecoverableSignature::from_compact(&bytes[..64], recovery_id)
+    let signature = EcdsaSignature::from_scalars(k256::FieldBytes::from(*r), *s)
         .map_err(|_| SignatureError::InvalidSignature)?;
-    let digest = Message::from_digest(eip191_hash(message.as_bytes()));
-    SECP.recover_ecdsa(&digest, &recoverable)
+    let digest = eip191_hash(message.as_bytes());
+    // Fails when r is not the x coordinate of a curve point, or when the
+    // recovered point would be the point at infinity.
+    VerifyingKey::recover_from_prehash(&digest, &signature, RecoveryId::new(y_odd, false))
         .map(PublicKey)
         .map_err(|_| SignatureError::InvalidSignature)
 }
@@ -532,6 +560,21 @@ mod tests {
         }
         assert_eq!(carry, 0);
         assert_eq!(doubled, CURVE_ORDER);
+    }
+
+    #[test]
+    fn equal_keys_hash_alike_whatever_their_encoding() {
+        use std::collections::hash_map::DefaultHasher;
+        let hash = |key: &PublicKey| {
+            let mut hasher = DefaultHasher::new();
+            key.hash(&mut hasher);
+            hasher.finish()
+        };
+        let key = SigningKey::from_bytes(&[7u8; 32]).unwrap().public_key();
+        let compressed = PublicKey::from_bytes(&key.to_compressed_bytes()).unwrap();
+        let uncompressed = PublicKey::from_bytes(&key.to_uncompressed_bytes()).unwrap();
+        assert_eq!(compressed, uncompressed);
+        assert_eq!(hash(&compressed), hash(&uncompressed));
     }
 
     #[test]

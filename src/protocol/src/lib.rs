@@ -12,9 +12,10 @@
 //!   timestamps (no feature needed);
 //! - `crypto`, with the `crypto` feature (default): Keccak-256, EIP-191
 //!   `personal_sign` signing and signer recovery, secp256k1 keys and EIP-55
-//!   addresses.
+//!   addresses, on `k256` (pure Rust).
 //!
-//! This crate does no I/O and compiles for `wasm32-unknown-unknown`.
+//! This crate does no I/O and compiles for `wasm32-unknown-unknown` without
+//! a C compiler.
 
 #![warn(missing_docs)]
 

@@ -1,9 +1,4 @@
-//! `circle`: run Rhai scripts on a circle server from the shell.
-//!
-//! stdout carries script output only, so `circle play '…' | …` composes;
-//! everything else (errors, hints, warnings, prompts) goes to stderr. The
-//! exit code says what kind of failure happened (see `EXIT CODES` in
-//! `--help`).
+//! The command-line client itself (native only; see `main.rs`).
 
 use std::io::{BufRead, IsTerminal, Read, Write};
 use std::path::PathBuf;
@@ -468,8 +463,10 @@ fn brackets_closed(source: &str) -> bool {
     in_string.is_none() && depth <= 0
 }
 
+/// Parses the command line, runs the command, and maps the outcome to an
+/// exit code.
 #[tokio::main]
-async fn main() -> ExitCode {
+pub(crate) async fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(error) => {

@@ -1,0 +1,22 @@
+//! `circle`: run Rhai scripts on a circle server from the shell.
+//!
+//! stdout carries script output only, so `circle play '…' | …` composes;
+//! everything else (errors, hints, warnings, prompts) goes to stderr. The
+//! exit code says what kind of failure happened (see `EXIT CODES` in
+//! `--help`).
+//!
+//! The command line exists natively only. In a wasm32 build (where the
+//! `cli` feature, on by default, does nothing) this target compiles to an
+//! empty program, so that `cargo build --target wasm32-unknown-unknown`
+//! needs no feature flags; a Cargo target cannot be limited to a platform.
+
+#[cfg(not(target_arch = "wasm32"))]
+mod cli;
+
+#[cfg(not(target_arch = "wasm32"))]
+fn main() -> std::process::ExitCode {
+    cli::main()
+}
+
+#[cfg(target_arch = "wasm32")]
+fn main() {}
