@@ -22,23 +22,14 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+. scripts/lib.sh
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
-say() { printf '\n=== %s\n' "$*"; }
 started=$SECONDS
 
 # --- system packages -------------------------------------------------------
-# testssl.sh: Debian's package installs the command as `testssl`.
-# python3: reads the JSON findings.
-missing=()
-command -v testssl >/dev/null 2>&1 || command -v testssl.sh >/dev/null 2>&1 || missing+=(testssl.sh)
-command -v python3 >/dev/null 2>&1 || missing+=(python3)
-command -v openssl >/dev/null 2>&1 || missing+=(openssl)
-if [ ${#missing[@]} -gt 0 ]; then
-  say "installing ${missing[*]}"
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq
-  apt-get install -y -qq --no-install-recommends "${missing[@]}"
-fi
+# testssl.sh (Debian's package installs the command as `testssl`); python3
+# reads the JSON findings; openssl makes the scan's certificate.
+ensure_packages testssl.sh python3 openssl
 testssl=$(command -v testssl || command -v testssl.sh)
 
 say "build: circle-server"

@@ -4,8 +4,8 @@
 //!
 //! Run: `cargo run --example wss_auth_example`
 
-use circle_client_ws::{CircleWsClientBuilder, TlsConfig};
-use circle_server::{ServerConfig, spawn_circle_server};
+use circles::client::{CircleWsClientBuilder, TlsConfig};
+use circles::server::{ServerConfig, spawn_circle_server};
 
 const CERT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/cert.pem");
 const KEY: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/key.pem");
@@ -16,6 +16,12 @@ const CIRCLE_PUBLIC_KEY: &str =
 
 /// A well-known test key (from the Ethereum docs): never hold real value with it.
 const SECRET_KEY: &str = "0x4c0883a69102937d6231471b5dbb6204fe5129617082792ae468d01a3f362318";
+
+/// Counts each thread's allocations so the server enforces the scripts'
+/// memory limit (one line in any program that runs circle scripts).
+#[global_allocator]
+static ALLOCATOR: circles::executor::memory::CountingAllocator =
+    circles::executor::memory::CountingAllocator::new();
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {

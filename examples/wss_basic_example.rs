@@ -4,8 +4,8 @@
 //!
 //! Run: `cargo run --example wss_basic_example`
 
-use circle_client_ws::{CircleWsClientBuilder, TlsConfig};
-use circle_server::{ServerConfig, spawn_circle_server};
+use circles::client::{CircleWsClientBuilder, TlsConfig};
+use circles::server::{ServerConfig, spawn_circle_server};
 
 const CERT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/cert.pem");
 const KEY: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/key.pem");
@@ -13,6 +13,12 @@ const KEY: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/key.pem");
 /// examples only) rather than an ephemeral one generated at each start.
 const CIRCLE_PUBLIC_KEY: &str =
     "0279be667ef9dcbbac55a06295ce870b07029bfcdb2dce28d959f2815b16f81798";
+
+/// Counts each thread's allocations so the server enforces the scripts'
+/// memory limit (one line in any program that runs circle scripts).
+#[global_allocator]
+static ALLOCATOR: circles::executor::memory::CountingAllocator =
+    circles::executor::memory::CountingAllocator::new();
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {

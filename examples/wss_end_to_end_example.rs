@@ -4,8 +4,8 @@
 //!
 //! Run: `cargo run --example wss_end_to_end_example`
 
-use circle_client_ws::{CircleWsClient, CircleWsClientBuilder, TlsConfig};
-use circle_server::{ServerConfig, spawn_circle_server};
+use circles::client::{CircleWsClient, CircleWsClientBuilder, TlsConfig};
+use circles::server::{ServerConfig, spawn_circle_server};
 
 const CERT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/cert.pem");
 const KEY: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/key.pem");
@@ -32,6 +32,12 @@ async fn client(url: &str, secret_key: Option<String>) -> anyhow::Result<CircleW
     client.connect().await?;
     Ok(client)
 }
+
+/// Counts each thread's allocations so the server enforces the scripts'
+/// memory limit (one line in any program that runs circle scripts).
+#[global_allocator]
+static ALLOCATOR: circles::executor::memory::CountingAllocator =
+    circles::executor::memory::CountingAllocator::new();
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {

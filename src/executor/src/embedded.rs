@@ -364,8 +364,10 @@ fn warn_if_memory_limit_unenforced(limits: &ScriptLimits) {
     if limits.max_memory_bytes != usize::MAX && !crate::memory::is_counting() {
         tracing::warn!(
             max_memory_bytes = limits.max_memory_bytes,
-            "the script memory limit is not enforced: this process did not install \
-             circle_executor::memory::CountingAllocator as its #[global_allocator]"
+            "the script memory limit is not enforced: this program does not count its \
+             allocations. Add this line to its main.rs: #[global_allocator] static ALLOCATOR: \
+             circle_executor::memory::CountingAllocator = \
+             circle_executor::memory::CountingAllocator::new();"
         );
     }
 }

@@ -73,6 +73,9 @@ struct Args {
     /// Script-running threads (0 = one per core).
     #[arg(long, env = "CIRCLE_SCRIPT_THREADS", default_value_t = 0)]
     script_threads: usize,
+    /// Scripts that may wait for a free script thread, all connections together (0 = 1024); beyond it `play` gets -32029.
+    #[arg(long, env = "CIRCLE_SCRIPT_QUEUE", default_value_t = 0)]
+    script_queue: usize,
     /// Largest WebSocket message accepted, in bytes.
     #[arg(long, env = "CIRCLE_MAX_MESSAGE_BYTES", default_value_t = ServerLimits::default().max_message_bytes)]
     max_message_bytes: usize,
@@ -175,6 +178,7 @@ async fn main() -> ExitCode {
         web_root: args.web_root,
         workers: args.workers,
         script_threads: args.script_threads,
+        script_queue_capacity: args.script_queue,
         limits: ServerLimits {
             max_message_bytes: args.max_message_bytes,
             max_connections: max_connections(args.max_connections),

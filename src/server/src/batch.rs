@@ -101,7 +101,8 @@ pub(crate) fn start(
     items: &[&RawValue],
 ) -> Handled {
     if items.is_empty() {
-        let error = circle_protocol::RpcError::invalid_request("an empty batch is not a valid request");
+        let error =
+            circle_protocol::RpcError::invalid_request("an empty batch is not a valid request");
         return Handled::Done(Reply::Now(Some(router::failure(router::NULL_ID, &error))));
     }
     if items.len() > shared.limits.max_batch_len {
@@ -113,7 +114,14 @@ pub(crate) fn start(
         return Handled::Done(Reply::Now(Some(router::failure(router::NULL_ID, &error))));
     }
     let spans: Vec<Range<usize>> = items.iter().map(|item| span_of(text, item.get())).collect();
-    match run(shared, conn, text, &spans, 0, Vec::with_capacity(spans.len())) {
+    match run(
+        shared,
+        conn,
+        text,
+        &spans,
+        0,
+        Vec::with_capacity(spans.len()),
+    ) {
         Progress::Done(reply) => Handled::Done(reply),
         // Copied only now: a batch that never waits borrows its frame.
         Progress::Blocked { next, replies } => {
@@ -163,7 +171,9 @@ fn finish(replies: Vec<Reply>) -> Reply {
         Reply::Later(future) => future,
     });
     let joined = future::join_all(pending);
-    Reply::Later(Box::pin(async move { join(joined.await.into_iter().flatten()) }))
+    Reply::Later(Box::pin(
+        async move { join(joined.await.into_iter().flatten()) },
+    ))
 }
 
 /// The batch answer of the replies that are ready, leaving out the rest.

@@ -84,6 +84,11 @@ pub struct ServerConfig {
     /// Number of threads running scripts in the embedded executor; `0` = one
     /// per core.
     pub script_threads: usize,
+    /// Scripts that may wait for a free script thread in the embedded
+    /// executor, all connections together; a `play` that finds the queue
+    /// full is answered `-32029` at once. `0` = the default (1,024: with 16
+    /// in flight per connection, 64 busy connections fill it).
+    pub script_queue_capacity: usize,
     /// Limits that protect the server from its clients.
     pub limits: ServerLimits,
     /// Limits on every script.
@@ -113,6 +118,7 @@ impl Default for ServerConfig {
             web_root: None,
             workers: 0,
             script_threads: 0,
+            script_queue_capacity: 0,
             limits: ServerLimits::default(),
             script_limits: ScriptLimits::default(),
         }

@@ -7,11 +7,11 @@ use std::time::Duration;
 use circle_executor::{EmbeddedConfig, EmbeddedExecutor, ScriptLimits};
 use tokio::sync::watch;
 
+use crate::address::AddressPrefixes;
 use crate::auth::{ChallengeOrigin, ChallengeSettings};
+use crate::batch::Handled;
 use crate::config::ServerLimits;
 use crate::metrics::Listener;
-use crate::address::AddressPrefixes;
-use crate::batch::Handled;
 use crate::router::{self, Connection, Reply};
 use crate::state::{CircleIdentity, ConnectionCounter, Shared};
 

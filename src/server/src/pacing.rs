@@ -151,7 +151,10 @@ mod tests {
         assert!(room.as_mut().poll(&mut cx).is_pending());
         assert!(!flag.0.load(Ordering::SeqCst));
         drop(first);
-        assert!(flag.0.load(Ordering::SeqCst), "a finished script wakes the session");
+        assert!(
+            flag.0.load(Ordering::SeqCst),
+            "a finished script wakes the session"
+        );
         assert!(room.now_or_never().is_some());
         assert_eq!(count.get(), 1);
     }

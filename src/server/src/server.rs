@@ -524,6 +524,11 @@ fn start_executor(config: &ServerConfig) -> Result<Arc<dyn Executor>, ServerErro
         } else {
             defaults.threads
         },
+        queue_capacity: if config.script_queue_capacity > 0 {
+            config.script_queue_capacity
+        } else {
+            defaults.queue_capacity
+        },
         limits: config.script_limits.clone(),
         ..defaults
     })

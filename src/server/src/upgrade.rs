@@ -163,7 +163,8 @@ impl Upgrader {
         let client_subject = client.map(|identity| identity.subject.as_str());
         // Every log line of the session carries its connection id (and the
         // client certificate's subject under mutual TLS).
-        let span = tracing::info_span!("session", connection_id, peer = ?peer, client = client_subject);
+        let span =
+            tracing::info_span!("session", connection_id, peer = ?peer, client = client_subject);
         span.in_scope(|| match &client_subject {
             Some(subject) => {
                 info!(%subject, "websocket connected with a verified client certificate")

@@ -8,13 +8,13 @@ use std::time::{Duration, Instant};
 
 use circle_server::{ServerConfig, ServerLimits};
 use common::*;
+use futures_util::SinkExt;
 use rcgen::{Issuer, KeyPair};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use futures_util::SinkExt;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 

@@ -46,8 +46,12 @@ async fn per_client_budget_is_per_64() {
     .expect("server starts on an IPv6 address");
     let server = handle.ws_addr().expect("plain listener");
 
-    let first = connect_from(SAME_64[0], server).await.expect("first of the /64");
-    let second = connect_from(SAME_64[1], server).await.expect("second of the /64");
+    let first = connect_from(SAME_64[0], server)
+        .await
+        .expect("first of the /64");
+    let second = connect_from(SAME_64[1], server)
+        .await
+        .expect("second of the /64");
     match connect_from(SAME_64[2], server).await {
         Err(WsError::Http(response)) => assert_eq!(response.status(), 429),
         Err(other) => panic!("expected HTTP 429, got {other}"),
@@ -67,10 +71,15 @@ async fn per_client_budget_is_per_64() {
         }
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
-    assert!(retried.is_some(), "the freed slot went to the /64's third address");
+    assert!(
+        retried.is_some(),
+        "the freed slot went to the /64's third address"
+    );
     drop((second, other, retried));
     handle.stop().await;
-    task.await.expect("server task").expect("server ran cleanly");
+    task.await
+        .expect("server task")
+        .expect("server ran cleanly");
 }
 
 type Ws = tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>;

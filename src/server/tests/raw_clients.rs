@@ -24,7 +24,11 @@ async fn a_thousand_pipelined_plays_are_all_answered_and_read_only_as_they_can_r
         started.elapsed(),
         run.most_taken_unfinished
     );
-    assert_all_answered(&run, 1000, ServerLimits::default().max_in_flight_per_connection);
+    assert_all_answered(
+        &run,
+        1000,
+        ServerLimits::default().max_in_flight_per_connection,
+    );
     server.stop().await;
 }
 
@@ -65,10 +69,14 @@ async fn thirty_bad_sign_ins_in_one_batch_get_five_answers_then_1008() {
     let wrong = signer.sign_personal_message("not the challenge").to_hex();
     let mut batch = Vec::new();
     for pair in 0..30 {
-        batch.push(json!({"jsonrpc":"2.0","id": pair * 2,"method":"fetch_nonce",
-            "params":{"pubkey": claimed.public_key().to_compressed_hex()}}));
-        batch.push(json!({"jsonrpc":"2.0","id": pair * 2 + 1,"method":"authenticate",
-            "params":{"signature": wrong}}));
+        batch.push(
+            json!({"jsonrpc":"2.0","id": pair * 2,"method":"fetch_nonce",
+            "params":{"pubkey": claimed.public_key().to_compressed_hex()}}),
+        );
+        batch.push(
+            json!({"jsonrpc":"2.0","id": pair * 2 + 1,"method":"authenticate",
+            "params":{"signature": wrong}}),
+        );
     }
     send(&mut ws, Value::Array(batch).to_string()).await;
     let answer = recv(&mut ws).await;
@@ -78,8 +86,16 @@ async fn thirty_bad_sign_ins_in_one_batch_get_five_answers_then_1008() {
         .filter(|answer| answer["error"]["code"] == -32001)
         .count();
     assert_eq!(failures, 5, "{answer}");
-    assert_eq!(answers.len(), 10, "five challenges, five failures: {answer}");
-    assert_eq!(answers.last().expect("answers")["id"], json!(9), "the fifth failure is the last answer");
+    assert_eq!(
+        answers.len(),
+        10,
+        "five challenges, five failures: {answer}"
+    );
+    assert_eq!(
+        answers.last().expect("answers")["id"],
+        json!(9),
+        "the fifth failure is the last answer"
+    );
     assert_eq!(recv_close_code(&mut ws).await, Some(1008));
     server.stop().await;
 }
@@ -148,7 +164,10 @@ async fn health_answers_503_while_the_server_stops() {
             assert!(body.contains(r#""status":"stopping""#), "{body}");
             break;
         }
-        assert!(Instant::now() < deadline, "still {status} while stopping: {body}");
+        assert!(
+            Instant::now() < deadline,
+            "still {status} while stopping: {body}"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     // The running script still answers (its limit), then the server says goodbye.

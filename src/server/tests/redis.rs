@@ -200,7 +200,11 @@ async fn a_thousand_pipelined_plays_through_redis_are_all_answered() {
         started.elapsed(),
         run.most_taken_unfinished
     );
-    common::assert_all_answered(&run, 1000, ServerLimits::default().max_in_flight_per_connection);
+    common::assert_all_answered(
+        &run,
+        1000,
+        ServerLimits::default().max_in_flight_per_connection,
+    );
     server.stop().await;
 }
 

@@ -332,7 +332,6 @@ fn build_engine(limits: &ScriptLimits, memory_cap: Option<isize>, state: &Rc<Run
     // it a parse error.
     engine.disable_symbol("eval");
 
-
     // rhai's core package has `sleep`, which blocks the thread without counting any
     // operation, so neither the operation nor the wall-time limit could end it: one call
     // would hold a worker for as long as the script asks. Functions registered on the

@@ -459,7 +459,11 @@ pub fn assert_all_answered(run: &Pipelined, count: usize, max_in_flight: usize) 
         })
         .collect();
     ids.sort_unstable();
-    assert_eq!(ids, (0..count as i64).collect::<Vec<_>>(), "each id answered once");
+    assert_eq!(
+        ids,
+        (0..count as i64).collect::<Vec<_>>(),
+        "each id answered once"
+    );
     // The rest waited in the socket, not in the server: bounded memory.
     assert!(
         run.most_taken_unfinished <= max_in_flight as f64,
@@ -472,4 +476,3 @@ pub fn assert_all_answered(run: &Pipelined, count: usize, max_in_flight: usize) 
         run.most_taken_unfinished
     );
 }
-
