@@ -7,13 +7,13 @@ use std::time::Duration;
 use circle_executor::{EmbeddedConfig, EmbeddedExecutor, ScriptLimits};
 use tokio::sync::watch;
 
-use crate::address::AddressPrefixes;
-use crate::auth::{ChallengeOrigin, ChallengeSettings};
+use crate::auth::ChallengeOrigin;
 use crate::batch::Handled;
-use crate::config::ServerLimits;
-use crate::metrics::Listener;
+use crate::circle::CircleIdentity;
+use crate::config::{ServerConfig, ServerLimits};
+use crate::listen::Listener;
 use crate::router::{self, Connection, Reply};
-use crate::state::{CircleIdentity, ConnectionCounter, Shared};
+use crate::state::Shared;
 
 /// One connection's router, fed frames directly.
 pub struct RouterHarness {
@@ -41,24 +41,16 @@ impl RouterHarness {
             public_key: "024e3b81af9c2234cad09d679ce6035ed1392347ce64ce405f5dcd36228a25de6e"
                 .to_owned(),
         };
-        let shared = Shared {
-            challenge: ChallengeSettings {
-                circle_name: circle.name.clone(),
-                circle_public_key: circle.public_key.clone(),
-                nonce_ttl_secs: 300,
-            },
-            circle_json: circle.to_json(),
-            circle,
+        let config = ServerConfig {
             enable_auth: true,
-            auth_domain: None,
-            limits: ServerLimits::default(),
-            executor: Arc::new(executor),
-            connections: ConnectionCounter::new(1, 1, AddressPrefixes::default()),
-            allowed_origins: None,
-            metrics: Arc::default(),
-            tls: None,
-            shutdown,
+            limits: ServerLimits {
+                max_connections: 1,
+                max_connections_per_ip: 1,
+                ..ServerLimits::default()
+            },
+            ..ServerConfig::default()
         };
+        let shared = Shared::new(&config, circle, Arc::new(executor), None, shutdown);
         let origin = ChallengeOrigin {
             domain: "localhost".to_owned(),
             uri: "wss://localhost/ws".to_owned(),

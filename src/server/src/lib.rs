@@ -27,21 +27,32 @@
 mod address;
 mod auth;
 mod batch;
+mod circle;
 mod config;
+mod error;
 #[doc(hidden)]
 pub mod fuzzing;
+mod handle;
+mod http;
+mod listen;
 mod metrics;
 mod pacing;
+mod refusal_log;
 mod router;
-mod server;
+mod script_executor;
 mod session;
+mod start;
 mod state;
-pub mod tls_config;
+mod tls;
 mod upgrade;
 
 pub use address::AddressPrefixes;
 pub use config::{ServerConfig, ServerLimits};
-pub use server::{ServerError, ServerHandle, spawn_circle_server};
-pub use tls_config::{TlsConfigError, load_rustls_config};
+pub use error::ServerError;
+pub use handle::ServerHandle;
+pub use start::spawn_circle_server;
+pub use tls::{
+    CertificateInfo, CertificateProblem, PrivateKeyProblem, TlsConfigError, load_rustls_config,
+};
 
 pub use circle_executor::ScriptLimits;

@@ -4,6 +4,7 @@
 //! the protocol is known in advance, so nothing a client sends can grow the
 //! label set (an unknown method is counted as `other`).
 
+use crate::listen::Listener;
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -62,13 +63,6 @@ const LIMIT_NAMES: [&str; 8] = [
     "failed_sign_ins",
     "idle",
 ];
-
-/// Which listener a connection came through.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Listener {
-    Plain = 0,
-    Tls = 1,
-}
 
 #[derive(Default)]
 pub(crate) struct Metrics {

@@ -10,28 +10,10 @@ use tokio::sync::{Notify, watch};
 
 use crate::address::AddressPrefixes;
 use crate::auth::ChallengeSettings;
-use crate::config::ServerLimits;
+use crate::circle::CircleIdentity;
+use crate::config::{ServerConfig, ServerLimits};
 use crate::metrics::Metrics;
-use crate::tls_config::TlsReloader;
-
-/// The circle a server serves.
-#[derive(Clone, Debug)]
-pub(crate) struct CircleIdentity {
-    pub name: String,
-    pub public_key: String,
-}
-
-impl CircleIdentity {
-    /// The circle as JSON (`CircleInfo`), for `whoami`.
-    pub fn to_json(&self) -> String {
-        let info = circle_protocol::CircleInfo {
-            name: self.name.clone(),
-            public_key: self.public_key.clone(),
-        };
-        // Two plain strings always serialize.
-        serde_json::to_string(&info).unwrap_or_else(|_| "null".to_owned())
-    }
-}
+use crate::tls::TlsReloader;
 
 /// Shared by all sessions on all worker threads.
 pub(crate) struct Shared {
@@ -50,6 +32,41 @@ pub(crate) struct Shared {
     pub tls: Option<Arc<TlsReloader>>,
     /// Flips to `true` when the server begins a graceful stop.
     pub shutdown: watch::Receiver<bool>,
+}
+
+impl Shared {
+    /// What the sessions of a server started with `config` share.
+    pub fn new(
+        config: &ServerConfig,
+        circle: CircleIdentity,
+        executor: Arc<dyn Executor>,
+        tls: Option<Arc<TlsReloader>>,
+        shutdown: watch::Receiver<bool>,
+    ) -> Self {
+        let limits = &config.limits;
+        Shared {
+            challenge: ChallengeSettings {
+                circle_name: circle.name.clone(),
+                circle_public_key: circle.public_key.clone(),
+                nonce_ttl_secs: limits.nonce_ttl.as_secs().max(1),
+            },
+            circle_json: circle.to_json(),
+            circle,
+            enable_auth: config.enable_auth,
+            auth_domain: config.auth_domain.clone(),
+            limits: limits.clone(),
+            executor,
+            connections: ConnectionCounter::new(
+                limits.max_connections,
+                limits.max_connections_per_ip,
+                limits.client_address_prefixes,
+            ),
+            allowed_origins: config.allowed_origins.clone(),
+            metrics: Arc::default(),
+            tls,
+            shutdown,
+        }
+    }
 }
 
 /// Open WebSocket connections across all workers, with a cap in total and

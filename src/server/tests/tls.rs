@@ -4,7 +4,7 @@ mod common;
 
 use std::time::Duration;
 
-use circle_server::tls_config::{CertificateProblem, PrivateKeyProblem};
+use circle_server::{CertificateProblem, PrivateKeyProblem};
 use circle_server::{ServerConfig, ServerError, TlsConfigError, spawn_circle_server};
 use common::*;
 use rcgen::KeyPair;

@@ -1,145 +1,23 @@
 //! Loading the server's TLS configuration from PEM files.
 //!
-//! Every way a certificate or key file can be wrong has its own
-//! [`TlsConfigError`], and each message names the file and what is wrong with
-//! it, so an operator can fix it without guessing. The rustls configuration
-//! built here speaks TLS 1.2 and 1.3 only, offers ALPN `http/1.1` (WebSocket
-//! upgrades need HTTP/1.1) and uses the aws-lc-rs provider explicitly, so
-//! rustls 0.23's "no process-level CryptoProvider" panic cannot happen
-//! whatever features the embedding application turns on.
+//! The rustls configuration built here speaks TLS 1.2 and 1.3 only, offers
+//! ALPN `http/1.1` (WebSocket upgrades need HTTP/1.1) and uses the aws-lc-rs
+//! provider explicitly, so rustls 0.23's "no process-level CryptoProvider"
+//! panic cannot happen whatever features the embedding application turns on.
 
-use std::fmt;
 use std::io;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rustls::crypto::CryptoProvider;
-use rustls::server::{ClientHello, ResolvesServerCert, WebPkiClientVerifier};
+use rustls::server::WebPkiClientVerifier;
 use rustls::sign::CertifiedKey;
 use rustls::{RootCertStore, version};
 use rustls_pki_types::pem::{self, PemObject};
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
-/// Why the server's TLS configuration could not be loaded.
-#[derive(Debug, thiserror::Error)]
-pub enum TlsConfigError {
-    /// The certificate file does not exist.
-    #[error("certificate file not found: {path}")]
-    CertificateNotFound {
-        /// The path that was tried.
-        path: String,
-    },
-    /// The private key file does not exist.
-    #[error("private key file not found: {path}")]
-    PrivateKeyNotFound {
-        /// The path that was tried.
-        path: String,
-    },
-    /// A file exists but could not be read (permissions, a directory, …).
-    #[error("cannot read {path}: {source}")]
-    Unreadable {
-        /// The file.
-        path: String,
-        /// What the operating system said.
-        source: io::Error,
-    },
-    /// The certificate file is unusable.
-    #[error("invalid certificate in {path}: {problem}")]
-    InvalidCertificate {
-        /// The file.
-        path: String,
-        /// What is wrong with it.
-        problem: CertificateProblem,
-    },
-    /// The private key file is unusable.
-    #[error("invalid private key in {path}: {problem}")]
-    InvalidPrivateKey {
-        /// The file.
-        path: String,
-        /// What is wrong with it.
-        problem: PrivateKeyProblem,
-    },
-    /// The files are fine one by one but do not make a configuration
-    /// (for example `enable_tls` without `cert_path`).
-    #[error("TLS configuration error: {0}")]
-    ConfigurationError(String),
-}
-
-/// What is wrong with a certificate file.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum CertificateProblem {
-    /// The file is empty.
-    Empty,
-    /// The file holds no `-----BEGIN CERTIFICATE-----` section.
-    NoPemCertificate,
-    /// A PEM section or the certificate inside it cannot be parsed.
-    Malformed(String),
-    /// The leaf certificate's validity ended.
-    Expired {
-        /// Its `notAfter`, RFC 3339.
-        not_after: String,
-    },
-    /// The leaf certificate's validity has not begun.
-    NotYetValid {
-        /// Its `notBefore`, RFC 3339.
-        not_before: String,
-    },
-}
-
-impl fmt::Display for CertificateProblem {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::Empty => f.write_str("the file is empty"),
-            Self::NoPemCertificate => {
-                f.write_str("no PEM certificate (-----BEGIN CERTIFICATE-----) in the file")
-            }
-            Self::Malformed(why) => write!(f, "the certificate cannot be parsed: {why}"),
-            Self::Expired { not_after } => write!(f, "the certificate expired on {not_after}"),
-            Self::NotYetValid { not_before } => {
-                write!(f, "the certificate is not valid before {not_before}")
-            }
-        }
-    }
-}
-
-/// What is wrong with a private key file.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum PrivateKeyProblem {
-    /// The file is empty.
-    Empty,
-    /// The file holds no PKCS#8, PKCS#1 or SEC1 PEM private key.
-    NoPemKey,
-    /// The key is encrypted with a passphrase; the server needs it decrypted.
-    Encrypted,
-    /// A PEM section cannot be parsed.
-    Malformed(String),
-    /// The key parses but its algorithm is not supported.
-    Unsupported(String),
-    /// The key is not the one the certificate was issued for.
-    DoesNotMatchCertificate {
-        /// The certificate file it was checked against.
-        certificate_path: String,
-    },
-}
-
-impl fmt::Display for PrivateKeyProblem {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::Empty => f.write_str("the file is empty"),
-            Self::NoPemKey => f.write_str(
-                "no PEM private key (PKCS#8 \"PRIVATE KEY\", PKCS#1 \"RSA PRIVATE KEY\" or SEC1 \"EC PRIVATE KEY\") in the file",
-            ),
-            Self::Encrypted => f.write_str(
-                "the key is encrypted with a passphrase; decrypt it first (openssl pkey -in KEY -out KEY.plain)",
-            ),
-            Self::Malformed(why) => write!(f, "the key cannot be parsed: {why}"),
-            Self::Unsupported(why) => write!(f, "unsupported key: {why}"),
-            Self::DoesNotMatchCertificate { certificate_path } => {
-                write!(f, "the key does not match the certificate in {certificate_path}")
-            }
-        }
-    }
-}
+use super::error::{CertificateProblem, PrivateKeyProblem, TlsConfigError};
+use super::reload::{ReloadableCertResolver, TlsReloader};
 
 /// Where the server's TLS material lives and how strictly to check it.
 #[derive(Debug, Clone, Default)]
@@ -215,12 +93,12 @@ pub fn load_server_tls(options: &TlsOptions) -> Result<LoadedTls, TlsConfigError
     let provider = Arc::new(crypto_provider());
     let (certified_key, certificate, accepted_problem) = load_certified_key(options, &provider)?;
     let resolver = Arc::new(ReloadableCertResolver::new(certified_key));
-    let reloader = Arc::new(TlsReloader {
-        options: options.clone(),
-        provider: provider.clone(),
-        resolver: resolver.clone(),
-        current: RwLock::new(certificate.clone()),
-    });
+    let reloader = Arc::new(TlsReloader::new(
+        options.clone(),
+        provider.clone(),
+        resolver.clone(),
+        certificate.clone(),
+    ));
 
     let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
         .with_protocol_versions(&[&version::TLS13, &version::TLS12])
@@ -461,80 +339,4 @@ pub fn rfc3339(time: SystemTime) -> String {
         .map(|d| d.as_secs())
         .unwrap_or(0);
     circle_protocol::format_rfc3339_utc(seconds)
-}
-
-/// Replaces the serving certificate from its files without a restart: new
-/// handshakes get the new certificate, open connections keep theirs, and a
-/// bad new file leaves the old certificate serving.
-#[derive(Debug)]
-pub struct TlsReloader {
-    options: TlsOptions,
-    provider: Arc<CryptoProvider>,
-    resolver: Arc<ReloadableCertResolver>,
-    current: RwLock<CertificateInfo>,
-}
-
-impl TlsReloader {
-    /// Reads the certificate and key files again and serves them from the
-    /// next handshake on. On error nothing changes.
-    pub fn reload(&self) -> Result<CertificateInfo, TlsConfigError> {
-        let (key, certificate, accepted_problem) =
-            load_certified_key(&self.options, &self.provider)?;
-        if let Some(problem) = accepted_problem {
-            tracing::warn!(
-                "tls_accept_invalid_certs is set: serving {} although {problem}",
-                self.options.cert_path
-            );
-        }
-        self.resolver.replace(key);
-        let mut current = self
-            .current
-            .write()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        *current = certificate.clone();
-        Ok(certificate)
-    }
-
-    /// The certificate being served.
-    pub fn certificate(&self) -> CertificateInfo {
-        self.current
-            .read()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .clone()
-    }
-}
-
-/// Serves one certificate that can be replaced while the server runs: new
-/// handshakes get the new certificate, open connections keep theirs.
-#[derive(Debug)]
-pub struct ReloadableCertResolver {
-    current: RwLock<Arc<CertifiedKey>>,
-}
-
-impl ReloadableCertResolver {
-    /// A resolver serving `key`.
-    pub fn new(key: CertifiedKey) -> Self {
-        ReloadableCertResolver {
-            current: RwLock::new(Arc::new(key)),
-        }
-    }
-
-    /// Serves `key` from the next handshake on.
-    pub fn replace(&self, key: CertifiedKey) {
-        let mut current = self
-            .current
-            .write()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        *current = Arc::new(key);
-    }
-}
-
-impl ResolvesServerCert for ReloadableCertResolver {
-    fn resolve(&self, _client_hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
-        let current = self
-            .current
-            .read()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        Some(current.clone())
-    }
 }

@@ -1,0 +1,87 @@
+//! The listening sockets and the HTTP/1 service every connection starts
+//! with, on the plain and the TLS listener alike.
+
+use std::io;
+use std::net::{SocketAddr, TcpListener};
+use std::time::Duration;
+
+use actix_http::body::BoxBody;
+use actix_http::{HttpService, HttpServiceBuilder, KeepAlive, Request};
+use actix_server::GracefulShutdownSignal;
+use actix_service::ServiceFactory;
+use actix_web::dev::Service;
+
+use crate::config::ServerConfig;
+use crate::error::ServerError;
+
+/// Which listener a connection came through.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Listener {
+    Plain = 0,
+    Tls = 1,
+}
+
+/// Binds the plain and TLS listeners as configured.
+pub(crate) fn bind_listeners(
+    config: &ServerConfig,
+) -> Result<(Option<TcpListener>, Option<TcpListener>), ServerError> {
+    // An IPv6 address may come with or without its URL brackets.
+    let host = config
+        .host
+        .strip_prefix('[')
+        .and_then(|host| host.strip_suffix(']'))
+        .unwrap_or(&config.host);
+    let bind = |port: u16| {
+        // A (host, port) pair, not "host:port": an IPv6 address has colons.
+        TcpListener::bind((host, port)).map_err(|source| ServerError::Bind {
+            addr: format!("{}:{port}", config.host),
+            source,
+        })
+    };
+    match (config.enable_tls, config.tls_port) {
+        (false, _) => Ok((Some(bind(config.port)?), None)),
+        (true, None) => Ok((None, Some(bind(config.port)?))),
+        (true, Some(tls_port)) => Ok((Some(bind(config.port)?), Some(bind(tls_port)?))),
+    }
+}
+
+pub(crate) fn local_addr(listener: &TcpListener) -> Result<SocketAddr, ServerError> {
+    listener.local_addr().map_err(|source| ServerError::Bind {
+        addr: "bound listener".to_owned(),
+        source,
+    })
+}
+
+pub(crate) fn bind_error(addr: Option<SocketAddr>, source: io::Error) -> ServerError {
+    let addr = addr.map(|a| a.to_string()).unwrap_or_default();
+    ServerError::Bind { addr, source }
+}
+
+/// The HTTP/1 settings both listeners share.
+pub(crate) fn http_service<T, S>(
+    local_addr: SocketAddr,
+    graceful_stop: &GracefulShutdownSignal,
+) -> HttpServiceBuilder<T, S>
+where
+    S: ServiceFactory<Request, Config = ()>,
+    S::Error: Into<actix_http::Response<BoxBody>> + 'static,
+    S::Response: Into<actix_http::Response<BoxBody>> + 'static,
+    S::InitError: std::fmt::Debug,
+    <S::Service as Service<Request>>::Future: 'static,
+{
+    let graceful_stop = graceful_stop.clone();
+    HttpService::build()
+        // Lets keep-alive HTTP connections close at once on a graceful stop.
+        .graceful_shutdown_signal(move || {
+            let signal = graceful_stop.clone();
+            async move { signal.notified().await }
+        })
+        .keep_alive(KeepAlive::Timeout(Duration::from_secs(5)))
+        .client_request_timeout(Duration::from_secs(5))
+        .client_disconnect_timeout(Duration::from_secs(1))
+        // Answers are small and latency-bound. Without this, Nagle holds the
+        // `101 Switching Protocols` written after the TLS 1.3 session
+        // tickets until the client's delayed ACK (~40 ms per new connection).
+        .tcp_nodelay(true)
+        .local_addr(local_addr)
+}

@@ -1,0 +1,80 @@
+//! The executor a server hands its scripts to: the embedded thread pool, or
+//! `circle-worker` processes behind Redis.
+
+use std::io;
+use std::sync::Arc;
+
+use circle_executor::{EmbeddedConfig, EmbeddedExecutor, Executor};
+#[cfg(feature = "redis")]
+use circle_protocol::PublicKey;
+
+use crate::config::ServerConfig;
+use crate::error::ServerError;
+
+/// The executor `config` asks for.
+pub(crate) fn start_executor(config: &ServerConfig) -> Result<Arc<dyn Executor>, ServerError> {
+    if let Some(url) = &config.redis_url {
+        return start_redis_executor(url, config);
+    }
+    let defaults = EmbeddedConfig::default();
+    let executor = EmbeddedExecutor::new(EmbeddedConfig {
+        threads: if config.script_threads > 0 {
+            config.script_threads
+        } else {
+            defaults.threads
+        },
+        queue_capacity: if config.script_queue_capacity > 0 {
+            config.script_queue_capacity
+        } else {
+            defaults.queue_capacity
+        },
+        limits: config.script_limits.clone(),
+        ..defaults
+    })
+    .map_err(ServerError::Executor)?;
+    Ok(Arc::new(executor))
+}
+
+/// Hands scripts to `circle-worker` processes through the Redis at `url`.
+/// Never waits for Redis: an unreachable Redis is answered per request
+/// (`-32005`) and recovered from in the background.
+#[cfg(feature = "redis")]
+fn start_redis_executor(
+    url: &str,
+    config: &ServerConfig,
+) -> Result<Arc<dyn Executor>, ServerError> {
+    use circle_executor::redis::{RedisExecutor, RedisExecutorConfig, RedisSetupError};
+
+    // Workers find the circle's jobs by its public key; an ephemeral key
+    // generated at start would be known to no worker.
+    if config.circle_public_key.trim().is_empty() {
+        return Err(ServerError::InvalidConfig(
+            "redis_url needs circle_public_key: circle-worker processes find the circle's jobs by its public key".to_owned(),
+        ));
+    }
+    // The same canonical (compressed) form the server announces, which is
+    // also what workers are given.
+    let circle_public_key = PublicKey::from_hex(&config.circle_public_key)
+        .map(|key| key.to_compressed_hex())
+        .map_err(|e| ServerError::InvalidConfig(format!("circle_public_key: {e}")))?;
+    let executor = RedisExecutor::new(RedisExecutorConfig {
+        default_deadline: config.limits.script_deadline,
+        ..RedisExecutorConfig::new(url, circle_public_key)
+    })
+    .map_err(|error| match error {
+        RedisSetupError::Threads(source) => ServerError::Executor(source),
+        RedisSetupError::NoRuntime => ServerError::Executor(io::Error::other(error)),
+        other => ServerError::InvalidConfig(format!("redis_url: {other}")),
+    })?;
+    Ok(Arc::new(executor))
+}
+
+#[cfg(not(feature = "redis"))]
+fn start_redis_executor(
+    url: &str,
+    _config: &ServerConfig,
+) -> Result<Arc<dyn Executor>, ServerError> {
+    Err(ServerError::InvalidConfig(format!(
+        "redis_url ({url}) needs a circle_server built with its `redis` feature: leave it unset to run scripts in-process"
+    )))
+}

@@ -1,0 +1,199 @@
+//! Starting a circle server: check the configuration, load what it names,
+//! bind the listeners, and run.
+
+use std::io;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+
+use actix_codec::Framed;
+use actix_http::h1::Codec;
+use actix_http::{Request, TlsAcceptorConfig};
+use actix_service::{fn_service, map_config};
+use actix_tls::accept::rustls_0_23::TlsStream;
+use actix_web::dev::AppConfig;
+use actix_web::http::header::HeaderValue;
+use actix_web::rt::net::TcpStream;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tracing::info;
+
+use crate::circle::CircleIdentity;
+use crate::config::ServerConfig;
+use crate::error::ServerError;
+use crate::handle::ServerHandle;
+use crate::http::{self, HttpPolicy};
+use crate::listen::{Listener, bind_error, bind_listeners, http_service, local_addr};
+use crate::refusal_log::RefusalLog;
+use crate::script_executor::start_executor;
+use crate::state::Shared;
+use crate::tls::{ClientIdentity, load_tls, watch_certificate_expiry};
+use crate::upgrade::Upgrader;
+
+/// Starts a circle server on the current tokio runtime.
+///
+/// Binds every listener before returning, so a bad port, a bad certificate
+/// or a bad key fails here with a typed error, and the bound addresses are
+/// known at once (port `0` works). The returned task ends when the server
+/// stops.
+pub fn spawn_circle_server(
+    config: ServerConfig,
+) -> Result<(JoinHandle<io::Result<()>>, ServerHandle), ServerError> {
+    if let Some(root) = &config.web_root
+        && !root.is_dir()
+    {
+        return Err(ServerError::InvalidConfig(format!(
+            "web_root {} is not a folder",
+            root.display()
+        )));
+    }
+    let hsts_text = format!(
+        "max-age={}; includeSubDomains",
+        config.hsts_max_age.as_secs()
+    );
+    let hsts = HeaderValue::from_str(&hsts_text)
+        .map_err(|e| ServerError::InvalidConfig(format!("hsts_max_age: {e}")))?;
+    let circle = CircleIdentity::from_config(&config)?;
+    let tls = load_tls(&config)?;
+    let executor = start_executor(&config)?;
+
+    let tls_reloader = tls.as_ref().map(|loaded| loaded.reloader.clone());
+    let (plain_listener, tls_listener) = bind_listeners(&config)?;
+    let ws_addr = plain_listener.as_ref().map(local_addr).transpose()?;
+    let wss_addr = tls_listener.as_ref().map(local_addr).transpose()?;
+
+    let (shutdown_sender, shutdown) = watch::channel(false);
+    let shared = Arc::new(Shared::new(
+        &config,
+        circle,
+        executor,
+        tls_reloader.clone(),
+        shutdown,
+    ));
+
+    // Only meaningful with both listeners: the redirect points at the TLS one.
+    let https_port = wss_addr
+        .filter(|_| config.redirect_http_to_https && ws_addr.is_some())
+        .map(|a| a.port());
+    let make_app = {
+        let shared = shared.clone();
+        let web_root = config.web_root.clone();
+        move |listener: Listener| {
+            let policy = HttpPolicy::for_listener(listener, &hsts, https_port);
+            http::app(shared.clone(), policy, web_root.clone())
+        }
+    };
+    let connection_ids = Arc::new(AtomicU64::new(1));
+    let refusal_log = Arc::new(RefusalLog::new());
+    let upgrader = {
+        let shared = shared.clone();
+        move |listener: Listener, local_addr| {
+            Rc::new(Upgrader {
+                shared: shared.clone(),
+                listener,
+                local_addr,
+                hsts: (listener == Listener::Tls).then(|| hsts_text.clone()),
+                connection_ids: connection_ids.clone(),
+                refusal_log: refusal_log.clone(),
+            })
+        }
+    };
+    let mut server = actix_server::Server::build()
+        // The embedding program owns its signals; `circle-server` maps them
+        // to a graceful stop itself.
+        .disable_signals()
+        .shutdown_timeout(config.limits.shutdown_grace.as_secs() + 2);
+    if config.workers > 0 {
+        server = server.workers(config.workers);
+    }
+    let graceful_stop = server.graceful_shutdown_signal();
+    if let (Some(listener), Some(addr)) = (plain_listener, ws_addr) {
+        let make_app = make_app.clone();
+        let upgrader = upgrader.clone();
+        let graceful_stop = graceful_stop.clone();
+        server = server
+            .listen("circle-ws", listener, move || {
+                let upgrader = upgrader(Listener::Plain, addr);
+                http_service(addr, &graceful_stop)
+                    .upgrade(fn_service(
+                        move |(request, framed): (Request, Framed<TcpStream, Codec>)| {
+                            let upgrader = upgrader.clone();
+                            async move {
+                                upgrader.serve(request, framed).await;
+                                Ok::<_, actix_web::Error>(())
+                            }
+                        },
+                    ))
+                    .finish(map_config(make_app(Listener::Plain), |()| {
+                        AppConfig::default()
+                    }))
+                    .tcp()
+            })
+            .map_err(|source| bind_error(ws_addr, source))?;
+    }
+    if let (Some(listener), Some(addr), Some(tls)) = (tls_listener, wss_addr, tls) {
+        let mut rustls_config = tls.config;
+        // actix-http prepends its own ALPN list ("http/1.1", and "h2" only
+        // with its http2 feature, which we leave off: h2 first breaks
+        // WebSocket upgrades for clients that follow ALPN). Clearing ours
+        // avoids offering "http/1.1" twice.
+        rustls_config.alpn_protocols.clear();
+        let handshake_timeout = config.limits.tls_handshake_timeout;
+        let handshake_metrics = shared.metrics.clone();
+        let graceful_stop = graceful_stop.clone();
+        server = server
+            .listen("circle-wss", listener, move || {
+                let upgrader = upgrader(Listener::Tls, addr);
+                let handshake_metrics = handshake_metrics.clone();
+                http_service(addr, &graceful_stop)
+                    .on_connect_ext(move |tls: &TlsStream<TcpStream>, extensions| {
+                        handshake_metrics.tls_handshake();
+                        if let Some(identity) = ClientIdentity::of(tls.get_ref().1) {
+                            extensions.insert(identity);
+                        }
+                    })
+                    .upgrade(fn_service(
+                        move |(request, framed): (Request, Framed<TlsStream<TcpStream>, Codec>)| {
+                            let upgrader = upgrader.clone();
+                            async move {
+                                upgrader.serve(request, framed).await;
+                                Ok::<_, actix_web::Error>(())
+                            }
+                        },
+                    ))
+                    .finish(map_config(make_app(Listener::Tls), |()| {
+                        AppConfig::default()
+                    }))
+                    .rustls_0_23_with_config(
+                        rustls_config.clone(),
+                        TlsAcceptorConfig::default().handshake_timeout(handshake_timeout),
+                    )
+            })
+            .map_err(|source| bind_error(wss_addr, source))?;
+    }
+    let server = server.run();
+    if let Some(reloader) = &tls_reloader {
+        tokio::spawn(watch_certificate_expiry(
+            reloader.clone(),
+            shared.shutdown.clone(),
+        ));
+    }
+    let handle = ServerHandle {
+        server: server.handle(),
+        shutdown: Arc::new(shutdown_sender),
+        ws_addr,
+        wss_addr,
+        circle_public_key: shared.circle.public_key.clone(),
+        shared: shared.clone(),
+        tls: tls_reloader,
+    };
+
+    info!(circle = %shared.circle.name, public_key = %shared.circle.public_key, auth = config.enable_auth, "circle server starting");
+    if let Some(addr) = ws_addr {
+        info!("listening on ws://{addr}/ws");
+    }
+    if let Some(addr) = wss_addr {
+        info!("listening on wss://{addr}/ws");
+    }
+    Ok((tokio::spawn(server), handle))
+}
