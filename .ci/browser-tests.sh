@@ -155,4 +155,4 @@ say "console page in headless Chromium (https://localhost:$port/)"
 HOME="$browser_home" python3 examples/web/console_page_test.py \
   --url "https://localhost:$port/" --out "$out"
 
-say "browser tests passed in $((SECONDS - started)) s (screenshot: $out/console-page.png)"
+say "browser tests passed in $((SECONDS - started)) s (screenshot: $out/console-page-chromium.png)"
