@@ -201,17 +201,15 @@ cat > "$work/webdriver-chromium.json" <<'JSON'
 }
 JSON
 # The runner's Firefox: it adds -headless itself; the profile trusts cert.pem
-# and holds the prefs; MOZ_DISABLE_NONLOCAL_CONNECTIONS=1 (Firefox's own test
-# mode) refuses any connection to a non-local address, and is what makes
-# Firefox honour services.settings.server (release builds ignore it
-# otherwise, and poll firefox.settings.services.mozilla.com at startup).
+# and holds the prefs. (MOZ_DISABLE_NONLOCAL_CONNECTIONS is set on the
+# runner's environment below: geckodriver passes its own environment to
+# Firefox, and applies moz:firefoxOptions.env on Android only.)
 cat > "$work/webdriver-firefox.json" <<JSON
 {
   "acceptInsecureCerts": false,
   "moz:firefoxOptions": {
     "binary": "/usr/bin/firefox-esr",
-    "args": ["-profile", "$work/firefox-profile-wasm"],
-    "env": {"MOZ_DISABLE_NONLOCAL_CONNECTIONS": "1"}
+    "args": ["-profile", "$work/firefox-profile-wasm"]
   }
 }
 JSON
@@ -251,8 +249,14 @@ run_browser() {
   local browser=$1 label=$2 driver_env=$3 driver=$4
   local browser_started=$SECONDS result=passed
   shift 4
+  # Firefox's own test mode: it refuses any connection to a non-local
+  # address, and only then honours services.settings.server (release builds
+  # ignore it otherwise and poll firefox.settings.services.mozilla.com at
+  # startup). Inherited through the runner and geckodriver.
+  local extra_env=()
+  [ "$browser" != firefox ] || extra_env=(MOZ_DISABLE_NONLOCAL_CONNECTIONS=1)
   say "wasm-bindgen tests in headless $label"
-  if ! env HOME="$browser_home" \
+  if ! env HOME="$browser_home" "${extra_env[@]}" \
       CIRCLE_BROWSER_TEST_URL="wss://localhost:$port/ws" \
       CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=wasm-bindgen-test-runner \
       "$driver_env=$driver" \

@@ -64,7 +64,8 @@ CHROMIUM_ARGS = [
 # wasm-bindgen-test-runner's sessions find them too. The environment variable
 # makes Firefox refuse every connection to a non-local address (its test
 # mode; it also lets the profile switch Remote Settings off, which release
-# builds otherwise ignore).
+# builds otherwise ignore). It is set on geckodriver, whose Firefox inherits
+# it: geckodriver 0.37 applies moz:firefoxOptions.env on Android only.
 FIREFOX_ARGS = ["-headless"]
 FIREFOX_ENV = {"MOZ_DISABLE_NONLOCAL_CONNECTIONS": "1"}
 
@@ -112,7 +113,6 @@ class WebDriver:
                 "moz:firefoxOptions": {
                     "binary": "/usr/bin/firefox-esr",
                     "args": FIREFOX_ARGS + ["-profile", profile_dir],
-                    "env": FIREFOX_ENV,
                 },
             }
         value = self.call("POST", "/session", {"capabilities": {"alwaysMatch": capabilities}},
@@ -230,8 +230,9 @@ def main():
     port = free_port()
     driver_name = os.path.basename(driver_binary)
     log = open(os.path.join(args.out, f"{driver_name}.log"), "w")
+    driver_env = dict(os.environ, **(FIREFOX_ENV if browser == "firefox" else {}))
     driver_process = subprocess.Popen(
-        [driver_binary, f"--port={port}"], stdout=log, stderr=subprocess.STDOUT)
+        [driver_binary, f"--port={port}"], stdout=log, stderr=subprocess.STDOUT, env=driver_env)
     driver = WebDriver(f"http://127.0.0.1:{port}")
     # The browser's profile; removed only once the browser has quit.
     scratch = tempfile.mkdtemp(prefix=f"console-page-{browser}-")
