@@ -1,17 +1,25 @@
 #!/usr/bin/env python3
-"""End-to-end test of the browser console page in real headless Chromium.
+"""End-to-end test of the browser console page in headless Chromium or Firefox.
 
-Drives Debian's Chromium through chromedriver's WebDriver HTTP API (the
-standard library only: no Selenium, no downloaded browser) against a page
-served by a running `circle-server --tls --auth --web-root examples/web/www`:
-open https://localhost:PORT/, type into the form as a user would, click Run,
-read the result from the page, and save a screenshot.
+Drives Debian's Chromium (through chromedriver) or Debian's Firefox ESR
+(through geckodriver) over the W3C WebDriver HTTP API (the standard library
+only: no Selenium, no downloaded browser) against a page served by a running
+`circle-server --tls --auth --web-root examples/web/www`: open
+https://localhost:PORT/, type into the form as a user would, click Run, read
+the result from the page, and save a screenshot. Both browsers get the same
+checks.
 
-Chromium must trust the server's certificate by itself: run this with HOME
-pointing at a home whose NSS database (~/.pki/nssdb) trusts it, as
-.ci/browser-tests.sh does. Certificate errors are NOT ignored here.
+The browser must trust the server's certificate by itself; certificate errors
+are NOT ignored here (acceptInsecureCerts is false). As .ci/browser-tests.sh
+does it:
+  - Chromium: run this with HOME pointing at a home whose NSS database
+    (~/.pki/nssdb) trusts the certificate;
+  - Firefox: pass --firefox-profile DIR, a profile whose own NSS database
+    (DIR/cert9.db) trusts it and whose user.js holds the offline prefs; the
+    test runs Firefox on a copy of it.
 
 Usage: console_page_test.py --url https://localhost:PORT/ --out DIR
+           [--browser chromium|firefox] [--driver PATH] [--firefox-profile DIR]
 Exit status 0 when every check passed; the last line says how many did.
 """
 
@@ -19,6 +27,7 @@ import argparse
 import base64
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -50,6 +59,22 @@ CHROMIUM_ARGS = [
     "--window-size=1000,860",
 ]
 
+# Firefox: headless (its window is sized through WebDriver once started). Its
+# offline prefs live in the profile's user.js (see --firefox-profile), where
+# wasm-bindgen-test-runner's sessions find them too. The environment variable
+# makes Firefox refuse every connection to a non-local address (its test
+# mode; it also lets the profile switch Remote Settings off, which release
+# builds otherwise ignore). It is set on geckodriver, whose Firefox inherits
+# it: geckodriver 0.37 applies moz:firefoxOptions.env on Android only.
+FIREFOX_ARGS = ["-headless"]
+FIREFOX_ENV = {"MOZ_DISABLE_NONLOCAL_CONNECTIONS": "1"}
+
+BROWSERS = {
+    # browser: its WebDriver (Debian's chromedriver; geckodriver from PATH)
+    "chromium": "/usr/bin/chromedriver",
+    "firefox": "geckodriver",
+}
+
 
 class WebDriver:
     """The few WebDriver commands this test needs, over plain HTTP."""
@@ -70,18 +95,32 @@ class WebDriver:
             detail = error.read().decode(errors="replace")
             raise RuntimeError(f"WebDriver {method} {path}: HTTP {error.code}: {detail}") from None
 
-    def start(self, user_data_dir):
-        capabilities = {
-            "browserName": "chrome",
-            # Real verification: an untrusted certificate must fail the test.
-            "acceptInsecureCerts": False,
-            "goog:chromeOptions": {
-                "binary": "/usr/bin/chromium",
-                "args": CHROMIUM_ARGS + [f"--user-data-dir={user_data_dir}"],
-            },
-        }
-        value = self.call("POST", "/session", {"capabilities": {"alwaysMatch": capabilities}})
+    def start(self, browser, profile_dir):
+        # Real verification: an untrusted certificate must fail the test.
+        if browser == "chromium":
+            capabilities = {
+                "browserName": "chrome",
+                "acceptInsecureCerts": False,
+                "goog:chromeOptions": {
+                    "binary": "/usr/bin/chromium",
+                    "args": CHROMIUM_ARGS + [f"--user-data-dir={profile_dir}"],
+                },
+            }
+        else:
+            capabilities = {
+                "browserName": "firefox",
+                "acceptInsecureCerts": False,
+                "moz:firefoxOptions": {
+                    "binary": "/usr/bin/firefox-esr",
+                    "args": FIREFOX_ARGS + ["-profile", profile_dir],
+                },
+            }
+        value = self.call("POST", "/session", {"capabilities": {"alwaysMatch": capabilities}},
+                          timeout=120)
         self.session = value["sessionId"]
+        if browser == "firefox":
+            # The same window as Chromium's --window-size.
+            self.call("POST", self.s("/window/rect"), {"width": 1000, "height": 860})
 
     def s(self, path):
         return f"/session/{self.session}{path}"
@@ -163,9 +202,19 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--url", required=True, help="the page, e.g. https://localhost:8443/")
     parser.add_argument("--out", required=True, help="folder for the screenshot")
-    parser.add_argument("--chromedriver", default="/usr/bin/chromedriver")
+    parser.add_argument("--browser", choices=sorted(BROWSERS), default="chromium")
+    parser.add_argument("--driver", help="the WebDriver binary (chromedriver or geckodriver); "
+                        "default: /usr/bin/chromedriver, or geckodriver from PATH")
+    parser.add_argument("--firefox-profile",
+                        help="Firefox only: a profile whose cert9.db trusts the certificate "
+                        "(copied, never changed)")
     args = parser.parse_args()
     os.makedirs(args.out, exist_ok=True)
+    browser = args.browser
+    driver_binary = args.driver or BROWSERS[browser]
+    if browser == "firefox" and not args.firefox_profile:
+        parser.error("--browser firefox needs --firefox-profile (a profile that trusts the "
+                     "server's certificate)")
 
     passed, failed = 0, 0
 
@@ -179,64 +228,83 @@ def main():
             print(f"FAIL {name}: {detail}")
 
     port = free_port()
-    log = open(os.path.join(args.out, "chromedriver.log"), "w")
+    driver_name = os.path.basename(driver_binary)
+    log = open(os.path.join(args.out, f"{driver_name}.log"), "w")
+    driver_env = dict(os.environ, **(FIREFOX_ENV if browser == "firefox" else {}))
     driver_process = subprocess.Popen(
-        [args.chromedriver, f"--port={port}"], stdout=log, stderr=subprocess.STDOUT)
+        [driver_binary, f"--port={port}"], stdout=log, stderr=subprocess.STDOUT, env=driver_env)
     driver = WebDriver(f"http://127.0.0.1:{port}")
+    # The browser's profile; removed only once the browser has quit.
+    scratch = tempfile.mkdtemp(prefix=f"console-page-{browser}-")
     try:
-        wait_for("chromedriver", lambda: driver.call("GET", "/status", timeout=2).get("ready"))
-        with tempfile.TemporaryDirectory(prefix="console-page-chromium-") as profile:
-            driver.start(profile)
+        wait_for(driver_name, lambda: driver.call("GET", "/status", timeout=2).get("ready"))
+        if browser == "firefox":
+            # Firefox writes into its profile: run it on a copy.
+            profile = os.path.join(scratch, "profile")
+            shutil.copytree(args.firefox_profile, profile,
+                            ignore=shutil.ignore_patterns("lock", ".parentlock"))
+        else:
+            profile = scratch
+        driver.start(browser, profile)
+        try:
             driver.open(args.url)
-            title = driver.title()
-            if title != "circles console":
-                # Chromium's interstitial ("Privacy error") when it does not
-                # trust the certificate: say so rather than time out later.
-                raise AssertionError(
-                    f"the page did not load (title {title!r}): does Chromium trust the "
-                    "server's certificate? (HOME's ~/.pki/nssdb must hold it)")
-            # The page loaded over https:// (the certificate was trusted) and
-            # its WebAssembly client initialised.
-            status = wait_for("the page to load its client",
-                              lambda: driver.attribute("#status", "data-state") == "idle"
-                              and driver.text("#status"))
-            check("page loads over https and initialises the WASM client",
-                  status == "ready", status)
-            expected_ws = args.url.replace("https://", "wss://").rstrip("/") + "/ws"
-            url_field = driver.property("#url", "value")
-            check("the server URL defaults to this origin's /ws", url_field == expected_ws, url_field)
+        except RuntimeError as error:
+            # Firefox answers navigation to an untrusted certificate with
+            # an "insecure certificate" error.
+            raise AssertionError(
+                f"the page did not load: does {browser} trust the server's certificate? "
+                f"({error})") from None
+        title = driver.title()
+        if title != "circles console":
+            # Chromium's interstitial ("Privacy error") when it does not
+            # trust the certificate: say so rather than time out later.
+            where = ("HOME's ~/.pki/nssdb" if browser == "chromium"
+                     else "the profile's cert9.db")
+            raise AssertionError(
+                f"the page did not load (title {title!r}): does {browser} trust the "
+                f"server's certificate? ({where} must hold it)")
+        # The page loaded over https:// (the certificate was trusted) and
+        # its WebAssembly client initialised.
+        status = wait_for("the page to load its client",
+                          lambda: driver.attribute("#status", "data-state") == "idle"
+                          and driver.text("#status"))
+        check("page loads over https and initialises the WASM client",
+              status == "ready", status)
+        expected_ws = args.url.replace("https://", "wss://").rstrip("/") + "/ws"
+        url_field = driver.property("#url", "value")
+        check("the server URL defaults to this origin's /ws", url_field == expected_ws, url_field)
 
-            # The server runs with --auth: without a key, play is refused
-            # with the protocol's code, and the page shows it.
-            driver.type_into("#key", "")
-            state, output = run_script(driver, "1 + 1")
-            check("play before signing in shows error -32002",
-                  state == "error" and output.startswith("error -32002:"), f"{state}: {output}")
+        # The server runs with --auth: without a key, play is refused
+        # with the protocol's code, and the page shows it.
+        driver.type_into("#key", "")
+        state, output = run_script(driver, "1 + 1")
+        check("play before signing in shows error -32002",
+              state == "error" and output.startswith("error -32002:"), f"{state}: {output}")
 
-            # With a key: Sign-In with Ethereum in the page, then the script
-            # sees the caller's key.
-            driver.type_into("#key", KEY)
-            state, output = run_script(
-                driver, 'print("hello from " + CIRCLE_NAME);\nCALLER_PUBLIC_KEY')
-            check("signed in, the script runs as the caller",
-                  state == "done" and output == f"hello from circle\n{KEY_PUBLIC}",
-                  f"{state}: {output!r}")
-            status = driver.text("#status")
-            check("the status names the signed-in address", KEY_ADDRESS in status, status)
+        # With a key: Sign-In with Ethereum in the page, then the script
+        # sees the caller's key.
+        driver.type_into("#key", KEY)
+        state, output = run_script(
+            driver, 'print("hello from " + CIRCLE_NAME);\nCALLER_PUBLIC_KEY')
+        check("signed in, the script runs as the caller",
+              state == "done" and output == f"hello from circle\n{KEY_PUBLIC}",
+              f"{state}: {output!r}")
+        status = driver.text("#status")
+        check("the status names the signed-in address", KEY_ADDRESS in status, status)
 
-            state, output = run_script(driver, "let x = ;")
-            check("a script error shows error -32003",
-                  state == "error" and output.startswith("error -32003:"), f"{state}: {output}")
+        state, output = run_script(driver, "let x = ;")
+        check("a script error shows error -32003",
+              state == "error" and output.startswith("error -32003:"), f"{state}: {output}")
 
-            # The last run stays on screen for the screenshot.
-            state, output = run_script(driver, 'print("hello from the browser");\n40 + 2')
-            check("a script's output is read back from the page",
-                  state == "done" and output == "hello from the browser\n42",
-                  f"{state}: {output!r}")
-            path = os.path.join(args.out, "console-page.png")
-            size = driver.screenshot(path)
-            check("screenshot saved", size > 1000, f"{size} bytes")
-            print(f"screenshot: {path}")
+        # The last run stays on screen for the screenshot.
+        state, output = run_script(driver, 'print("hello from the browser");\n40 + 2')
+        check("a script's output is read back from the page",
+              state == "done" and output == "hello from the browser\n42",
+              f"{state}: {output!r}")
+        path = os.path.join(args.out, f"console-page-{browser}.png")
+        size = driver.screenshot(path)
+        check("screenshot saved", size > 1000, f"{size} bytes")
+        print(f"screenshot: {path}")
     except (AssertionError, RuntimeError, OSError, KeyError) as error:
         failed += 1
         print(f"FAIL {error}")
@@ -248,8 +316,9 @@ def main():
         except subprocess.TimeoutExpired:
             driver_process.kill()
         log.close()
+        shutil.rmtree(scratch, ignore_errors=True)
 
-    print(f"console-page: {passed} passed, {failed} failed")
+    print(f"console-page ({browser}): {passed} passed, {failed} failed")
     return 0 if failed == 0 and passed > 0 else 1
 
 
