@@ -10,6 +10,8 @@
 //! - [`challenge`]: the sign-in challenge, a Sign-In with Ethereum
 //!   (EIP-4361) message, built and parsed byte for byte, and its RFC 3339
 //!   timestamps (no feature needed);
+//! - [`circle_key`]: a circle public key from configuration, in the one
+//!   canonical text form every program uses;
 //! - `crypto`, with the `crypto` feature (default): Keccak-256, EIP-191
 //!   `personal_sign` signing and signer recovery, secp256k1 keys and EIP-55
 //!   addresses, on `k256` (pure Rust).
@@ -20,6 +22,7 @@
 #![warn(missing_docs)]
 
 pub mod challenge;
+pub mod circle_key;
 #[cfg(feature = "crypto")]
 pub mod crypto;
 pub mod jsonrpc;
@@ -29,6 +32,9 @@ pub use challenge::{
     ChallengeError, MAX_RFC3339_UNIX_SECONDS, MIN_NONCE_LEN, SignInChallenge, format_rfc3339_utc,
     is_valid_nonce, parse_rfc3339_utc,
 };
+#[cfg(feature = "crypto")]
+pub use circle_key::parse_circle_public_key;
+pub use circle_key::{InvalidCircleKey, canonical_circle_public_key};
 #[cfg(feature = "crypto")]
 pub use crypto::{
     Address, HexError, KeyError, PublicKey, Signature, SignatureError, SigningKey, eip191_hash,
