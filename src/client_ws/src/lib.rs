@@ -70,6 +70,7 @@ mod builder;
 mod client;
 mod connection;
 mod error;
+mod reconnect;
 mod rt;
 #[cfg(not(target_arch = "wasm32"))]
 mod tls;
@@ -84,10 +85,10 @@ mod auth;
 
 pub use builder::{
     CircleWsClientBuilder, DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_IN_FLIGHT, DEFAULT_REQUEST_TIMEOUT,
-    ReconnectPolicy,
 };
 pub use client::CircleWsClient;
 pub use error::{CertificateRejection, CircleWsClientError};
+pub use reconnect::ReconnectPolicy;
 pub use tls_config::{TlsBackend, TlsConfig};
 
 /// The answer to [`CircleWsClient::play`]: `output` holds the lines the
