@@ -54,6 +54,7 @@
 //! (`rustls-tls`, `native-tls`, `cli`) do nothing there, so a wasm32 build
 //! needs no feature flags, and no C compiler: the signing is pure Rust.
 
+#![forbid(unsafe_code)]
 #![warn(missing_docs)]
 // A native build without any TLS backend (ws:// only) leaves the
 // certificate-file and connector plumbing unused; it is kept compiling

@@ -86,6 +86,7 @@ impl fmt::Display for LimitKind {
 /// The `Display` text is meant for the JSON-RPC error `message`: it is written for the
 /// script's author and never contains host details.
 #[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
 pub enum ExecutorError {
     /// The script failed to parse or raised a runtime error; the message says what and
     /// where (line and position). Code `-32003`.

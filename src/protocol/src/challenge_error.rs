@@ -10,6 +10,7 @@ const QUOTE_LIMIT: usize = 80;
 
 /// Why a challenge message or a timestamp was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum ChallengeError {
     /// The message ended before line `line`.
     #[error("line {line} is missing: expected {expected}")]

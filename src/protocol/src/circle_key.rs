@@ -22,6 +22,7 @@ const COMPRESSED_HEX_DIGITS: usize = 66;
 ///
 /// The key is not repeated: the caller has it and decides how to show it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 #[error(
     "expected the compressed key as circle-server prints it (66 hex digits starting with 02 or 03)"
 )]

@@ -19,6 +19,7 @@
 //! This crate does no I/O and compiles for `wasm32-unknown-unknown` without
 //! a C compiler.
 
+#![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
 pub mod challenge;

@@ -10,6 +10,8 @@
 //! empty program, so that `cargo build --target wasm32-unknown-unknown`
 //! needs no feature flags; a Cargo target cannot be limited to a platform.
 
+#![forbid(unsafe_code)]
+
 #[cfg(not(target_arch = "wasm32"))]
 mod args;
 #[cfg(not(target_arch = "wasm32"))]
