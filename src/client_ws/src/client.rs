@@ -11,9 +11,9 @@ use serde::de::DeserializeOwned;
 use tokio::sync::watch;
 
 use crate::PlayResultClient;
-use crate::builder::ReconnectPolicy;
 use crate::connection::Connection;
 use crate::error::CircleWsClientError;
+use crate::reconnect::{ReconnectPolicy, with_jitter};
 use crate::rt;
 use crate::tls_config::TlsBackend;
 use crate::transport::Dialer;
@@ -498,25 +498,9 @@ async fn supervise(
     }
 }
 
-/// A random wait between half and all of `delay` ("equal jitter").
-fn with_jitter(delay: Duration) -> Duration {
-    let full = u64::try_from(delay.as_micros()).unwrap_or(u64::MAX);
-    let half = full / 2;
-    Duration::from_micros(rt::random_between(half, full))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn jitter_stays_within_half_and_full() {
-        for _ in 0..100 {
-            let delay = with_jitter(Duration::from_millis(100));
-            assert!(delay >= Duration::from_millis(50) && delay <= Duration::from_millis(100));
-        }
-        assert_eq!(with_jitter(Duration::ZERO), Duration::ZERO);
-    }
 
     #[test]
     fn clients_are_shareable() {

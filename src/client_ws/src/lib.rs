@@ -54,6 +54,7 @@
 //! (`rustls-tls`, `native-tls`, `cli`) do nothing there, so a wasm32 build
 //! needs no feature flags, and no C compiler: the signing is pure Rust.
 
+#![forbid(unsafe_code)]
 #![warn(missing_docs)]
 // A native build without any TLS backend (ws:// only) leaves the
 // certificate-file and connector plumbing unused; it is kept compiling
@@ -70,6 +71,7 @@ mod builder;
 mod client;
 mod connection;
 mod error;
+mod reconnect;
 mod rt;
 #[cfg(not(target_arch = "wasm32"))]
 mod tls;
@@ -84,10 +86,10 @@ mod auth;
 
 pub use builder::{
     CircleWsClientBuilder, DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_IN_FLIGHT, DEFAULT_REQUEST_TIMEOUT,
-    ReconnectPolicy,
 };
 pub use client::CircleWsClient;
 pub use error::{CertificateRejection, CircleWsClientError};
+pub use reconnect::ReconnectPolicy;
 pub use tls_config::{TlsBackend, TlsConfig};
 
 /// The answer to [`CircleWsClient::play`]: `output` holds the lines the

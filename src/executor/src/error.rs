@@ -2,20 +2,7 @@
 
 use std::fmt;
 
-/// JSON-RPC error codes for the executor's failures, as listed in `docs/PROTOCOL.md`.
-///
-/// They are plain constants (not taken from `circle_protocol`) so that this crate, and
-/// the `circle-worker` process built on it, do not depend on the wire-protocol crate.
-pub mod codes {
-    /// The script failed to parse or raised a runtime error.
-    pub const SCRIPT_ERROR: i32 = -32003;
-    /// The script was stopped by a limit (time, operations, memory, output size).
-    pub const LIMIT_EXCEEDED: i32 = -32004;
-    /// The script executor is unavailable (shut down, broken, or its backend is down).
-    pub const EXECUTOR_UNAVAILABLE: i32 = -32005;
-    /// Too many requests: the executor's queue is full.
-    pub const TOO_MANY_REQUESTS: i32 = -32029;
-}
+use circle_protocol::codes;
 
 /// Which sandbox limit stopped a script.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -99,6 +86,7 @@ impl fmt::Display for LimitKind {
 /// The `Display` text is meant for the JSON-RPC error `message`: it is written for the
 /// script's author and never contains host details.
 #[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
 pub enum ExecutorError {
     /// The script failed to parse or raised a runtime error; the message says what and
     /// where (line and position). Code `-32003`.
@@ -135,11 +123,11 @@ pub enum ExecutorError {
 }
 
 impl ExecutorError {
-    /// The JSON-RPC error code for this failure (see [`codes`]).
+    /// The JSON-RPC error code for this failure (one of [`circle_protocol::codes`]).
     pub fn code(&self) -> i32 {
         match self {
             ExecutorError::Script(_) => codes::SCRIPT_ERROR,
-            ExecutorError::Limit { .. } | ExecutorError::DeadlineExceeded => codes::LIMIT_EXCEEDED,
+            ExecutorError::Limit { .. } | ExecutorError::DeadlineExceeded => codes::SCRIPT_LIMIT,
             ExecutorError::Unavailable(_) | ExecutorError::NoAnswer(_) => {
                 codes::EXECUTOR_UNAVAILABLE
             }

@@ -50,7 +50,7 @@ pub use self::redis::{
     RedisExecutor, RedisExecutorConfig, RedisSetupError, WorkerConfig, run_worker,
 };
 pub use embedded::{EmbeddedConfig, EmbeddedExecutor};
-pub use error::{ExecutorError, LimitKind, UnknownLimitKind, codes};
+pub use error::{ExecutorError, LimitKind, UnknownLimitKind};
 pub use limits::ScriptLimits;
 pub use sandbox::Sandbox;
 

@@ -396,7 +396,7 @@ async fn a_worker_killed_in_the_middle_of_an_entry_leaves_all_of_it_to_another()
     let doomed_flags = ["--concurrency", "2", "--prefetch", "0"];
     kill_the_holder_of_an_entry(&remote, &url, &circle, &doomed_flags, jobs).await;
     // The rescuer ran the whole entry again, the jobs the dead worker had started too.
-    assert_eq!(answered_by(&url, &circle, "rescuer").await, jobs.into());
+    assert_eq!(answered_by(&url, &circle, "rescuer").await, u64::from(jobs));
     let mut redis = redis_connection(&url).await;
     assert_eq!(
         queued(&mut redis, &circle).await,

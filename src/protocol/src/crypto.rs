@@ -53,6 +53,7 @@ pub fn eip191_hash(message: &[u8]) -> [u8; 32] {
 
 /// Why a piece of text is not the hexadecimal it should be.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum HexError {
     /// A character that is not `0-9`, `a-f` or `A-F`. The character itself is
     /// not repeated, because the text may be (a mistyped) secret.
@@ -71,6 +72,7 @@ pub enum HexError {
 
 /// A private key, public key or address that could not be parsed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum KeyError {
     /// The text is not hexadecimal.
     #[error("{what} is not hex: {problem}")]
@@ -134,6 +136,7 @@ pub enum KeyError {
 /// A signature that could not be parsed or from which no signer can be
 /// recovered.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum SignatureError {
     /// The text is not hexadecimal.
     #[error("signature is not hex: {0}")]

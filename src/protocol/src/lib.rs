@@ -8,8 +8,10 @@
 //!   `play` and `whoami`;
 //! - [`codes`]: every error code;
 //! - [`challenge`]: the sign-in challenge, a Sign-In with Ethereum
-//!   (EIP-4361) message, built and parsed byte for byte, and its RFC 3339
-//!   timestamps (no feature needed);
+//!   (EIP-4361) message, built and parsed byte for byte (no feature needed);
+//! - [`rfc3339`]: the challenge's RFC 3339 UTC timestamps, written and read;
+//! - [`circle_key`]: a circle public key from configuration, in the one
+//!   canonical text form every program uses;
 //! - `crypto`, with the `crypto` feature (default): Keccak-256, EIP-191
 //!   `personal_sign` signing and signer recovery, secp256k1 keys and EIP-55
 //!   addresses, on `k256` (pure Rust).
@@ -17,18 +19,22 @@
 //! This crate does no I/O and compiles for `wasm32-unknown-unknown` without
 //! a C compiler.
 
+#![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
 pub mod challenge;
+mod challenge_error;
+pub mod circle_key;
 #[cfg(feature = "crypto")]
 pub mod crypto;
 pub mod jsonrpc;
 pub mod methods;
+pub mod rfc3339;
 
-pub use challenge::{
-    ChallengeError, MAX_RFC3339_UNIX_SECONDS, MIN_NONCE_LEN, SignInChallenge, format_rfc3339_utc,
-    is_valid_nonce, parse_rfc3339_utc,
-};
+pub use challenge::{ChallengeError, MIN_NONCE_LEN, SignInChallenge, is_valid_nonce};
+#[cfg(feature = "crypto")]
+pub use circle_key::parse_circle_public_key;
+pub use circle_key::{InvalidCircleKey, canonical_circle_public_key};
 #[cfg(feature = "crypto")]
 pub use crypto::{
     Address, HexError, KeyError, PublicKey, Signature, SignatureError, SigningKey, eip191_hash,
@@ -36,6 +42,7 @@ pub use crypto::{
 };
 pub use jsonrpc::{Frame, Id, Request, Response, RpcError, parse_frame};
 pub use methods::*;
+pub use rfc3339::{MAX_RFC3339_UNIX_SECONDS, format_rfc3339_utc, parse_rfc3339_utc};
 
 /// JSON-RPC error codes used by circles (PROTOCOL.md, "Errors").
 pub mod codes {

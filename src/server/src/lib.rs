@@ -22,6 +22,7 @@
 //! server.await??;
 //! # Ok(()) }
 //! ```
+#![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
 mod address;

@@ -10,12 +10,24 @@
 //! empty program, so that `cargo build --target wasm32-unknown-unknown`
 //! needs no feature flags; a Cargo target cannot be limited to a platform.
 
+#![forbid(unsafe_code)]
+
 #[cfg(not(target_arch = "wasm32"))]
-mod cli;
+mod args;
+#[cfg(not(target_arch = "wasm32"))]
+mod exit;
+#[cfg(not(target_arch = "wasm32"))]
+mod output;
+#[cfg(not(target_arch = "wasm32"))]
+mod repl;
+#[cfg(not(target_arch = "wasm32"))]
+mod run;
+#[cfg(not(target_arch = "wasm32"))]
+mod split;
 
 #[cfg(not(target_arch = "wasm32"))]
 fn main() -> std::process::ExitCode {
-    cli::main()
+    run::main()
 }
 
 #[cfg(target_arch = "wasm32")]
