@@ -30,13 +30,14 @@
 //! UTF-8) is refused on its own; only a broken frame (a size that does not fit) loses the
 //! jobs after it in the field, and only a server bug writes one.
 //!
-//! Version 1 (read, for servers of the previous version): one job per entry, one field per
-//! part: `v`=`1`, `job`, `reply_to`, `deadline_ms`, `circle_name`, `circle_public_key`,
-//! `caller_public_key`, `script`.
+//! An entry of any other version is refused. Its jobs cannot be found without knowing its
+//! layout, so the refusal reaches a caller only when the entry names one job in a `job`
+//! field and its reply stream in `reply_to`; otherwise the entry is acknowledged unanswered
+//! and its callers time out.
 //!
 //! # Reply entries
 //!
-//! Answers to version-2 jobs, one entry per reply stream per batch of a worker:
+//! One entry per reply stream per batch of a worker:
 //!
 //! ```text
 //! v          2
@@ -46,11 +47,8 @@
 //!
 //! `status` is `ok` (payload: the output), `script`, `unavailable`, `overloaded`,
 //! `no_answer` (payload: the message), `limit` (payload: `{limit kind}:{message}`) or
-//! `deadline` (empty payload).
-//!
-//! Answers to version-1 jobs keep the version-1 layout, which servers of the previous
-//! version read: per answer `job`, `worker`, `status`, then `output` or `message` (and
-//! `limit`), several answers one after the other in one entry, each starting with `job`.
+//! `deadline` (empty payload). A reply entry of another version, or without one, is not
+//! read: each of its answers that can be found resolves its caller as unavailable.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -59,28 +57,16 @@ use ::redis::Value;
 
 use crate::{ExecutorError, ScriptContext, ScriptOutput};
 
-/// The job format servers of this crate write.
+/// The job and reply format of this crate.
 pub(crate) const FORMAT_VERSION: &str = "2";
-
-/// The previous job format (one job per entry), still read by workers so that they can be
-/// upgraded before the servers.
-const FORMAT_VERSION_1: &str = "1";
 
 mod field {
     pub const VERSION: &str = "v";
     pub const JOBS: &str = "jobs";
     pub const ANSWERS: &str = "answers";
+    /// Names the one job of an entry of another version, so its refusal can be sent.
     pub const JOB_ID: &str = "job";
     pub const REPLY_TO: &str = "reply_to";
-    pub const DEADLINE_MS: &str = "deadline_ms";
-    pub const SCRIPT: &str = "script";
-    pub const CIRCLE_NAME: &str = "circle_name";
-    pub const CIRCLE_PUBLIC_KEY: &str = "circle_public_key";
-    pub const CALLER_PUBLIC_KEY: &str = "caller_public_key";
-    pub const STATUS: &str = "status";
-    pub const OUTPUT: &str = "output";
-    pub const MESSAGE: &str = "message";
-    pub const LIMIT: &str = "limit";
     pub const WORKER: &str = "worker";
 }
 
@@ -92,16 +78,6 @@ mod status {
     pub const UNAVAILABLE: &str = "unavailable";
     pub const OVERLOADED: &str = "overloaded";
     pub const NO_ANSWER: &str = "no_answer";
-}
-
-/// The layout of a job entry, which decides the layout of its answers: a job is answered
-/// in the layout its server reads.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Format {
-    /// One job per entry, one field per part; answers likewise.
-    V1,
-    /// Several jobs per entry, packed as lines in one field; answers likewise.
-    V2,
 }
 
 /// A job as it travels through the circle's job stream.
@@ -135,7 +111,6 @@ pub(crate) struct MalformedJob {
 pub(crate) struct JobEntry {
     /// The stream entry id.
     pub id: String,
-    pub format: Format,
     pub jobs: Vec<Result<WireJob, MalformedJob>>,
 }
 
@@ -326,7 +301,7 @@ fn decode_jobs(
     }
 }
 
-/// Reads one job stream entry, in either format, from its id and field/value pairs.
+/// Reads one job stream entry from its id and field/value pairs.
 pub(crate) fn read_job_entry<'a>(
     id: &[u8],
     fields: &mut dyn Iterator<Item = (&'a [u8], &'a [u8])>,
@@ -336,88 +311,61 @@ pub(crate) fn read_job_entry<'a>(
     let version = fields
         .next_if(|(name, _)| *name == field::VERSION.as_bytes())
         .map(|(_, value)| value);
-    if version == Some(FORMAT_VERSION.as_bytes()) {
-        let mut reply_to = None;
-        let mut jobs = Vec::new();
-        for (name, value) in fields {
-            match name {
-                b"reply_to" => {
-                    reply_to = std::str::from_utf8(value).ok().map(Arc::<str>::from);
-                }
-                b"jobs" => decode_jobs(value, reply_to.as_ref(), &mut jobs),
-                _ => {}
-            }
-        }
-        if jobs.is_empty() {
-            jobs.push(Err(MalformedJob {
-                job_id: None,
-                reply_to,
-                reason: "the job entry holds no job".into(),
-            }));
-        }
+    if version != Some(FORMAT_VERSION.as_bytes()) {
         return JobEntry {
             id,
-            format: Format::V2,
-            jobs,
+            jobs: vec![Err(refuse_version(version, fields))],
         };
     }
-    // Version 1, or a version this worker does not know: read what the one-job layout
-    // offers, which at least names the caller of a version-1 style entry.
-    let mut parts: [Option<&[u8]>; 7] = [None; 7];
+    let mut reply_to = None;
+    let mut jobs = Vec::new();
     for (name, value) in fields {
-        let slot = match name {
-            b"job" => 0,
-            b"reply_to" => 1,
-            b"deadline_ms" => 2,
-            b"circle_name" => 3,
-            b"circle_public_key" => 4,
-            b"caller_public_key" => 5,
-            b"script" => 6,
-            _ => continue,
-        };
-        parts[slot] = Some(value);
+        match name {
+            b"reply_to" => {
+                reply_to = std::str::from_utf8(value).ok().map(Arc::<str>::from);
+            }
+            b"jobs" => decode_jobs(value, reply_to.as_ref(), &mut jobs),
+            _ => {}
+        }
     }
-    let text = |index: usize| {
-        parts[index].and_then(|value| std::str::from_utf8(value).ok().map(str::to_owned))
-    };
-    let job_id = text(0);
-    let reply_to = text(1).map(Arc::<str>::from);
-    let malformed = |reason: String| MalformedJob {
-        job_id: job_id.clone(),
-        reply_to: reply_to.clone(),
-        reason,
-    };
-    let job = match version {
-        Some(v) if v == FORMAT_VERSION_1.as_bytes() => (|| {
-            let required = |index: usize, name: &str| {
-                text(index).ok_or_else(|| malformed(format!("the job has no text field {name:?}")))
-            };
-            let deadline_text = required(2, field::DEADLINE_MS)?;
-            let deadline_unix_ms = deadline_text
-                .parse::<u64>()
-                .map_err(|_| malformed(format!("bad deadline {deadline_text:?}")))?;
-            Ok(WireJob {
-                job_id: required(0, field::JOB_ID)?,
-                reply_to: Arc::from(required(1, field::REPLY_TO)?),
-                deadline_unix_ms,
-                script: required(6, field::SCRIPT)?,
-                context: Arc::new(ScriptContext {
-                    circle_name: required(3, field::CIRCLE_NAME)?,
-                    circle_public_key: required(4, field::CIRCLE_PUBLIC_KEY)?,
-                    caller_public_key: required(5, field::CALLER_PUBLIC_KEY)?,
-                }),
-            })
-        })(),
-        Some(other) => Err(malformed(format!(
-            "job format version {:?} is not understood by this worker (it reads versions {FORMAT_VERSION_1} and {FORMAT_VERSION}); upgrade the worker",
+    if jobs.is_empty() {
+        jobs.push(Err(MalformedJob {
+            job_id: None,
+            reply_to,
+            reason: "the job entry holds no job".into(),
+        }));
+    }
+    JobEntry { id, jobs }
+}
+
+/// The refusal of an entry of a version this worker does not know (`None`: no version),
+/// addressed to the job its `job` and `reply_to` fields name, if they do.
+fn refuse_version<'a>(
+    version: Option<&[u8]>,
+    fields: impl Iterator<Item = (&'a [u8], &'a [u8])>,
+) -> MalformedJob {
+    let (mut job_id, mut reply_to) = (None, None);
+    for (name, value) in fields {
+        let slot = if name == field::JOB_ID.as_bytes() {
+            &mut job_id
+        } else if name == field::REPLY_TO.as_bytes() {
+            &mut reply_to
+        } else {
+            continue;
+        };
+        *slot = std::str::from_utf8(value).ok();
+    }
+    let reason = match version {
+        Some(other) => format!(
+            "job format version {:?} is not understood by this worker (it reads version {FORMAT_VERSION}); upgrade the worker",
             String::from_utf8_lossy(other)
-        ))),
-        None => Err(malformed("the job has no format version".into())),
+        ),
+        None => "the job has no format version".into(),
     };
-    JobEntry {
-        id,
-        format: Format::V1,
-        jobs: vec![job],
+    MalformedJob {
+        job_id: job_id.map(str::to_owned),
+        reply_to: reply_to.map(Arc::<str>::from),
+        reason,
     }
 }
 
@@ -492,127 +440,44 @@ pub(crate) fn reply_header(worker: &str) -> [(&'static str, &str); 2] {
 /// The name of the field holding a version-2 reply entry's answers.
 pub(crate) const ANSWERS_FIELD: &str = field::ANSWERS;
 
-/// The version-1 fields of the answer to job `job_id`, written by worker `worker`.
-pub(crate) fn reply_fields_v1(
-    job_id: &str,
-    result: &Result<ScriptOutput, ExecutorError>,
-    worker: &str,
-) -> Vec<(&'static str, String)> {
-    let mut fields = vec![
-        (field::JOB_ID, job_id.to_owned()),
-        (field::WORKER, worker.to_owned()),
-    ];
-    match result {
-        Ok(output) => {
-            fields.push((field::STATUS, status::OK.into()));
-            fields.push((field::OUTPUT, output.output.clone()));
-        }
-        Err(error) => {
-            let (status, message) = match error {
-                ExecutorError::Script(message) => (status::SCRIPT, message.clone()),
-                ExecutorError::Limit { limit, message } => {
-                    fields.push((field::LIMIT, limit.as_str().into()));
-                    (status::LIMIT, message.clone())
-                }
-                ExecutorError::DeadlineExceeded => (status::DEADLINE, String::new()),
-                ExecutorError::Unavailable(message) => (status::UNAVAILABLE, message.clone()),
-                ExecutorError::Overloaded(message) => (status::OVERLOADED, message.clone()),
-                ExecutorError::NoAnswer(message) => (status::NO_ANSWER, message.clone()),
-            };
-            fields.push((field::STATUS, status.into()));
-            fields.push((field::MESSAGE, message));
-        }
-    }
-    fields
-}
-
-/// Reads one version-1 answer from its field/value pairs: the job id and the result for
-/// its caller.
+/// Reads every answer of one reply entry and calls `each` with the job id and the result
+/// per answer (`None`: an answer without a readable job id, or an entry without a version).
 ///
-/// An answer this server cannot read still resolves its caller (as `Unavailable`) when the
-/// job id is readable, so a version mismatch shows as an error, not as a timeout.
-fn read_reply_v1<'a>(
-    fields: impl IntoIterator<Item = (&'a [u8], &'a [u8])>,
-) -> Option<(&'a [u8], Result<ScriptOutput, ExecutorError>)> {
-    let (mut job_id, mut status, mut output, mut message, mut limit) =
-        (None, None, None, None, None);
-    for (name, value) in fields {
-        let slot = match name {
-            b"job" => {
-                job_id = Some(value);
-                continue;
-            }
-            b"status" => &mut status,
-            b"output" => &mut output,
-            b"message" => &mut message,
-            b"limit" => &mut limit,
-            _ => continue,
-        };
-        *slot = std::str::from_utf8(value).ok();
-    }
-    let job_id = job_id?;
-    let message = message.unwrap_or_default().to_owned();
-    let result = match status {
-        Some(status::OK) => match output {
-            Some(output) => Ok(ScriptOutput {
-                output: output.to_owned(),
-            }),
-            None => Err(unreadable("an ok answer without output")),
-        },
-        Some(status::SCRIPT) => Err(ExecutorError::Script(message)),
-        Some(status::LIMIT) => match limit.map(str::parse) {
-            Some(Ok(limit)) => Err(ExecutorError::Limit { limit, message }),
-            _ => Err(unreadable("a limit answer without a known limit kind")),
-        },
-        Some(status::DEADLINE) => Err(ExecutorError::DeadlineExceeded),
-        Some(status::UNAVAILABLE) => Err(ExecutorError::Unavailable(message)),
-        Some(status::OVERLOADED) => Err(ExecutorError::Overloaded(message)),
-        Some(status::NO_ANSWER) => Err(ExecutorError::NoAnswer(message)),
-        Some(_) | None => Err(unreadable("an answer with an unknown status")),
-    };
-    Some((job_id, result))
-}
-
-/// Reads every answer of one reply entry, in either format, and calls `each` with the job
-/// id and the result per answer (`None`: an answer without a readable job id).
+/// An answer of a version this server cannot read still resolves its caller (as
+/// `Unavailable`) when its job id can be found, so a version mismatch shows as an error,
+/// not as a timeout.
 pub(crate) fn read_replies<'a>(
     fields: &mut dyn Iterator<Item = (&'a [u8], &'a [u8])>,
     mut each: impl FnMut(Option<(&'a [u8], Result<ScriptOutput, ExecutorError>)>),
 ) {
     let mut fields = fields.peekable();
-    if let Some((_, version)) = fields.next_if(|(name, _)| *name == field::VERSION.as_bytes()) {
-        let known = version == FORMAT_VERSION.as_bytes();
-        for (name, value) in fields {
-            if name != field::ANSWERS.as_bytes() {
-                continue;
-            }
-            let mut lines = Lines { rest: value };
-            while !lines.is_empty() {
-                let Some((job_id, status, payload)) =
-                    (|| Some((lines.word()?, lines.word()?, lines.sized(b'\n')?)))()
-                else {
-                    // A broken frame: the answers after it cannot be found.
-                    each(None);
-                    break;
-                };
-                let result = if known {
-                    decode_result(status, payload)
-                } else {
-                    Err(unreadable(
-                        "an answer in a format this server does not know",
-                    ))
-                };
-                each(Some((job_id, result)));
-            }
-        }
+    let Some((_, version)) = fields.next_if(|(name, _)| *name == field::VERSION.as_bytes()) else {
+        each(None);
         return;
-    }
-    // Version 1: each answer's fields after the previous one's, each starting with its
-    // job id.
-    while let Some(first) = fields.next() {
-        let rest =
-            std::iter::from_fn(|| fields.next_if(|(name, _)| *name != field::JOB_ID.as_bytes()));
-        each(read_reply_v1(std::iter::once(first).chain(rest)));
+    };
+    let known = version == FORMAT_VERSION.as_bytes();
+    for (name, value) in fields {
+        if name != field::ANSWERS.as_bytes() {
+            continue;
+        }
+        let mut lines = Lines { rest: value };
+        while !lines.is_empty() {
+            let Some((job_id, status, payload)) =
+                (|| Some((lines.word()?, lines.word()?, lines.sized(b'\n')?)))()
+            else {
+                // A broken frame: the answers after it cannot be found.
+                each(None);
+                break;
+            };
+            let result = if known {
+                decode_result(status, payload)
+            } else {
+                Err(unreadable(
+                    "an answer in a format this server does not know",
+                ))
+            };
+            each(Some((job_id, result)));
+        }
     }
 }
 
@@ -794,23 +659,6 @@ mod tests {
         fields
     }
 
-    /// A version-1 entry as servers of the previous version write it.
-    fn v1_entry(job: &WireJob) -> Vec<(&'static str, Vec<u8>)> {
-        [
-            (field::VERSION, "1"),
-            (field::JOB_ID, job.job_id.as_str()),
-            (field::REPLY_TO, &job.reply_to),
-            (field::DEADLINE_MS, &job.deadline_unix_ms.to_string()),
-            (field::CIRCLE_NAME, &job.context.circle_name),
-            (field::CIRCLE_PUBLIC_KEY, &job.context.circle_public_key),
-            (field::CALLER_PUBLIC_KEY, &job.context.caller_public_key),
-            (field::SCRIPT, &job.script),
-        ]
-        .into_iter()
-        .map(|(name, value)| (name, value.as_bytes().to_vec()))
-        .collect()
-    }
-
     #[test]
     fn an_entry_carries_several_jobs() {
         let jobs = [
@@ -820,7 +668,6 @@ mod tests {
         ];
         let entry = read(&v2_entry(&jobs));
         assert_eq!(entry.id, "7-0");
-        assert_eq!(entry.format, Format::V2);
         let read: Vec<WireJob> = entry.jobs.into_iter().map(Result::unwrap).collect();
         assert_eq!(read, jobs);
         // One context for the jobs that share it, built once.
@@ -897,29 +744,17 @@ mod tests {
     }
 
     #[test]
-    fn version_1_jobs_are_still_read() {
-        let old = job("abc-1", "40 + 2");
-        let entry = read(&v1_entry(&old));
-        assert_eq!(entry.format, Format::V1);
-        assert_eq!(entry.jobs, vec![Ok(old)]);
-    }
-
-    #[test]
     fn a_job_of_another_version_is_refused_with_its_reply_address() {
-        let mut fields = v1_entry(&job("abc-1", "1"));
-        fields[0].1 = b"9".to_vec();
+        let fields: Vec<(&str, Vec<u8>)> = vec![
+            (field::VERSION, b"9".to_vec()),
+            (field::JOB_ID, b"abc-1".to_vec()),
+            (field::REPLY_TO, b"circle:k:replies:abc".to_vec()),
+        ];
         let entry = read(&fields);
         let err = entry.jobs[0].as_ref().unwrap_err();
         assert_eq!(err.job_id.as_deref(), Some("abc-1"));
         assert_eq!(err.reply_to.as_deref(), Some("circle:k:replies:abc"));
         assert!(err.reason.contains("version"), "{}", err.reason);
-
-        let fields: Vec<_> = v1_entry(&job("abc-1", "1"))
-            .into_iter()
-            .filter(|(name, _)| *name != field::SCRIPT)
-            .collect();
-        let err = read(&fields).jobs.remove(0).unwrap_err();
-        assert!(err.reason.contains("script"), "{}", err.reason);
     }
 
     fn all_results() -> Vec<Result<ScriptOutput, ExecutorError>> {
@@ -943,41 +778,28 @@ mod tests {
     }
 
     #[test]
-    fn every_answer_round_trips_in_both_formats() {
+    fn every_answer_round_trips() {
         let results = all_results();
-        let mut v2: Vec<(&str, Vec<u8>)> = reply_header("w")
+        let mut fields: Vec<(&str, Vec<u8>)> = reply_header("w")
             .iter()
             .map(|(name, value)| (*name, value.as_bytes().to_vec()))
             .collect();
         let mut answers = Vec::new();
-        let mut v1 = Vec::new();
         for (n, result) in results.iter().enumerate() {
             encode_answer(&mut answers, &n.to_string(), result);
-            v1.extend(
-                reply_fields_v1(&format!("{n}"), result, "w")
-                    .into_iter()
-                    .map(|(name, value)| (name, value.into_bytes())),
-            );
         }
-        v2.push((ANSWERS_FIELD, answers));
-        for fields in [v2, v1] {
-            let mut back = Vec::new();
-            read_replies(&mut pairs(&fields), |answer| back.push(answer.unwrap()));
-            assert_eq!(back.len(), results.len());
-            for (n, ((id, got), sent)) in back.iter().zip(&results).enumerate() {
-                assert_eq!(*id, n.to_string().as_bytes());
-                assert_eq!(format!("{got:?}"), format!("{sent:?}"));
-            }
+        fields.push((ANSWERS_FIELD, answers));
+        let mut back = Vec::new();
+        read_replies(&mut pairs(&fields), |answer| back.push(answer.unwrap()));
+        assert_eq!(back.len(), results.len());
+        for (n, ((id, got), sent)) in back.iter().zip(&results).enumerate() {
+            assert_eq!(*id, n.to_string().as_bytes());
+            assert_eq!(format!("{got:?}"), format!("{sent:?}"));
         }
     }
 
     #[test]
     fn an_unreadable_answer_still_reaches_its_caller() {
-        let v1: Vec<(&str, Vec<u8>)> = vec![
-            (field::JOB_ID, b"j-2".to_vec()),
-            (field::STATUS, b"teleported".to_vec()),
-            (field::STATUS, b"ok".to_vec()),
-        ];
         let v2: Vec<(&str, Vec<u8>)> = vec![
             (field::VERSION, b"2".to_vec()),
             (ANSWERS_FIELD, b"j-2 teleported 0:\n".to_vec()),
@@ -986,7 +808,7 @@ mod tests {
             (field::VERSION, b"9".to_vec()),
             (ANSWERS_FIELD, b"j-2 ok 1:1\n".to_vec()),
         ];
-        for fields in [v1, v2, v9] {
+        for fields in [v2, v9] {
             let mut back = Vec::new();
             read_replies(&mut pairs(&fields), |answer| back.push(answer));
             let (id, result) = back[0].as_ref().unwrap();
@@ -994,7 +816,7 @@ mod tests {
             assert_eq!(result.as_ref().unwrap_err().code(), -32005);
         }
         for fields in [
-            vec![(field::STATUS, b"ok".to_vec())],
+            vec![(field::WORKER, b"w".to_vec())],
             vec![
                 (field::VERSION, b"2".to_vec()),
                 (ANSWERS_FIELD, b"1 ok 5:1\n".to_vec()),
@@ -1024,7 +846,10 @@ mod tests {
     fn xread_replies_are_walked_without_maps() {
         let entries = Value::Array(vec![
             entry_value("1-0", &["v", "2", "worker", "w", "answers", "a ok 1:1\n"]),
-            entry_value("2-0", &["job", "b", "status", "script", "message", "bad"]),
+            entry_value(
+                "2-0",
+                &["v", "2", "worker", "w", "answers", "b script 3:bad\n"],
+            ),
         ]);
         let resp2 = Value::Array(vec![Value::Array(vec![bulk("k"), entries.clone()])]);
         let resp3 = Value::Map(vec![(bulk("k"), entries)]);

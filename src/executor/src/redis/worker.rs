@@ -16,7 +16,7 @@ use super::connection::{
     SharedConnection, connection_config, ensure_group, is_connection_error, is_missing_group,
 };
 use super::dispatcher::MAX_JOBS_PER_ENTRY;
-use super::wire::{self, Format, JobEntry, MalformedJob, WireJob};
+use super::wire::{self, JobEntry, MalformedJob, WireJob};
 use super::{
     CONSUMER_GROUP, RedisSetupError, canonical_circle_key, jobs_stream_key, open_client,
     worker_jobs_key,
@@ -353,8 +353,6 @@ struct Finish {
 struct Answer {
     job_id: String,
     reply_to: Arc<str>,
-    /// The format the job came in, which its server reads answers in.
-    format: Format,
     result: Result<ScriptOutput, ExecutorError>,
 }
 
@@ -684,14 +682,7 @@ impl Worker {
                     Err(_) => break,
                 },
             };
-            self.run(
-                Arc::clone(&held),
-                entry.format,
-                job,
-                deliveries,
-                slot,
-                clocks,
-            );
+            self.run(Arc::clone(&held), job, deliveries, slot, clocks);
         }
         permits
     }
@@ -703,7 +694,6 @@ impl Worker {
     fn run(
         self: &Arc<Self>,
         entry: Arc<HeldEntry>,
-        format: Format,
         job: Result<WireJob, MalformedJob>,
         deliveries: usize,
         slot: OwnedSemaphorePermit,
@@ -719,7 +709,6 @@ impl Worker {
                     .map(|(job_id, reply_to)| Answer {
                         job_id,
                         reply_to,
-                        format,
                         result: Err(ExecutorError::Unavailable(format!(
                             "the script worker could not read the job: {}",
                             malformed.reason
@@ -757,7 +746,6 @@ impl Worker {
             let answer = Answer {
                 job_id,
                 reply_to,
-                format,
                 result: Err(refusal),
             };
             self.finish(entry, Some(answer), false, deadline_unix_ms, slot);
@@ -784,7 +772,6 @@ impl Worker {
                 let answer = Answer {
                     job_id,
                     reply_to,
-                    format,
                     result,
                 };
                 worker.finish(entry, Some(answer), ran, deadline_unix_ms, slot);
@@ -892,7 +879,7 @@ impl Worker {
         }
     }
 
-    /// One transaction for `batch`: per reply stream (and answer format) one `XADD` of all
+    /// One transaction for `batch`: per reply stream one `XADD` of all
     /// its answers (one entry) and one `PEXPIRE`; one `HINCRBY` for the scripts run; one
     /// `XACK` and one `XDEL` for the entries whose last job is in the batch.
     ///
@@ -904,18 +891,19 @@ impl Worker {
         let mut transaction = ::redis::pipe();
         transaction.atomic();
         // The answers for one server share one entry of its reply stream.
-        let mut reply_streams: Vec<(&str, Format, Vec<&Answer>)> = Vec::new();
+        let mut reply_streams: Vec<(&str, Vec<&Answer>)> = Vec::new();
         for answer in batch.iter().filter_map(|finish| finish.answer.as_ref()) {
-            match reply_streams.iter_mut().find(|(reply_to, format, _)| {
-                *format == answer.format && **reply_to == *answer.reply_to
-            }) {
-                Some((_, _, answers)) => answers.push(answer),
-                None => reply_streams.push((&answer.reply_to, answer.format, vec![answer])),
+            match reply_streams
+                .iter_mut()
+                .find(|(reply_to, _)| **reply_to == *answer.reply_to)
+            {
+                Some((_, answers)) => answers.push(answer),
+                None => reply_streams.push((&answer.reply_to, vec![answer])),
             }
         }
         let ttl_ms = self.config.reply_ttl.as_millis().to_string();
         let mut value = Vec::new();
-        for (reply_to, format, answers) in reply_streams {
+        for (reply_to, answers) in reply_streams {
             let command = transaction
                 .cmd("XADD")
                 .arg(reply_to)
@@ -923,27 +911,14 @@ impl Worker {
                 .arg("~")
                 .arg(self.config.max_reply_backlog)
                 .arg("*");
-            match format {
-                Format::V2 => {
-                    for (name, text) in wire::reply_header(&self.config.name) {
-                        command.arg(name).arg(text);
-                    }
-                    value.clear();
-                    for answer in answers {
-                        wire::encode_answer(&mut value, &answer.job_id, &answer.result);
-                    }
-                    command.arg(wire::ANSWERS_FIELD).arg(&value);
-                }
-                Format::V1 => {
-                    for answer in answers {
-                        for (name, text) in
-                            wire::reply_fields_v1(&answer.job_id, &answer.result, &self.config.name)
-                        {
-                            command.arg(name).arg(text);
-                        }
-                    }
-                }
+            for (name, text) in wire::reply_header(&self.config.name) {
+                command.arg(name).arg(text);
             }
+            value.clear();
+            for answer in answers {
+                wire::encode_answer(&mut value, &answer.job_id, &answer.result);
+            }
+            command.arg(wire::ANSWERS_FIELD).arg(&value);
             command.ignore();
             transaction
                 .cmd("PEXPIRE")
