@@ -60,7 +60,7 @@ fn executor(redis_url: &str, circle: &str) -> RedisExecutor {
 /// A worker loop in this process, stopped (gracefully) when dropped or by `stop`.
 struct InProcessWorker {
     stop: Option<oneshot::Sender<()>>,
-    task: JoinHandle<Result<WorkerSummary, circle_executor::RedisSetupError>>,
+    task: JoinHandle<Result<WorkerSummary, circle_executor::WorkerError>>,
 }
 
 impl InProcessWorker {

@@ -62,7 +62,7 @@ mod wire;
 mod worker;
 
 pub use dispatcher::{RedisExecutor, RedisExecutorConfig};
-pub use worker::{WorkerConfig, WorkerSummary, default_worker_name, run_worker};
+pub use worker::{WorkerConfig, WorkerError, WorkerSummary, default_worker_name, run_worker};
 
 /// The consumer group every worker of a circle reads the circle's job stream through.
 pub const CONSUMER_GROUP: &str = "circle-workers";

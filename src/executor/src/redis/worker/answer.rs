@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 
 use super::held::RATE_INTERVAL;
-use super::{Answer, Finish, MAX_FINISH_BATCH, Worker};
+use super::{Answer, Finish, MAX_FINISH_BATCH, Worker, WorkerError};
 use crate::redis::CONSUMER_GROUP;
 use crate::redis::wire;
 
@@ -96,7 +96,7 @@ impl Worker {
     /// ran (`WRONGTYPE`: a reply stream that is not a stream; `NOGROUP`: the group gone in
     /// a Redis restart): retrying those would only write the other answers of the batch
     /// again, so they are logged and the batch counts as written.
-    pub(super) async fn write_answers(&self, batch: &[Finish]) -> Result<(), String> {
+    pub(super) async fn write_answers(&self, batch: &[Finish]) -> Result<(), WorkerError> {
         let mut transaction = ::redis::pipe();
         transaction.atomic();
         // The answers for one server share one entry of its reply stream.
@@ -163,7 +163,7 @@ impl Worker {
                 .ignore();
         }
 
-        let (mut redis, generation) = self.commands.get().await?;
+        let (mut redis, generation) = self.commands.get().await.map_err(WorkerError::Connect)?;
         match transaction.query_async::<()>(&mut redis).await {
             Ok(()) => Ok(()),
             Err(err) => {
@@ -172,7 +172,7 @@ impl Worker {
                     tracing::warn!(error = %err, jobs = batch.len(), "Redis refused part of the answers' transaction");
                     Ok(())
                 } else {
-                    Err(err.to_string())
+                    Err(WorkerError::Answer(err))
                 }
             }
         }

@@ -5,7 +5,7 @@ use ::redis::Value;
 use ::redis::streams::StreamPendingCountReply;
 use std::sync::Arc;
 
-use super::Worker;
+use super::{Worker, WorkerError};
 use crate::redis::CONSUMER_GROUP;
 use crate::redis::connection::is_missing_group;
 use crate::redis::wire::{self, JobEntry};
@@ -17,8 +17,8 @@ impl Worker {
         &self,
         cursor: &mut String,
         count: usize,
-    ) -> Result<Vec<(JobEntry, usize)>, String> {
-        let (mut redis, generation) = self.commands.get().await?;
+    ) -> Result<Vec<(JobEntry, usize)>, WorkerError> {
+        let (mut redis, generation) = self.commands.get().await.map_err(WorkerError::Connect)?;
         let claimed = ::redis::cmd("XAUTOCLAIM")
             .arg(&self.jobs_key)
             .arg(CONSUMER_GROUP)
@@ -36,14 +36,14 @@ impl Worker {
                 if is_missing_group(&err) {
                     *cursor = "0-0".to_owned();
                 }
-                return Err(err.to_string());
+                return Err(WorkerError::Claim(err));
             }
         };
         let mut entries = Vec::new();
         let Some((next, deleted)) = wire::for_each_claimed(&reply, |id, fields| {
             entries.push(wire::read_job_entry(id, fields));
         }) else {
-            return Err(format!("XAUTOCLAIM answered {reply:?}"));
+            return Err(WorkerError::ClaimReply(format!("{reply:?}")));
         };
         *cursor = next;
         if deleted > 0 {

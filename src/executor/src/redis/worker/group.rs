@@ -3,15 +3,15 @@
 
 use ::redis::streams::StreamPendingCountReply;
 
-use super::Worker;
+use super::{Worker, WorkerError};
 use crate::redis::CONSUMER_GROUP;
 use crate::redis::connection::ensure_group;
 
 impl Worker {
     /// Registers this worker in the consumer group at once, so `XINFO CONSUMERS` lists it
     /// from its start (Redis would otherwise add it only when it is first handed a job).
-    pub(super) async fn join_group(&self) -> Result<(), String> {
-        let (mut redis, generation) = self.commands.get().await?;
+    pub(super) async fn join_group(&self) -> Result<(), WorkerError> {
+        let (mut redis, generation) = self.commands.get().await.map_err(WorkerError::Connect)?;
         let joined = ::redis::cmd("XGROUP")
             .arg("CREATECONSUMER")
             .arg(&self.jobs_key)
@@ -21,16 +21,16 @@ impl Worker {
             .await;
         if let Err(err) = joined {
             self.commands.report(generation, &err).await;
-            return Err(err.to_string());
+            return Err(WorkerError::Group(err));
         }
         Ok(())
     }
 
-    pub(super) async fn recreate_group(&self) -> Result<(), String> {
-        let (mut redis, generation) = self.commands.get().await?;
+    pub(super) async fn recreate_group(&self) -> Result<(), WorkerError> {
+        let (mut redis, generation) = self.commands.get().await.map_err(WorkerError::Connect)?;
         if let Err(err) = ensure_group(&mut redis, &self.jobs_key).await {
             self.commands.report(generation, &err).await;
-            return Err(err.to_string());
+            return Err(WorkerError::Group(err));
         }
         self.join_group().await
     }

@@ -7,11 +7,13 @@
 //! - `answer`: finished jobs written back in batched transactions;
 //! - `claim`: taking over abandoned entries, and renewing the held ones;
 //! - `group`: joining, recreating and leaving the consumer group;
-//! - `held`: how many jobs the worker holds.
+//! - `held`: how many jobs the worker holds;
+//! - `error`: [`WorkerError`].
 
 mod answer;
 mod claim;
 mod config;
+mod error;
 mod group;
 mod held;
 mod run;
@@ -26,6 +28,7 @@ use std::time::Duration;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
 
 pub use config::{WorkerConfig, default_worker_name};
+pub use error::WorkerError;
 
 use super::connection::{SharedConnection, connection_config};
 use super::{RedisSetupError, canonical_circle_key, jobs_stream_key, open_client, worker_jobs_key};
@@ -54,12 +57,12 @@ pub struct WorkerSummary {
 ///
 /// # Errors
 ///
-/// Only a bad configuration (URL, circle key, zero concurrency, …) or threads the OS
-/// refused, all before any job is taken.
+/// Only [`WorkerError::Setup`]: a bad configuration (URL, circle key, zero concurrency,
+/// …) or threads the OS refused, all before any job is taken.
 pub async fn run_worker(
     config: WorkerConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,
-) -> Result<WorkerSummary, RedisSetupError> {
+) -> Result<WorkerSummary, WorkerError> {
     let circle_key = canonical_circle_key(&config.circle_public_key)?;
     check(&config)?;
     let client = open_client(&config.redis_url)?;
