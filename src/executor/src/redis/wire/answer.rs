@@ -45,12 +45,13 @@ fn decode_result(status: &[u8], payload: &[u8]) -> Result<ScriptOutput, Executor
     let Ok(payload) = std::str::from_utf8(payload) else {
         return Err(unreadable("an answer that is not UTF-8 text"));
     };
-    match status {
-        b"ok" => Ok(ScriptOutput {
+    // The names written by `encode_answer`, matched as text so both use `status`.
+    match std::str::from_utf8(status).unwrap_or_default() {
+        status::OK => Ok(ScriptOutput {
             output: payload.to_owned(),
         }),
-        b"script" => Err(ExecutorError::Script(payload.to_owned())),
-        b"limit" => match payload
+        status::SCRIPT => Err(ExecutorError::Script(payload.to_owned())),
+        status::LIMIT => match payload
             .split_once(':')
             .and_then(|(kind, message)| Some((kind.parse().ok()?, message)))
         {
@@ -60,10 +61,10 @@ fn decode_result(status: &[u8], payload: &[u8]) -> Result<ScriptOutput, Executor
             }),
             None => Err(unreadable("a limit answer without a known limit kind")),
         },
-        b"deadline" => Err(ExecutorError::DeadlineExceeded),
-        b"unavailable" => Err(ExecutorError::Unavailable(payload.to_owned())),
-        b"overloaded" => Err(ExecutorError::Overloaded(payload.to_owned())),
-        b"no_answer" => Err(ExecutorError::NoAnswer(payload.to_owned())),
+        status::DEADLINE => Err(ExecutorError::DeadlineExceeded),
+        status::UNAVAILABLE => Err(ExecutorError::Unavailable(payload.to_owned())),
+        status::OVERLOADED => Err(ExecutorError::Overloaded(payload.to_owned())),
+        status::NO_ANSWER => Err(ExecutorError::NoAnswer(payload.to_owned())),
         _ => Err(unreadable("an answer with an unknown status")),
     }
 }

@@ -174,12 +174,10 @@ pub(crate) fn read_job_entry<'a>(
     let mut reply_to = None;
     let mut jobs = Vec::new();
     for (name, value) in fields {
-        match name {
-            b"reply_to" => {
-                reply_to = std::str::from_utf8(value).ok().map(Arc::<str>::from);
-            }
-            b"jobs" => decode_jobs(value, reply_to.as_ref(), &mut jobs),
-            _ => {}
+        if name == field::REPLY_TO.as_bytes() {
+            reply_to = std::str::from_utf8(value).ok().map(Arc::<str>::from);
+        } else if name == field::JOBS.as_bytes() {
+            decode_jobs(value, reply_to.as_ref(), &mut jobs);
         }
     }
     if jobs.is_empty() {

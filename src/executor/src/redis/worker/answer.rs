@@ -163,7 +163,7 @@ impl Worker {
                 .ignore();
         }
 
-        let (mut redis, generation) = self.commands.get().await.map_err(WorkerError::Connect)?;
+        let (mut redis, generation) = self.redis().await?;
         match transaction.query_async::<()>(&mut redis).await {
             Ok(()) => Ok(()),
             Err(err) => {

@@ -18,7 +18,7 @@ impl Worker {
         cursor: &mut String,
         count: usize,
     ) -> Result<Vec<(JobEntry, usize)>, WorkerError> {
-        let (mut redis, generation) = self.commands.get().await.map_err(WorkerError::Connect)?;
+        let (mut redis, generation) = self.redis().await?;
         let claimed = ::redis::cmd("XAUTOCLAIM")
             .arg(&self.jobs_key)
             .arg(CONSUMER_GROUP)
@@ -107,7 +107,7 @@ impl Worker {
             if running.is_empty() {
                 continue;
             }
-            let Ok((mut redis, generation)) = self.commands.get().await else {
+            let Ok((mut redis, generation)) = self.redis().await else {
                 continue;
             };
             let renewed = ::redis::cmd("XCLAIM")

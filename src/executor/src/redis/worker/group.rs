@@ -11,12 +11,9 @@ impl Worker {
     /// Registers this worker in the consumer group at once, so `XINFO CONSUMERS` lists it
     /// from its start (Redis would otherwise add it only when it is first handed a job).
     pub(super) async fn join_group(&self) -> Result<(), WorkerError> {
-        let (mut redis, generation) = self.commands.get().await.map_err(WorkerError::Connect)?;
-        let joined = ::redis::cmd("XGROUP")
-            .arg("CREATECONSUMER")
-            .arg(&self.jobs_key)
-            .arg(CONSUMER_GROUP)
-            .arg(&self.config.name)
+        let (mut redis, generation) = self.redis().await?;
+        let joined = self
+            .consumer_command("CREATECONSUMER")
             .query_async::<()>(&mut redis)
             .await;
         if let Err(err) = joined {
@@ -27,7 +24,7 @@ impl Worker {
     }
 
     pub(super) async fn recreate_group(&self) -> Result<(), WorkerError> {
-        let (mut redis, generation) = self.commands.get().await.map_err(WorkerError::Connect)?;
+        let (mut redis, generation) = self.redis().await?;
         if let Err(err) = ensure_group(&mut redis, &self.jobs_key).await {
             self.commands.report(generation, &err).await;
             return Err(WorkerError::Group(err));
@@ -39,7 +36,7 @@ impl Worker {
     /// consumer drops its pending jobs, so never otherwise), so stopped workers do not pile
     /// up in `XINFO CONSUMERS`. Best effort.
     pub(super) async fn leave_group(&self) {
-        let Ok((mut redis, _)) = self.commands.get().await else {
+        let Ok((mut redis, _)) = self.redis().await else {
             return;
         };
         let pending = ::redis::cmd("XPENDING")
@@ -52,11 +49,8 @@ impl Worker {
             .query_async::<StreamPendingCountReply>(&mut redis)
             .await;
         if pending.is_ok_and(|pending| pending.ids.is_empty()) {
-            let _ = ::redis::cmd("XGROUP")
-                .arg("DELCONSUMER")
-                .arg(&self.jobs_key)
-                .arg(CONSUMER_GROUP)
-                .arg(&self.config.name)
+            let _ = self
+                .consumer_command("DELCONSUMER")
                 .query_async::<()>(&mut redis)
                 .await;
         }

@@ -25,13 +25,17 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
+use ::redis::aio::MultiplexedConnection;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
 
 pub use config::{WorkerConfig, default_worker_name};
 pub use error::WorkerError;
 
 use super::connection::{SharedConnection, connection_config};
-use super::{RedisSetupError, canonical_circle_key, jobs_stream_key, open_client, worker_jobs_key};
+use super::{
+    CONSUMER_GROUP, RedisSetupError, canonical_circle_key, jobs_stream_key, open_client,
+    worker_jobs_key,
+};
 use crate::{EmbeddedConfig, EmbeddedExecutor, ExecutorError, ScriptOutput};
 use config::check;
 use held::HeldLimit;
@@ -220,6 +224,22 @@ impl Worker {
         self.in_flight
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The shared command connection and its generation (for `SharedConnection::report`).
+    async fn redis(&self) -> Result<(MultiplexedConnection, u64), WorkerError> {
+        self.commands.get().await.map_err(WorkerError::Connect)
+    }
+
+    /// `XGROUP {subcommand}` of this worker's consumer (`CREATECONSUMER`, `DELCONSUMER`).
+    fn consumer_command(&self, subcommand: &str) -> ::redis::Cmd {
+        let mut command = ::redis::cmd("XGROUP");
+        command
+            .arg(subcommand)
+            .arg(&self.jobs_key)
+            .arg(CONSUMER_GROUP)
+            .arg(&self.config.name);
+        command
     }
 
     /// How often abandoned jobs are looked for, and the longest a blocking read waits (so
