@@ -9,7 +9,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use circle_executor::ScriptLimits;
-use circle_executor::redis::{WorkerConfig, run_worker};
+use circle_executor::redis::{WorkerConfig, WorkerError, run_worker};
 use clap::Parser;
 
 /// Counts each thread's live heap bytes, which is what enforces `--script-max-memory-bytes`
@@ -106,11 +106,15 @@ async fn main() -> ExitCode {
     };
     match run_worker(config, stop_signal()).await {
         Ok(_) => ExitCode::SUCCESS,
-        Err(error) => {
-            eprintln!("circle-worker: {error}");
-            ExitCode::from(2)
-        }
+        Err(error) => refused(&error),
     }
+}
+
+/// Prints why the worker did not start, as one line on stderr (each `WorkerError`'s
+/// message names what is wrong and its value), and exits 2.
+fn refused(error: &WorkerError) -> ExitCode {
+    eprintln!("circle-worker: {error}");
+    ExitCode::from(2)
 }
 
 /// Completes on SIGTERM (how orchestrators stop a process) or Ctrl-C.

@@ -47,7 +47,7 @@ use std::time::Instant;
 
 #[cfg(feature = "redis")]
 pub use self::redis::{
-    RedisExecutor, RedisExecutorConfig, RedisSetupError, WorkerConfig, run_worker,
+    RedisExecutor, RedisExecutorConfig, RedisSetupError, WorkerConfig, WorkerError, run_worker,
 };
 pub use embedded::{EmbeddedConfig, EmbeddedExecutor};
 pub use error::{ExecutorError, LimitKind, UnknownLimitKind};

@@ -60,7 +60,7 @@ fn executor(redis_url: &str, circle: &str) -> RedisExecutor {
 /// A worker loop in this process, stopped (gracefully) when dropped or by `stop`.
 struct InProcessWorker {
     stop: Option<oneshot::Sender<()>>,
-    task: JoinHandle<Result<WorkerSummary, circle_executor::RedisSetupError>>,
+    task: JoinHandle<Result<WorkerSummary, circle_executor::WorkerError>>,
 }
 
 impl InProcessWorker {
@@ -493,27 +493,25 @@ async fn expired_and_unreadable_jobs_are_answered_without_running() {
     let mut redis = redis_connection(&url).await;
     let jobs = jobs_stream_key(&circle);
     let replies = "test:replies";
+    let far = (wire_now_ms() + 60_000).to_string();
+    let line = |id: &str, deadline: &str, script: &str| {
+        format!(
+            "{id} {deadline} 6:garden {}:{circle} 0: {}:{script}\n",
+            circle.len(),
+            script.len()
+        )
+    };
     // Written as a server would, but with a deadline long gone.
-    let expired: Vec<(&str, String)> = vec![
-        ("v", "1".into()),
-        ("job", "expired-1".into()),
-        ("reply_to", replies.into()),
-        ("deadline_ms", "1000".into()),
-        ("circle_name", "garden".into()),
-        ("circle_public_key", circle.clone()),
-        ("caller_public_key", String::new()),
-        ("script", "print(\"ran\"); 1".into()),
-    ];
-    let _: String = redis.xadd(&jobs, "*", &expired).await.expect("XADD");
-    // A job from a server of the previous version (one job per entry) still runs, and is
-    // answered in the layout that server reads.
-    let mut old = expired.clone();
-    old[1].1 = "old-1".into();
-    old[3].1 = (wire_now_ms() + 60_000).to_string();
-    old[7].1 = "40 + 2".into();
-    let _: String = redis.xadd(&jobs, "*", &old).await.expect("XADD");
-    let unreadable = [("v", "1"), ("job", "broken-1"), ("reply_to", replies)];
-    let _: String = redis.xadd(&jobs, "*", &unreadable).await.expect("XADD");
+    let expired = line("expired-1", "1000", "print(\"ran\"); 1");
+    // A job that runs.
+    let fresh = line("fresh-1", &far, "40 + 2");
+    // A job whose deadline is no number.
+    let unreadable = line("broken-1", "soon", "1");
+    for jobs_field in [expired, fresh, unreadable] {
+        let entry = [("v", "2"), ("reply_to", replies), ("jobs", &jobs_field)];
+        let _: String = redis.xadd(&jobs, "*", &entry).await.expect("XADD");
+    }
+    // An entry from a server of a newer version, naming its one job.
     let from_the_future = [("v", "9"), ("job", "future-1"), ("reply_to", replies)];
     let _: String = redis
         .xadd(&jobs, "*", &from_the_future)
@@ -526,26 +524,20 @@ async fn expired_and_unreadable_jobs_are_answered_without_running() {
     let give_up = GiveUp::after(Duration::from_secs(10), "all four are answered");
     while answers.len() < 4 {
         give_up.pause().await;
-        // An entry holds one or more answers, each starting with its "job" field.
+        // A reply entry: `v`, `worker`, `answers` with one line per answer,
+        // `{job id} {status} {len}:{payload}` (no payload here holds a line feed).
         let entries: Vec<(String, Vec<String>)> = redis.xrange_all(replies).await.expect("XRANGE");
         for (_, fields) in entries {
-            let mut job = String::new();
-            for pair in fields.chunks_exact(2) {
-                let (name, value) = (pair[0].as_str(), pair[1].clone());
-                match name {
-                    "job" => {
-                        job = value;
-                        answers.entry(job.clone()).or_default();
-                    }
-                    "status" => answers.get_mut(&job).expect("job first").0 = value,
-                    "message" | "output" => answers.get_mut(&job).expect("job first").1 = value,
-                    _ => {}
-                }
+            for line in fields[5].lines() {
+                let (id, rest) = line.split_once(' ').expect("an id");
+                let (status, sized) = rest.split_once(' ').expect("a status");
+                let (_, payload) = sized.split_once(':').expect("a size");
+                answers.insert(id.to_owned(), (status.to_owned(), payload.to_owned()));
             }
         }
     }
     assert_eq!(answers["expired-1"].0, "deadline");
-    assert_eq!(answers["old-1"], ("ok".to_owned(), "42".to_owned()));
+    assert_eq!(answers["fresh-1"], ("ok".to_owned(), "42".to_owned()));
     assert_eq!(answers["broken-1"].0, "unavailable");
     assert!(answers["broken-1"].1.contains("script"), "{:?}", answers);
     assert!(answers["future-1"].1.contains("version"), "{:?}", answers);

@@ -31,8 +31,8 @@
 //!    most every 100 ms, not with every submission.
 //!
 //! The entry layouts are described in the `wire` module's source and in the crate's
-//! README. Workers read the previous one-job layout too, so they are upgraded before the
-//! servers.
+//! README. Every entry carries its format version; a worker refuses a job entry of another
+//! version with an answer where the entry lets it find the caller.
 //!
 //! A worker that dies holding jobs leaves their entries in the group's pending list. Held
 //! entries are renewed (`XCLAIM … JUSTID`) by their worker every third of the claim
@@ -62,7 +62,7 @@ mod wire;
 mod worker;
 
 pub use dispatcher::{RedisExecutor, RedisExecutorConfig};
-pub use worker::{WorkerConfig, WorkerSummary, default_worker_name, run_worker};
+pub use worker::{WorkerConfig, WorkerError, WorkerSummary, default_worker_name, run_worker};
 
 /// The consumer group every worker of a circle reads the circle's job stream through.
 pub const CONSUMER_GROUP: &str = "circle-workers";
