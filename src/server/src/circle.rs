@@ -1,7 +1,7 @@
 //! The circle a server serves: its name and public key, checked at start
 //! (or a fresh key, for development, when none is configured).
 
-use circle_protocol::{PublicKey, SigningKey};
+use circle_protocol::{SigningKey, parse_circle_public_key};
 use tracing::warn;
 
 use crate::config::ServerConfig;
@@ -37,8 +37,7 @@ impl CircleIdentity {
             warn!(public_key = %key, "no circle public key configured: using an ephemeral one for this run");
             key
         } else {
-            PublicKey::from_hex(&config.circle_public_key)
-                .map(|key| key.to_compressed_hex())
+            parse_circle_public_key(&config.circle_public_key)
                 .map_err(|e| ServerError::InvalidConfig(format!("circle_public_key: {e}")))?
         };
         Ok(CircleIdentity {

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use circle_executor::{EmbeddedConfig, EmbeddedExecutor, Executor};
 #[cfg(feature = "redis")]
-use circle_protocol::PublicKey;
+use circle_protocol::parse_circle_public_key;
 
 use crate::config::ServerConfig;
 use crate::error::ServerError;
@@ -54,8 +54,7 @@ fn start_redis_executor(
     }
     // The same canonical (compressed) form the server announces, which is
     // also what workers are given.
-    let circle_public_key = PublicKey::from_hex(&config.circle_public_key)
-        .map(|key| key.to_compressed_hex())
+    let circle_public_key = parse_circle_public_key(&config.circle_public_key)
         .map_err(|e| ServerError::InvalidConfig(format!("circle_public_key: {e}")))?;
     let executor = RedisExecutor::new(RedisExecutorConfig {
         default_deadline: config.limits.script_deadline,

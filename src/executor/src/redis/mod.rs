@@ -89,6 +89,7 @@ pub fn worker_jobs_key(circle_public_key: &str) -> String {
 /// reachable: an unreachable Redis is a runtime condition, answered per request, not a
 /// start-up failure.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum RedisSetupError {
     /// The Redis URL does not parse (`redis://[user:password@]host[:port][/db]`).
     #[error("invalid Redis URL {url:?}: {reason}")]
@@ -114,24 +115,12 @@ pub enum RedisSetupError {
     Threads(#[source] std::io::Error),
 }
 
-/// The key in the canonical form used in Redis key names: lower-case hex without `0x`,
-/// compressed (66 digits, `02…` or `03…`). Both sides must name the circle identically,
-/// so anything else is refused rather than guessed at.
+/// The key in the canonical form used in Redis key names
+/// ([`circle_protocol::canonical_circle_public_key`]): servers and workers must
+/// name the circle identically, so anything else is refused rather than guessed at.
 pub(crate) fn canonical_circle_key(key: &str) -> Result<String, RedisSetupError> {
-    let trimmed = key.trim();
-    let hex = trimmed
-        .strip_prefix("0x")
-        .or_else(|| trimmed.strip_prefix("0X"))
-        .unwrap_or(trimmed)
-        .to_ascii_lowercase();
-    let well_formed = hex.len() == 66
-        && (hex.starts_with("02") || hex.starts_with("03"))
-        && hex.bytes().all(|b| b.is_ascii_hexdigit());
-    if well_formed {
-        Ok(hex)
-    } else {
-        Err(RedisSetupError::InvalidCirclePublicKey(key.to_owned()))
-    }
+    circle_protocol::canonical_circle_public_key(key)
+        .map_err(|_| RedisSetupError::InvalidCirclePublicKey(key.to_owned()))
 }
 
 /// `url` with the password (if any) replaced by `***`, for logs and error messages.
@@ -160,19 +149,6 @@ pub(crate) fn open_client(url: &str) -> Result<::redis::Client, RedisSetupError>
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn circle_keys_are_canonical() {
-        let key = format!("02{}", "Ab".repeat(32));
-        assert_eq!(
-            canonical_circle_key(&format!(" 0x{key} ")).unwrap(),
-            key.to_ascii_lowercase()
-        );
-        assert!(canonical_circle_key("04abcd").is_err());
-        assert!(canonical_circle_key(&format!("04{}", "00".repeat(32))).is_err());
-        assert!(canonical_circle_key(&format!("02{}", "zz".repeat(32))).is_err());
-        assert!(canonical_circle_key("").is_err());
-    }
 
     #[test]
     fn passwords_are_not_shown() {
