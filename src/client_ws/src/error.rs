@@ -186,6 +186,18 @@ impl From<RpcError> for CircleWsClientError {
     }
 }
 
+/// A PEM file of the [`TlsConfig`](crate::TlsConfig) that cannot be used:
+/// the file and, in the server's words, what is wrong with it.
+#[cfg(not(target_arch = "wasm32"))]
+impl From<circle_pem::PemError> for CircleWsClientError {
+    fn from(error: circle_pem::PemError) -> Self {
+        CircleWsClientError::TlsConfig {
+            path: Some(error.path().to_path_buf()),
+            problem: error.reason(),
+        }
+    }
+}
+
 /// Why a server certificate was rejected.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]

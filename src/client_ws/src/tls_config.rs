@@ -12,7 +12,6 @@ use std::path::Path;
 use std::path::PathBuf;
 
 #[cfg(not(target_arch = "wasm32"))]
-use rustls_pki_types::pem::{self, PemObject};
 #[cfg(not(target_arch = "wasm32"))]
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
@@ -203,87 +202,18 @@ impl TlsConfig {
     }
 }
 
-#[cfg(not(target_arch = "wasm32"))]
-fn tls_file_error(path: &Path, problem: impl Into<String>) -> CircleWsClientError {
-    CircleWsClientError::TlsConfig {
-        path: Some(path.to_path_buf()),
-        problem: problem.into(),
-    }
-}
-
-#[cfg(not(target_arch = "wasm32"))]
-fn read_pem_file(path: &Path, what: &str) -> Result<Vec<u8>, CircleWsClientError> {
-    let bytes = std::fs::read(path).map_err(|e| match e.kind() {
-        std::io::ErrorKind::NotFound => tls_file_error(path, format!("{what} file not found")),
-        _ => tls_file_error(path, format!("cannot read {what} file: {e}")),
-    })?;
-    if bytes.iter().all(u8::is_ascii_whitespace) {
-        return Err(tls_file_error(path, format!("{what} file is empty")));
-    }
-    Ok(bytes)
-}
-
-#[cfg(not(target_arch = "wasm32"))]
 /// Every `CERTIFICATE` block of a PEM file, in order.
+#[cfg(not(target_arch = "wasm32"))]
 pub(crate) fn read_certificates(
     path: &Path,
 ) -> Result<Vec<CertificateDer<'static>>, CircleWsClientError> {
-    let bytes = read_pem_file(path, "certificate")?;
-    let certificates = CertificateDer::pem_slice_iter(&bytes)
-        .collect::<Result<Vec<_>, pem::Error>>()
-        .map_err(|e| tls_file_error(path, format!("not a valid PEM file: {e}")))?;
-    if certificates.is_empty() {
-        let hint = if contains_private_key_block(&bytes) {
-            " (it holds a private key: did you swap the certificate and key paths?)"
-        } else {
-            ""
-        };
-        return Err(tls_file_error(
-            path,
-            format!("no PEM certificate (-----BEGIN CERTIFICATE-----) in it{hint}"),
-        ));
-    }
-    Ok(certificates)
+    circle_pem::read_certificates(path).map_err(CircleWsClientError::from)
 }
 
-#[cfg(not(target_arch = "wasm32"))]
 /// The first private key of a PEM file: PKCS#8, PKCS#1 or SEC1.
+#[cfg(not(target_arch = "wasm32"))]
 pub(crate) fn read_private_key(path: &Path) -> Result<PrivateKeyDer<'static>, CircleWsClientError> {
-    let bytes = read_pem_file(path, "private key")?;
-    if find_subslice(&bytes, b"-----BEGIN ENCRYPTED PRIVATE KEY-----")
-        || find_subslice(&bytes, b"Proc-Type: 4,ENCRYPTED")
-    {
-        return Err(tls_file_error(
-            path,
-            "the private key is encrypted: decrypt it first (openssl pkey -in KEY -out KEY.plain)",
-        ));
-    }
-    PrivateKeyDer::from_pem_slice(&bytes).map_err(|e| match e {
-        pem::Error::NoItemsFound => {
-            let hint = if find_subslice(&bytes, b"-----BEGIN CERTIFICATE-----") {
-                " (it holds a certificate: did you swap the certificate and key paths?)"
-            } else {
-                ""
-            };
-            tls_file_error(
-                path,
-                format!("no PEM private key (PKCS#8, PKCS#1 or SEC1) in it{hint}"),
-            )
-        }
-        other => tls_file_error(path, format!("not a valid PEM file: {other}")),
-    })
-}
-
-#[cfg(not(target_arch = "wasm32"))]
-fn contains_private_key_block(bytes: &[u8]) -> bool {
-    find_subslice(bytes, b"PRIVATE KEY-----")
-}
-
-#[cfg(not(target_arch = "wasm32"))]
-fn find_subslice(haystack: &[u8], needle: &[u8]) -> bool {
-    haystack
-        .windows(needle.len())
-        .any(|window| window == needle)
+    circle_pem::read_private_key(path).map_err(CircleWsClientError::from)
 }
 
 #[cfg(all(test, not(target_arch = "wasm32")))]

@@ -285,11 +285,11 @@ async fn every_tls_config_error_from_real_bad_files() {
         matches!(
             &error,
             TlsConfigError::InvalidPrivateKey {
-                problem: PrivateKeyProblem::NoPemKey,
+                problem: PrivateKeyProblem::HoldsCertificate,
                 ..
             }
         ),
-        "a certificate is not a key: {error}"
+        "a certificate is not a key (swapped paths): {error}"
     );
 
     let error = start_error(with_files(&dev_cert(), &other_key));

@@ -1,11 +1,14 @@
 //! Every way the server's certificate or key can be wrong, each its own
 //! variant, so an operator learns which file is wrong and how.
 
-use std::fmt;
 use std::io;
+
+pub use circle_pem::{CertificateProblem, PrivateKeyProblem};
+use circle_pem::{PemError, PemFile};
 
 /// Why the server's TLS configuration could not be loaded.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum TlsConfigError {
     /// The certificate file does not exist.
     #[error("certificate file not found: {path}")]
@@ -49,78 +52,25 @@ pub enum TlsConfigError {
     ConfigurationError(String),
 }
 
-/// What is wrong with a certificate file.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum CertificateProblem {
-    /// The file is empty.
-    Empty,
-    /// The file holds no `-----BEGIN CERTIFICATE-----` section.
-    NoPemCertificate,
-    /// A PEM section or the certificate inside it cannot be parsed.
-    Malformed(String),
-    /// The leaf certificate's validity ended.
-    Expired {
-        /// Its `notAfter`, RFC 3339.
-        not_after: String,
-    },
-    /// The leaf certificate's validity has not begun.
-    NotYetValid {
-        /// Its `notBefore`, RFC 3339.
-        not_before: String,
-    },
-}
-
-impl fmt::Display for CertificateProblem {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::Empty => f.write_str("the file is empty"),
-            Self::NoPemCertificate => {
-                f.write_str("no PEM certificate (-----BEGIN CERTIFICATE-----) in the file")
+impl From<PemError> for TlsConfigError {
+    fn from(error: PemError) -> TlsConfigError {
+        let path = error.path().display().to_string();
+        match error {
+            PemError::NotFound {
+                expected: PemFile::Certificate,
+                ..
+            } => TlsConfigError::CertificateNotFound { path },
+            PemError::NotFound { .. } => TlsConfigError::PrivateKeyNotFound { path },
+            PemError::Unreadable { source, .. } => TlsConfigError::Unreadable { path, source },
+            PemError::InvalidCertificate { problem, .. } => {
+                TlsConfigError::InvalidCertificate { path, problem }
             }
-            Self::Malformed(why) => write!(f, "the certificate cannot be parsed: {why}"),
-            Self::Expired { not_after } => write!(f, "the certificate expired on {not_after}"),
-            Self::NotYetValid { not_before } => {
-                write!(f, "the certificate is not valid before {not_before}")
+            PemError::InvalidPrivateKey { problem, .. } => {
+                TlsConfigError::InvalidPrivateKey { path, problem }
             }
-        }
-    }
-}
-
-/// What is wrong with a private key file.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum PrivateKeyProblem {
-    /// The file is empty.
-    Empty,
-    /// The file holds no PKCS#8, PKCS#1 or SEC1 PEM private key.
-    NoPemKey,
-    /// The key is encrypted with a passphrase; the server needs it decrypted.
-    Encrypted,
-    /// A PEM section cannot be parsed.
-    Malformed(String),
-    /// The key parses but its algorithm is not supported.
-    Unsupported(String),
-    /// The key is not the one the certificate was issued for.
-    DoesNotMatchCertificate {
-        /// The certificate file it was checked against.
-        certificate_path: String,
-    },
-}
-
-impl fmt::Display for PrivateKeyProblem {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::Empty => f.write_str("the file is empty"),
-            Self::NoPemKey => f.write_str(
-                "no PEM private key (PKCS#8 \"PRIVATE KEY\", PKCS#1 \"RSA PRIVATE KEY\" or SEC1 \"EC PRIVATE KEY\") in the file",
-            ),
-            Self::Encrypted => f.write_str(
-                "the key is encrypted with a passphrase; decrypt it first (openssl pkey -in KEY -out KEY.plain)",
-            ),
-            Self::Malformed(why) => write!(f, "the key cannot be parsed: {why}"),
-            Self::Unsupported(why) => write!(f, "unsupported key: {why}"),
-            Self::DoesNotMatchCertificate { certificate_path } => {
-                write!(f, "the key does not match the certificate in {certificate_path}")
-            }
+            // PemError is non_exhaustive: a new kind of file problem is
+            // still a problem with that file.
+            other => TlsConfigError::ConfigurationError(other.to_string()),
         }
     }
 }

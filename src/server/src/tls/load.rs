@@ -5,7 +5,7 @@
 //! provider explicitly, so rustls 0.23's "no process-level CryptoProvider"
 //! panic cannot happen whatever features the embedding application turns on.
 
-use std::io;
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -13,8 +13,9 @@ use rustls::crypto::CryptoProvider;
 use rustls::server::WebPkiClientVerifier;
 use rustls::sign::CertifiedKey;
 use rustls::{RootCertStore, version};
-use rustls_pki_types::pem::{self, PemObject};
-use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use rustls_pki_types::CertificateDer;
+
+use circle_pem::{read_certificates, read_private_key};
 
 use super::error::{CertificateProblem, PrivateKeyProblem, TlsConfigError};
 use super::reload::{ReloadableCertResolver, TlsReloader};
@@ -160,12 +161,7 @@ pub fn load_certified_key(
 ) -> Result<LoadedKey, TlsConfigError> {
     let cert_path = options.cert_path.as_str();
     let key_path = options.key_path.as_str();
-    let cert_pem = read_file(cert_path, |path| TlsConfigError::CertificateNotFound {
-        path,
-    })?;
-    let key_pem = read_file(key_path, |path| TlsConfigError::PrivateKeyNotFound { path })?;
-
-    let chain = parse_certificates(cert_path, &cert_pem)?;
+    let chain = read_certificates(Path::new(cert_path))?;
     let (certificate, validity_problem) = inspect_leaf(cert_path, &chain)?;
     let accepted_problem = match validity_problem {
         Some(problem) if !options.accept_invalid_certs => {
@@ -177,7 +173,7 @@ pub fn load_certified_key(
         other => other,
     };
 
-    let key = parse_private_key(key_path, &key_pem)?;
+    let key = read_private_key(Path::new(key_path))?;
     let signing_key = provider.key_provider.load_private_key(key).map_err(|e| {
         TlsConfigError::InvalidPrivateKey {
             path: key_path.to_owned(),
@@ -203,40 +199,6 @@ pub fn load_certified_key(
         }
     }
     Ok((certified_key, certificate, accepted_problem))
-}
-
-fn read_file(
-    path: &str,
-    not_found: impl FnOnce(String) -> TlsConfigError,
-) -> Result<Vec<u8>, TlsConfigError> {
-    match std::fs::read(path) {
-        Ok(bytes) => Ok(bytes),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Err(not_found(path.to_owned())),
-        Err(source) => Err(TlsConfigError::Unreadable {
-            path: path.to_owned(),
-            source,
-        }),
-    }
-}
-
-fn parse_certificates(
-    path: &str,
-    pem_bytes: &[u8],
-) -> Result<Vec<CertificateDer<'static>>, TlsConfigError> {
-    let invalid = |problem| TlsConfigError::InvalidCertificate {
-        path: path.to_owned(),
-        problem,
-    };
-    if pem_bytes.iter().all(u8::is_ascii_whitespace) {
-        return Err(invalid(CertificateProblem::Empty));
-    }
-    let chain = CertificateDer::pem_slice_iter(pem_bytes)
-        .collect::<Result<Vec<_>, pem::Error>>()
-        .map_err(|e| invalid(CertificateProblem::Malformed(e.to_string())))?;
-    if chain.is_empty() {
-        return Err(invalid(CertificateProblem::NoPemCertificate));
-    }
-    Ok(chain)
 }
 
 /// Parses the leaf and checks its validity period. Returns the validity
@@ -279,34 +241,8 @@ fn inspect_leaf(
     Ok((info, problem))
 }
 
-fn parse_private_key(
-    path: &str,
-    pem_bytes: &[u8],
-) -> Result<PrivateKeyDer<'static>, TlsConfigError> {
-    let invalid = |problem| TlsConfigError::InvalidPrivateKey {
-        path: path.to_owned(),
-        problem,
-    };
-    if pem_bytes.iter().all(u8::is_ascii_whitespace) {
-        return Err(invalid(PrivateKeyProblem::Empty));
-    }
-    // Encrypted keys come as PKCS#8 "ENCRYPTED PRIVATE KEY" or as legacy
-    // OpenSSL PEM with a "Proc-Type: 4,ENCRYPTED" header. The PEM reader
-    // would skip the first and choke on the second; say what it really is.
-    if contains(pem_bytes, b"-----BEGIN ENCRYPTED PRIVATE KEY-----")
-        || contains(pem_bytes, b"Proc-Type: 4,ENCRYPTED")
-    {
-        return Err(invalid(PrivateKeyProblem::Encrypted));
-    }
-    PrivateKeyDer::from_pem_slice(pem_bytes).map_err(|e| match e {
-        pem::Error::NoItemsFound => invalid(PrivateKeyProblem::NoPemKey),
-        other => invalid(PrivateKeyProblem::Malformed(other.to_string())),
-    })
-}
-
 fn load_client_roots(path: &str) -> Result<RootCertStore, TlsConfigError> {
-    let pem_bytes = read_file(path, |path| TlsConfigError::CertificateNotFound { path })?;
-    let certificates = parse_certificates(path, &pem_bytes)?;
+    let certificates = read_certificates(Path::new(path))?;
     let mut roots = RootCertStore::empty();
     for certificate in certificates {
         roots
@@ -317,12 +253,6 @@ fn load_client_roots(path: &str) -> Result<RootCertStore, TlsConfigError> {
             })?;
     }
     Ok(roots)
-}
-
-fn contains(haystack: &[u8], needle: &[u8]) -> bool {
-    haystack
-        .windows(needle.len())
-        .any(|window| window == needle)
 }
 
 fn unix_time(seconds: i64) -> SystemTime {
