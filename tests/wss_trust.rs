@@ -67,10 +67,10 @@ async fn self_signed_certificate_needs_trust() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn certificate_for_another_host_name() {
-    let files = Files::new();
+    let files = TempFiles::new();
     let ca = TestCa::new("circles e2e CA");
     let ca_path = files.write("ca.pem", &ca.cert_pem());
-    let other = ca.leaf(&["other.example"], false);
+    let other = ca.leaf(&["other.example"], Validity::Now);
     let server = TestServer::tls(
         &files.write("other.crt", &other.cert),
         &files.write("other.key", &other.key),
@@ -107,10 +107,10 @@ async fn certificate_for_another_host_name() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn expired_certificate_is_rejected() {
-    let files = Files::new();
+    let files = TempFiles::new();
     let ca = TestCa::new("circles e2e CA");
     let ca_path = files.write("ca.pem", &ca.cert_pem());
-    let expired = ca.leaf(&["localhost"], true);
+    let expired = ca.leaf(&["localhost"], Validity::Expired);
     // The server refuses to start with an expired certificate unless told to.
     let server = TestServer::start(ServerConfig {
         enable_tls: true,
@@ -197,10 +197,10 @@ async fn wrong_scheme_fails_fast_and_says_so() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mutual_tls_presents_the_client_certificate() {
-    let files = Files::new();
+    let files = TempFiles::new();
     let client_ca = TestCa::new("circles client CA");
     let client_ca_path = files.write("client-ca.pem", &client_ca.cert_pem());
-    let identity = client_ca.leaf(&["circle-client.example"], false);
+    let identity = client_ca.leaf(&["circle-client.example"], Validity::Now);
     let client_cert = files.write("client.crt", &identity.cert);
     let client_key = files.write("client.key", &identity.key);
     let server = TestServer::start(ServerConfig {

@@ -1,22 +1,18 @@
-//! Shared by the end-to-end tests: certificates made with rcgen, a real
-//! circle server on a free port, and clients for either TLS backend.
+//! Shared by the end-to-end tests: a real circle server on a free port and
+//! clients for either TLS backend; certificates come from the workspace's
+//! test kit (`circle_test_support`).
 #![allow(dead_code)]
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use circle_client_ws::{CircleWsClient, CircleWsClientBuilder, TlsBackend, TlsConfig};
 use circle_server::{ServerConfig, ServerHandle, spawn_circle_server};
-
-/// The repository's development certificate (self-signed, localhost).
-pub fn dev_cert() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("cert.pem")
-}
-
-/// The key of [`dev_cert`].
-pub fn dev_key() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("key.pem")
-}
+// Each test binary uses a part of the kit.
+#[allow(unused_imports)]
+pub use circle_test_support::{
+    CertPem, TempFiles, TestCa, Validity, dev_cert, dev_key, self_signed,
+};
 
 /// Test secret keys (never used anywhere real).
 pub const ALICE_KEY: &str = "0x4c0883a69102937d6231471b5dbb6204fe5129617082792ae468d01a3f362318";
@@ -32,86 +28,6 @@ pub fn backends() -> Vec<TlsBackend> {
         "the end-to-end tests must run over both TLS backends"
     );
     backends
-}
-
-/// A temporary folder whose files live as long as it does.
-pub struct Files {
-    dir: tempfile::TempDir,
-}
-
-impl Files {
-    pub fn new() -> Files {
-        Files {
-            dir: tempfile::tempdir().expect("temp dir"),
-        }
-    }
-
-    pub fn write(&self, name: &str, contents: &str) -> PathBuf {
-        let path = self.dir.path().join(name);
-        std::fs::write(&path, contents).expect("write test file");
-        path
-    }
-}
-
-/// A certificate and key as PEM.
-pub struct CertPem {
-    pub cert: String,
-    pub key: String,
-}
-
-/// A development CA that signs server and client certificates.
-pub struct TestCa {
-    issuer: rcgen::CertifiedIssuer<'static, rcgen::KeyPair>,
-}
-
-impl TestCa {
-    pub fn new(common_name: &str) -> TestCa {
-        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("CA params");
-        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-        params
-            .distinguished_name
-            .push(rcgen::DnType::CommonName, common_name);
-        params.key_usages = vec![
-            rcgen::KeyUsagePurpose::KeyCertSign,
-            rcgen::KeyUsagePurpose::DigitalSignature,
-        ];
-        let key = rcgen::KeyPair::generate().expect("CA key");
-        TestCa {
-            issuer: rcgen::CertifiedIssuer::self_signed(params, key).expect("CA certificate"),
-        }
-    }
-
-    pub fn cert_pem(&self) -> String {
-        self.issuer.as_ref().pem()
-    }
-
-    /// A leaf for `names`; `expired` makes one that ended in 2021.
-    pub fn leaf(&self, names: &[&str], expired: bool) -> CertPem {
-        let names: Vec<String> = names.iter().map(|name| name.to_string()).collect();
-        let mut params = rcgen::CertificateParams::new(names).expect("leaf params");
-        if expired {
-            params.not_before = rcgen::date_time_ymd(2020, 1, 1);
-            params.not_after = rcgen::date_time_ymd(2021, 1, 1);
-        }
-        let key = rcgen::KeyPair::generate().expect("leaf key");
-        let cert = params
-            .signed_by(&key, &self.issuer)
-            .expect("leaf certificate");
-        CertPem {
-            cert: cert.pem(),
-            key: key.serialize_pem(),
-        }
-    }
-}
-
-/// A self-signed certificate (not a CA) for `names`.
-pub fn self_signed(names: &[&str]) -> CertPem {
-    let names: Vec<String> = names.iter().map(|name| name.to_string()).collect();
-    let certified = rcgen::generate_simple_self_signed(names).expect("self-signed certificate");
-    CertPem {
-        cert: certified.cert.pem(),
-        key: certified.signing_key.serialize_pem(),
-    }
 }
 
 /// A running circle server, stopped when dropped if the test did not.

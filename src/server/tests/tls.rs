@@ -2,6 +2,7 @@
 
 mod common;
 
+use std::path::Path;
 use std::time::Duration;
 
 use circle_server::{CertificateProblem, PrivateKeyProblem};
@@ -180,10 +181,10 @@ fn start_error(config: ServerConfig) -> TlsConfigError {
     }
 }
 
-fn with_files(cert: &str, key: &str) -> ServerConfig {
+fn with_files(cert: impl AsRef<Path>, key: impl AsRef<Path>) -> ServerConfig {
     ServerConfig {
-        cert_path: Some(cert.into()),
-        key_path: Some(key.into()),
+        cert_path: Some(path_text(cert)),
+        key_path: Some(path_text(key)),
         ..tls_config()
     }
 }
@@ -314,7 +315,7 @@ async fn every_tls_config_error_from_real_bad_files() {
         "-passout",
         "pass:secret",
         "-in",
-        &dev_key(),
+        &path_text(dev_key()),
         "-out",
         &encrypted,
     ]);

@@ -19,100 +19,9 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 
-/// A certificate and its key, as PEM.
-pub struct Pem {
-    pub cert: String,
-    pub key: String,
-}
-
-impl Pem {
-    pub fn write_to(
-        &self,
-        dir: &std::path::Path,
-        name: &str,
-    ) -> (std::path::PathBuf, std::path::PathBuf) {
-        let cert = dir.join(format!("{name}.crt.pem"));
-        let key = dir.join(format!("{name}.key.pem"));
-        std::fs::write(&cert, &self.cert).unwrap();
-        std::fs::write(&key, &self.key).unwrap();
-        (cert, key)
-    }
-}
-
-/// A development CA that signs leaves.
-pub struct TestCa {
-    pub issuer: rcgen::CertifiedIssuer<'static, rcgen::KeyPair>,
-}
-
-impl TestCa {
-    pub fn new(name: &str) -> TestCa {
-        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-        params
-            .distinguished_name
-            .push(rcgen::DnType::CommonName, name);
-        params.key_usages = vec![
-            rcgen::KeyUsagePurpose::KeyCertSign,
-            rcgen::KeyUsagePurpose::DigitalSignature,
-        ];
-        let key = rcgen::KeyPair::generate().unwrap();
-        TestCa {
-            issuer: rcgen::CertifiedIssuer::self_signed(params, key).unwrap(),
-        }
-    }
-
-    pub fn cert_pem(&self) -> String {
-        self.issuer.as_ref().pem()
-    }
-
-    /// A leaf for `names`, valid now unless `validity` says otherwise.
-    pub fn leaf(&self, names: &[&str], validity: Validity) -> Pem {
-        let mut params =
-            rcgen::CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
-                .unwrap();
-        validity.apply(&mut params);
-        let key = rcgen::KeyPair::generate().unwrap();
-        let cert = params.signed_by(&key, &self.issuer).unwrap();
-        Pem {
-            cert: cert.pem(),
-            key: key.serialize_pem(),
-        }
-    }
-}
-
-#[derive(Clone, Copy)]
-pub enum Validity {
-    Now,
-    Expired,
-    NotYetValid,
-}
-
-impl Validity {
-    fn apply(self, params: &mut rcgen::CertificateParams) {
-        match self {
-            Validity::Now => {}
-            Validity::Expired => {
-                params.not_before = rcgen::date_time_ymd(2020, 1, 1);
-                params.not_after = rcgen::date_time_ymd(2021, 1, 1);
-            }
-            Validity::NotYetValid => {
-                params.not_before = rcgen::date_time_ymd(2090, 1, 1);
-                params.not_after = rcgen::date_time_ymd(2091, 1, 1);
-            }
-        }
-    }
-}
-
-/// A self-signed leaf (not a CA) for `names`.
-pub fn self_signed(names: &[&str]) -> Pem {
-    let certified =
-        rcgen::generate_simple_self_signed(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
-            .unwrap();
-    Pem {
-        cert: certified.cert.pem(),
-        key: certified.signing_key.serialize_pem(),
-    }
-}
+// Each test binary uses a part of the kit.
+#[allow(unused_imports)]
+pub use circle_test_support::{CertPem, TestCa, Validity, self_signed};
 
 fn provider() -> Arc<rustls::crypto::CryptoProvider> {
     Arc::new(rustls::crypto::aws_lc_rs::default_provider())
@@ -120,7 +29,7 @@ fn provider() -> Arc<rustls::crypto::CryptoProvider> {
 
 /// A rustls server configuration for `server`, optionally requiring client
 /// certificates signed by `client_ca`.
-pub fn server_tls(server: &Pem, client_ca: Option<&str>) -> Arc<rustls::ServerConfig> {
+pub fn server_tls(server: &CertPem, client_ca: Option<&str>) -> Arc<rustls::ServerConfig> {
     use rustls::pki_types::pem::PemObject;
     let chain: Vec<CertificateDer<'static>> =
         CertificateDer::pem_slice_iter(server.cert.as_bytes())

@@ -34,12 +34,14 @@ pub fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
-pub fn dev_cert() -> String {
-    repo_root().join("cert.pem").to_string_lossy().into_owned()
-}
+/// The kit's one definition (paths); `ServerConfig` takes text, hence
+/// [`path_text`].
+#[allow(unused_imports)]
+pub use circle_test_support::{dev_cert, dev_key};
 
-pub fn dev_key() -> String {
-    repo_root().join("key.pem").to_string_lossy().into_owned()
+/// A path as `ServerConfig`'s path fields take it.
+pub fn path_text(path: impl AsRef<Path>) -> String {
+    path.as_ref().display().to_string()
 }
 
 /// A server on 127.0.0.1 with a free port, stopped when dropped.
@@ -101,8 +103,8 @@ impl TestServer {
 pub fn tls_config() -> ServerConfig {
     ServerConfig {
         enable_tls: true,
-        cert_path: Some(dev_cert()),
-        key_path: Some(dev_key()),
+        cert_path: Some(path_text(dev_cert())),
+        key_path: Some(path_text(dev_key())),
         ..ServerConfig::default()
     }
 }
