@@ -69,7 +69,7 @@ async fn self_signed_certificate_needs_trust() {
 async fn certificate_for_another_host_name() {
     let files = TempFiles::new();
     let ca = TestCa::new("circles e2e CA");
-    let ca_path = files.write("ca.pem", &ca.cert_pem());
+    let ca_path = files.write("ca.pem", ca.cert_pem());
     let other = ca.leaf(&["other.example"], Validity::Now);
     let server = TestServer::tls(
         &files.write("other.crt", &other.cert),
@@ -109,7 +109,7 @@ async fn certificate_for_another_host_name() {
 async fn expired_certificate_is_rejected() {
     let files = TempFiles::new();
     let ca = TestCa::new("circles e2e CA");
-    let ca_path = files.write("ca.pem", &ca.cert_pem());
+    let ca_path = files.write("ca.pem", ca.cert_pem());
     let expired = ca.leaf(&["localhost"], Validity::Expired);
     // The server refuses to start with an expired certificate unless told to.
     let server = TestServer::start(ServerConfig {
@@ -199,7 +199,7 @@ async fn wrong_scheme_fails_fast_and_says_so() {
 async fn mutual_tls_presents_the_client_certificate() {
     let files = TempFiles::new();
     let client_ca = TestCa::new("circles client CA");
-    let client_ca_path = files.write("client-ca.pem", &client_ca.cert_pem());
+    let client_ca_path = files.write("client-ca.pem", client_ca.cert_pem());
     let identity = client_ca.leaf(&["circle-client.example"], Validity::Now);
     let client_cert = files.write("client.crt", &identity.cert);
     let client_key = files.write("client.key", &identity.key);
