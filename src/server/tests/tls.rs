@@ -204,20 +204,20 @@ async fn every_tls_config_error_from_real_bad_files() {
         KeyPair::generate().expect("key").serialize_pem(),
     );
 
-    let error = start_error(with_files(&missing, &dev_key()));
+    let error = start_error(with_files(&missing, dev_key()));
     assert!(
         matches!(&error, TlsConfigError::CertificateNotFound { path } if *path == missing),
         "{error}"
     );
     assert!(error.to_string().contains("missing.pem"));
 
-    let error = start_error(with_files(&dev_cert(), &missing));
+    let error = start_error(with_files(dev_cert(), &missing));
     assert!(
         matches!(&error, TlsConfigError::PrivateKeyNotFound { path } if *path == missing),
         "{error}"
     );
 
-    let error = start_error(with_files(&empty, &dev_key()));
+    let error = start_error(with_files(&empty, dev_key()));
     assert!(
         matches!(
             &error,
@@ -233,7 +233,7 @@ async fn every_tls_config_error_from_real_bad_files() {
         "{error}"
     );
 
-    let error = start_error(with_files(&garbage, &dev_key()));
+    let error = start_error(with_files(&garbage, dev_key()));
     assert!(
         matches!(
             &error,
@@ -245,7 +245,7 @@ async fn every_tls_config_error_from_real_bad_files() {
         "{error}"
     );
 
-    let error = start_error(with_files(&broken_pem, &dev_key()));
+    let error = start_error(with_files(&broken_pem, dev_key()));
     assert!(
         matches!(
             &error,
@@ -257,7 +257,7 @@ async fn every_tls_config_error_from_real_bad_files() {
         "{error}"
     );
 
-    let error = start_error(with_files(&dev_cert(), &empty));
+    let error = start_error(with_files(dev_cert(), &empty));
     assert!(
         matches!(
             &error,
@@ -269,7 +269,7 @@ async fn every_tls_config_error_from_real_bad_files() {
         "{error}"
     );
 
-    let error = start_error(with_files(&dev_cert(), &garbage));
+    let error = start_error(with_files(dev_cert(), &garbage));
     assert!(
         matches!(
             &error,
@@ -281,7 +281,7 @@ async fn every_tls_config_error_from_real_bad_files() {
         "{error}"
     );
 
-    let error = start_error(with_files(&dev_cert(), &dev_cert()));
+    let error = start_error(with_files(dev_cert(), dev_cert()));
     assert!(
         matches!(
             &error,
@@ -293,7 +293,7 @@ async fn every_tls_config_error_from_real_bad_files() {
         "a certificate is not a key (swapped paths): {error}"
     );
 
-    let error = start_error(with_files(&dev_cert(), &other_key));
+    let error = start_error(with_files(dev_cert(), &other_key));
     assert!(
         matches!(
             &error,
@@ -319,7 +319,7 @@ async fn every_tls_config_error_from_real_bad_files() {
         "-out",
         &encrypted,
     ]);
-    let error = start_error(with_files(&dev_cert(), &encrypted));
+    let error = start_error(with_files(dev_cert(), &encrypted));
     assert!(
         matches!(
             &error,
@@ -333,7 +333,7 @@ async fn every_tls_config_error_from_real_bad_files() {
     assert!(error.to_string().contains("encrypted"), "{error}");
 
     let directory = files.dir.path().to_string_lossy().into_owned();
-    let error = start_error(with_files(&directory, &dev_key()));
+    let error = start_error(with_files(&directory, dev_key()));
     assert!(
         matches!(&error, TlsConfigError::Unreadable { .. }),
         "{error}"
@@ -390,8 +390,8 @@ async fn expired_certificate_is_refused_unless_explicitly_accepted() {
     let future_key = KeyPair::generate().expect("key");
     let (future_pem, future_key_pem) = self_signed(&future_key, params);
     let error = start_error(with_files(
-        &files.write("future.pem", future_pem),
-        &files.write("future-key.pem", future_key_pem),
+        files.write("future.pem", future_pem),
+        files.write("future-key.pem", future_key_pem),
     ));
     assert!(
         matches!(
