@@ -41,7 +41,7 @@ fn serial_of(pem: &str) -> String {
 
 #[tokio::test]
 async fn certificate_rotation_under_live_connections() {
-    let files = Certs::new();
+    let files = TempFiles::new();
     let (first_cert, first_key) = self_signed(
         &KeyPair::generate().expect("key"),
         leaf_params(&["localhost"]),
@@ -55,8 +55,8 @@ async fn certificate_rotation_under_live_connections() {
     let trust_both = format!("{first_cert}{second_cert}");
 
     let server = TestServer::start(ServerConfig {
-        cert_path: Some(cert_path.clone()),
-        key_path: Some(key_path.clone()),
+        cert_path: Some(path_text(&cert_path)),
+        key_path: Some(path_text(&key_path)),
         ..tls_config()
     });
     let addr = server.wss_addr();
@@ -177,13 +177,13 @@ async fn round_trip_works(addr: std::net::SocketAddr, config: Arc<rustls::Client
 
 #[tokio::test]
 async fn mutual_tls_accepts_known_clients_and_refuses_others() {
-    let files = Certs::new();
+    let files = TempFiles::new();
     let (ca, chain, key) = client_identity("alice");
     let (_, stranger_chain, stranger_key) = client_identity("mallory");
     let ca_path = files.write("client-ca.pem", ca);
 
     let required = TestServer::start(ServerConfig {
-        client_ca_path: Some(ca_path.clone()),
+        client_ca_path: Some(path_text(&ca_path)),
         client_auth_required: true,
         ..tls_config()
     });
@@ -210,7 +210,7 @@ async fn mutual_tls_accepts_known_clients_and_refuses_others() {
     required.stop().await;
 
     let optional = TestServer::start(ServerConfig {
-        client_ca_path: Some(ca_path),
+        client_ca_path: Some(path_text(ca_path)),
         ..tls_config()
     });
     assert!(
@@ -231,11 +231,11 @@ async fn mutual_tls_accepts_known_clients_and_refuses_others() {
 
 #[tokio::test]
 async fn whoami_shows_the_verified_client_certificate() {
-    let files = Certs::new();
+    let files = TempFiles::new();
     let (ca, chain, key) = client_identity("alice");
     let serial = serial_of_der(&chain[0]);
     let server = TestServer::start(ServerConfig {
-        client_ca_path: Some(files.write("client-ca.pem", ca)),
+        client_ca_path: Some(path_text(files.write("client-ca.pem", ca))),
         ..tls_config()
     });
     let mut ws = connect_wss_with(
@@ -260,8 +260,8 @@ async fn whoami_shows_the_verified_client_certificate() {
 /// A certificate's serial number as lowercase hex, read by OpenSSL (not by
 /// the parser the server uses).
 fn serial_of_der(cert: &CertificateDer<'_>) -> String {
-    let files = Certs::new();
-    let path = files.dir.path().join("client.der");
+    let files = TempFiles::new();
+    let path = files.dir().join("client.der");
     std::fs::write(&path, cert.as_ref()).expect("write DER");
     let output = std::process::Command::new("openssl")
         .args(["x509", "-inform", "DER", "-noout", "-serial", "-in"])
@@ -529,12 +529,12 @@ async fn metrics_move_with_a_scripted_session() {
 
 #[tokio::test]
 async fn web_root_is_served_over_https_with_hsts_and_stays_inside_its_folder() {
-    let files = Certs::new();
-    let root = files.dir.path().join("site");
+    let files = TempFiles::new();
+    let root = files.dir().join("site");
     std::fs::create_dir(&root).expect("mkdir");
     std::fs::write(root.join("index.html"), "<h1>console</h1>").expect("write");
     std::fs::write(root.join("app.wasm"), b"\0asm\x01\0\0\0").expect("write");
-    std::fs::write(files.dir.path().join("secret.txt"), "not for the web").expect("write");
+    std::fs::write(files.dir().join("secret.txt"), "not for the web").expect("write");
     let server = TestServer::start(ServerConfig {
         web_root: Some(root),
         ..tls_config()

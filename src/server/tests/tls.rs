@@ -191,7 +191,7 @@ fn with_files(cert: impl AsRef<Path>, key: impl AsRef<Path>) -> ServerConfig {
 
 #[tokio::test]
 async fn every_tls_config_error_from_real_bad_files() {
-    let files = Certs::new();
+    let files = TempFiles::new();
     let missing = files.path("missing.pem");
     let empty = files.write("empty.pem", "");
     let garbage = files.write("garbage.pem", "this is not PEM at all\n");
@@ -306,7 +306,7 @@ async fn every_tls_config_error_from_real_bad_files() {
     );
     assert!(error.to_string().contains("does not match"), "{error}");
 
-    let encrypted = files.path("encrypted.pem");
+    let encrypted = path_text(files.path("encrypted.pem"));
     openssl(&[
         "pkcs8",
         "-topk8",
@@ -332,7 +332,7 @@ async fn every_tls_config_error_from_real_bad_files() {
     );
     assert!(error.to_string().contains("encrypted"), "{error}");
 
-    let directory = files.dir.path().to_string_lossy().into_owned();
+    let directory = files.dir().to_string_lossy().into_owned();
     let error = start_error(with_files(&directory, dev_key()));
     assert!(
         matches!(&error, TlsConfigError::Unreadable { .. }),
@@ -360,7 +360,7 @@ async fn every_tls_config_error_from_real_bad_files() {
 
 #[tokio::test]
 async fn expired_certificate_is_refused_unless_explicitly_accepted() {
-    let files = Certs::new();
+    let files = TempFiles::new();
     let key = KeyPair::generate().expect("key");
     let mut params = leaf_params(&["localhost"]);
     params.not_before = rcgen::date_time_ymd(2020, 1, 1);
@@ -429,14 +429,14 @@ async fn round_trip_with(cert: &str, key: &str, trust_pem: &[u8]) {
 
 #[tokio::test]
 async fn rsa_ec_and_pkcs8_keys_all_serve() {
-    let files = Certs::new();
+    let files = TempFiles::new();
 
     // ECDSA P-256 in PKCS#8 (rcgen's output) and the same key in SEC1.
     let ec_key = KeyPair::generate().expect("EC key");
     let (ec_cert, ec_pkcs8) = self_signed(&ec_key, leaf_params(&["localhost"]));
-    let ec_cert_path = files.write("ec.pem", &ec_cert);
-    let pkcs8_path = files.write("ec-pkcs8.pem", &ec_pkcs8);
-    let sec1_path = files.path("ec-sec1.pem");
+    let ec_cert_path = path_text(files.write("ec.pem", &ec_cert));
+    let pkcs8_path = path_text(files.write("ec-pkcs8.pem", &ec_pkcs8));
+    let sec1_path = path_text(files.path("ec-sec1.pem"));
     openssl(&["ec", "-in", &pkcs8_path, "-out", &sec1_path]);
     assert!(
         std::fs::read_to_string(&sec1_path)
@@ -450,9 +450,9 @@ async fn rsa_ec_and_pkcs8_keys_all_serve() {
     let rsa_key = KeyPair::generate_rsa_for(&rcgen::PKCS_RSA_SHA256, rcgen::RsaKeySize::_2048)
         .expect("RSA key");
     let (rsa_cert, rsa_pkcs8) = self_signed(&rsa_key, leaf_params(&["localhost"]));
-    let rsa_cert_path = files.write("rsa.pem", &rsa_cert);
-    let rsa_pkcs8_path = files.write("rsa-pkcs8.pem", &rsa_pkcs8);
-    let pkcs1_path = files.path("rsa-pkcs1.pem");
+    let rsa_cert_path = path_text(files.write("rsa.pem", &rsa_cert));
+    let rsa_pkcs8_path = path_text(files.write("rsa-pkcs8.pem", &rsa_pkcs8));
+    let pkcs1_path = path_text(files.path("rsa-pkcs1.pem"));
     openssl(&[
         "rsa",
         "-in",
@@ -472,10 +472,10 @@ async fn rsa_ec_and_pkcs8_keys_all_serve() {
 
 #[tokio::test]
 async fn leaf_plus_intermediate_chain_verifies_against_the_root() {
-    let files = Certs::new();
+    let files = TempFiles::new();
     let (root, chain, key) = chain_with_intermediate();
-    let chain_path = files.write("fullchain.pem", chain);
-    let key_path = files.write("privkey.pem", key);
+    let chain_path = path_text(files.write("fullchain.pem", chain));
+    let key_path = path_text(files.write("privkey.pem", key));
     round_trip_with(&chain_path, &key_path, root.as_bytes()).await;
 }
 

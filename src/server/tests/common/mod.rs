@@ -37,7 +37,7 @@ pub fn repo_root() -> PathBuf {
 /// The kit's one definition (paths); `ServerConfig` takes text, hence
 /// [`path_text`].
 #[allow(unused_imports)]
-pub use circle_test_support::{dev_cert, dev_key};
+pub use circle_test_support::{TempFiles, dev_cert, dev_key};
 
 /// A path as `ServerConfig`'s path fields take it.
 pub fn path_text(path: impl AsRef<Path>) -> String {
@@ -250,29 +250,6 @@ pub async fn sign_in(ws: &mut Ws, key: &SigningKey) -> Value {
 
 pub fn key(byte: u8) -> SigningKey {
     SigningKey::from_bytes(&[byte; 32]).expect("test key")
-}
-
-/// Real certificates made for a test, in a temporary folder.
-pub struct Certs {
-    pub dir: tempfile::TempDir,
-}
-
-impl Certs {
-    pub fn new() -> Certs {
-        Certs {
-            dir: tempfile::tempdir().expect("temp dir"),
-        }
-    }
-
-    pub fn path(&self, name: &str) -> String {
-        self.dir.path().join(name).to_string_lossy().into_owned()
-    }
-
-    pub fn write(&self, name: &str, contents: impl AsRef<[u8]>) -> String {
-        let path = self.path(name);
-        std::fs::write(&path, contents).expect("write test file");
-        path
-    }
 }
 
 /// Parameters of a server certificate for `names`.
