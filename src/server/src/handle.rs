@@ -19,7 +19,6 @@ pub struct ServerHandle {
     pub(crate) shutdown: Arc<watch::Sender<bool>>,
     pub(crate) ws_addr: Option<SocketAddr>,
     pub(crate) wss_addr: Option<SocketAddr>,
-    pub(crate) circle_public_key: String,
     pub(crate) shared: Arc<Shared>,
     pub(crate) tls: Option<Arc<TlsReloader>>,
 }
@@ -29,7 +28,7 @@ impl std::fmt::Debug for ServerHandle {
         f.debug_struct("ServerHandle")
             .field("ws_addr", &self.ws_addr)
             .field("wss_addr", &self.wss_addr)
-            .field("circle_public_key", &self.circle_public_key)
+            .field("circle_public_key", &self.circle_public_key())
             .finish_non_exhaustive()
     }
 }
@@ -47,7 +46,7 @@ impl ServerHandle {
 
     /// The circle's public key (generated at start when none was configured).
     pub fn circle_public_key(&self) -> &str {
-        &self.circle_public_key
+        &self.shared.circle.public_key
     }
 
     /// WebSocket connections open right now.

@@ -183,7 +183,6 @@ pub fn spawn_circle_server(
         shutdown: Arc::new(shutdown_sender),
         ws_addr,
         wss_addr,
-        circle_public_key: shared.circle.public_key.clone(),
         shared: shared.clone(),
         tls: tls_reloader,
     };
