@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
-use circle_protocol::{PlayParams, WhoamiResult, method};
+use circle_protocol::{Id, PlayParams, ResponseError, WhoamiResult, method, write_request};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tokio::sync::watch;
@@ -331,8 +331,7 @@ impl CircleWsClient {
         params: P,
     ) -> Result<R, CircleWsClientError> {
         let id = self.shared.next_id.fetch_add(1, Ordering::Relaxed);
-        let request = circle_protocol::Request::new(id, method, params);
-        let text = serde_json::to_string(&request).map_err(|e| {
+        let text = write_request(&Id::Number(id), method, &params).map_err(|e| {
             CircleWsClientError::Protocol(format!("cannot encode the {method} request: {e}"))
         })?;
         let timeout = self.shared.request_timeout;
@@ -348,13 +347,12 @@ impl CircleWsClient {
             // The semaphore is never closed.
             .map_err(|_| CircleWsClientError::NotConnected)?;
         let response = connection.call(id, text, method, deadline, timeout).await?;
-        if let Some(error) = response.error {
-            return Err(error.into());
-        }
-        serde_json::from_value(response.result.unwrap_or(serde_json::Value::Null)).map_err(|e| {
-            CircleWsClientError::Protocol(format!(
+        response.into_result().map_err(|error| match error {
+            ResponseError::Rpc(error) => error.into(),
+            ResponseError::UnexpectedResult(e) => CircleWsClientError::Protocol(format!(
                 "the {method} result has an unexpected shape: {e}"
-            ))
+            )),
+            other => CircleWsClientError::Protocol(format!("the {method} answer: {other}")),
         })
     }
 

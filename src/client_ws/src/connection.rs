@@ -14,7 +14,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
-use circle_protocol::{Id, Response, close_codes};
+use circle_protocol::{Frame, Id, Response, close_codes, parse_frame};
 use futures_util::future::{AbortHandle, abortable};
 use futures_util::{Sink, SinkExt, Stream, StreamExt};
 use tokio::sync::{mpsc, oneshot, watch};
@@ -332,19 +332,19 @@ async fn read_frames<S: FrameSocket>(
 }
 
 fn dispatch(text: &str, in_flight: &InFlightTable) {
-    match serde_json::from_str::<serde_json::Value>(text) {
-        Ok(serde_json::Value::Array(batch)) => {
-            for item in batch {
-                answer_value(item, in_flight);
+    match parse_frame(text) {
+        Ok(Frame::Single(text)) => answer_text(text, in_flight),
+        Ok(Frame::Batch(items)) => {
+            for item in items {
+                answer_text(item.get(), in_flight);
             }
         }
-        Ok(value) => answer_value(value, in_flight),
         Err(error) => tracing::warn!(%error, "the server sent a frame that is not JSON"),
     }
 }
 
-fn answer_value(value: serde_json::Value, in_flight: &InFlightTable) {
-    match serde_json::from_value::<Response>(value) {
+fn answer_text(text: &str, in_flight: &InFlightTable) {
+    match serde_json::from_str::<Response>(text) {
         Ok(response) => in_flight.answer(response),
         Err(error) => {
             tracing::warn!(%error, "the server sent something that is not a JSON-RPC response")
@@ -380,7 +380,6 @@ fn describe_close(code: Option<u16>, reason: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use circle_protocol::RpcError;
 
     #[test]
     fn requests_after_the_end_fail_fast() {
@@ -407,11 +406,13 @@ mod tests {
         let table = InFlightTable::default();
         let mut first = table.register(1).unwrap();
         let mut second = table.register(2).unwrap();
-        table.answer(Response::success(
-            Id::Number(2),
-            serde_json::json!({"output": "two"}),
+        let response = |text: &str| serde_json::from_str::<Response>(text).unwrap();
+        table.answer(response(
+            r#"{"jsonrpc":"2.0","id":2,"result":{"output":"two"}}"#,
         ));
-        table.answer(Response::failure(Id::Null, RpcError::parse_error("bad")));
+        table.answer(response(
+            r#"{"jsonrpc":"2.0","id":null,"error":{"code":-32700,"message":"bad"}}"#,
+        ));
         assert!(first.try_recv().is_err());
         let answer = second.try_recv().unwrap().unwrap();
         assert_eq!(answer.id, Id::Number(2));

@@ -3,7 +3,9 @@
 //! The wire protocol of circles (`PROTOCOL.md`), shared by the server and
 //! every client so that the two cannot drift:
 //!
-//! - [`jsonrpc`]: JSON-RPC 2.0 envelopes, ids, errors and batches;
+//! - [`jsonrpc`]: JSON-RPC 2.0 envelopes, ids, errors and batches: the
+//!   zero-copy request the server reads, the response writer, and the
+//!   request writer and response reader of clients;
 //! - [`methods`]: parameters and results of `fetch_nonce`, `authenticate`,
 //!   `play` and `whoami`;
 //! - [`codes`]: every error code;
@@ -40,7 +42,10 @@ pub use crypto::{
     Address, HexError, KeyError, PublicKey, Signature, SignatureError, SigningKey, eip191_hash,
     keccak256, recover_personal_signer,
 };
-pub use jsonrpc::{Frame, Id, Request, Response, RpcError, parse_frame};
+pub use jsonrpc::{
+    BadRequest, Frame, Id, Request, Response, ResponseError, RpcError, parse_frame, write_error,
+    write_request, write_result,
+};
 pub use methods::*;
 pub use rfc3339::{MAX_RFC3339_UNIX_SECONDS, format_rfc3339_utc, parse_rfc3339_utc};
 

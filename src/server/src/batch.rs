@@ -13,6 +13,8 @@ use std::ops::Range;
 use std::pin::Pin;
 use std::task::Poll;
 
+use circle_protocol::jsonrpc::NULL_ID;
+use circle_protocol::{RpcError, write_error};
 use futures_util::future::{self, LocalBoxFuture, MaybeDone};
 use serde_json::value::RawValue;
 
@@ -101,17 +103,16 @@ pub(crate) fn start(
     items: &[&RawValue],
 ) -> Handled {
     if items.is_empty() {
-        let error =
-            circle_protocol::RpcError::invalid_request("an empty batch is not a valid request");
-        return Handled::Done(Reply::Now(Some(router::failure(router::NULL_ID, &error))));
+        let error = RpcError::invalid_request("an empty batch is not a valid request");
+        return Handled::Done(Reply::Now(Some(write_error(NULL_ID, &error))));
     }
     if items.len() > shared.limits.max_batch_len {
-        let error = circle_protocol::RpcError::invalid_request(format!(
+        let error = RpcError::invalid_request(format!(
             "batch of {} requests is over the limit of {}",
             items.len(),
             shared.limits.max_batch_len
         ));
-        return Handled::Done(Reply::Now(Some(router::failure(router::NULL_ID, &error))));
+        return Handled::Done(Reply::Now(Some(write_error(NULL_ID, &error))));
     }
     let spans: Vec<Range<usize>> = items.iter().map(|item| span_of(text, item.get())).collect();
     match run(

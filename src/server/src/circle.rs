@@ -2,6 +2,7 @@
 //! (or a fresh key, for development, when none is configured).
 
 use circle_protocol::{SigningKey, parse_circle_public_key};
+use serde_json::value::RawValue;
 use tracing::warn;
 
 use crate::config::ServerConfig;
@@ -16,13 +17,13 @@ pub(crate) struct CircleIdentity {
 
 impl CircleIdentity {
     /// The circle as JSON (`CircleInfo`), for `whoami`.
-    pub fn to_json(&self) -> String {
+    pub fn to_json(&self) -> Box<RawValue> {
         let info = circle_protocol::CircleInfo {
             name: self.name.clone(),
             public_key: self.public_key.clone(),
         };
         // Two plain strings always serialize.
-        serde_json::to_string(&info).unwrap_or_else(|_| "null".to_owned())
+        serde_json::value::to_raw_value(&info).unwrap_or_else(|_| RawValue::NULL.to_owned())
     }
 
     /// The circle `config` names, with its key checked and compressed.

@@ -5,24 +5,26 @@
 //! answers later, so one slow script never holds up the connection's other
 //! requests (they are pipelined and may be answered out of order).
 //!
-//! Well-formed requests take a fast path: the frame is read into a borrowed
-//! [`RawRequest`] (no `serde_json::Value` tree), params are decoded straight
-//! into their struct, and the answer is written as text around the typed
-//! result, echoing the request's id verbatim. Anything malformed falls back
-//! to the shared protocol types, which name exactly what is wrong.
+//! The envelope is `circle_protocol`'s, the one the clients use too: a
+//! well-formed request is read into a borrowed [`Request`] (no
+//! `serde_json::Value` tree), params are decoded straight into their struct,
+//! and the answer is written around the encoded result, echoing the
+//! request's id verbatim. A malformed request gets the protocol's
+//! [`BadRequest`](circle_protocol::BadRequest) answer, which names exactly
+//! what is wrong.
 
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Instant;
 
 use circle_executor::{ScriptContext, ScriptJob};
-use circle_protocol::jsonrpc::JSONRPC_VERSION;
+use circle_protocol::jsonrpc::NULL_ID;
 use circle_protocol::{
-    AuthenticateParams, FetchNonceParams, PlayParams, PlayResult, Request, RpcError, codes, method,
+    AuthenticateParams, FetchNonceParams, Frame, PlayParams, PlayResult, Request, RpcError, codes,
+    method, parse_frame, write_error, write_result,
 };
 use futures_util::future::LocalBoxFuture;
-use serde::Deserialize;
-use serde::de::DeserializeOwned;
+use serde::Serialize;
 use serde_json::value::RawValue;
 
 use crate::auth::{AuthState, ChallengeOrigin};
@@ -45,7 +47,7 @@ pub(crate) struct Connection {
     script_context: Arc<ScriptContext>,
     rate: RateLimiter,
     /// The verified client certificate (mutual TLS) as `whoami` shows it.
-    client_certificate_json: Option<Box<str>>,
+    client_certificate_json: Option<Box<RawValue>>,
 }
 
 impl Connection {
@@ -66,7 +68,7 @@ impl Connection {
                 caller_public_key: String::new(),
             }),
             rate: RateLimiter::per_second(shared.limits.max_requests_per_second),
-            client_certificate_json: client.map(|identity| identity.to_json().into()),
+            client_certificate_json: client.map(ClientIdentity::to_json),
         }
     }
 
@@ -104,8 +106,8 @@ pub(crate) enum Reply {
     Later(LocalBoxFuture<'static, Option<String>>),
 }
 
-/// What a method produced: the result's JSON text, or an error.
-type Outcome = Result<String, RpcError>;
+/// What a method produced: the result as JSON text, or an error.
+type Outcome = Result<Box<RawValue>, RpcError>;
 
 /// A method's outcome, now or later; the id is added by the caller.
 enum Answer {
@@ -113,76 +115,19 @@ enum Answer {
     Later(LocalBoxFuture<'static, Outcome>),
 }
 
-/// A request read without building a JSON tree: strings borrow from the
-/// frame where they can, `id` and `params` stay raw JSON text.
-#[derive(Deserialize)]
-struct RawRequest<'a> {
-    #[serde(borrow)]
-    jsonrpc: std::borrow::Cow<'a, str>,
-    /// `None` when absent (a notification); `"id": null` is `Some("null")`.
-    #[serde(default, borrow, deserialize_with = "present")]
-    id: Option<&'a RawValue>,
-    #[serde(borrow)]
-    method: std::borrow::Cow<'a, str>,
-    #[serde(default, borrow)]
-    params: Option<&'a RawValue>,
-}
-
-/// Keeps a present `id` (even `null`) apart from a missing one.
-fn present<'de, D: serde::Deserializer<'de>>(
-    deserializer: D,
-) -> Result<Option<&'de RawValue>, D::Error> {
-    <&RawValue>::deserialize(deserializer).map(Some)
-}
-
-/// The id to answer with when a request's own id cannot be read.
-pub(crate) const NULL_ID: &str = "null";
-
 /// Handles one text frame: a request or a batch. The caller has checked
 /// the connection's [`Gate`] (a single request never waits here).
 pub(crate) fn handle_text(shared: &Shared, conn: &mut Connection, text: &str) -> Handled {
-    if let Err(error) = check_escapes(text) {
-        return Handled::Done(Reply::Now(Some(not_json(&error))));
+    match parse_frame(text) {
+        Ok(Frame::Single(text)) => Handled::Done(handle_one(shared, conn, text)),
+        Ok(Frame::Batch(items)) => batch::start(shared, conn, text, &items),
+        Err(not_json) => Handled::Done(Reply::Now(Some(not_json.response()))),
     }
-    if text.trim_start().starts_with('[') {
-        return match serde_json::from_str::<Vec<&RawValue>>(text) {
-            Ok(items) => batch::start(shared, conn, text, &items),
-            Err(error) => Handled::Done(Reply::Now(Some(not_json(&error)))),
-        };
-    }
-    Handled::Done(handle_one(shared, conn, text))
-}
-
-/// The answer to a frame that is not JSON: one error object, whatever the
-/// frame looked like (protocol 1.1).
-fn not_json(error: &serde_json::Error) -> String {
-    failure(
-        NULL_ID,
-        &RpcError::parse_error(format!("frame is not valid JSON: {error}")),
-    )
-}
-
-/// Finds `\u` escapes of surrogates that may not be valid JSON text: the
-/// fast path keeps ids and params as raw text, and the parser does not
-/// check the escapes inside raw text, so a lone surrogate (`"\ud800"`)
-/// would otherwise be noticed only per request, after other requests of the
-/// frame had run. Frames without such an escape skip the full parse.
-fn check_escapes(text: &str) -> Result<(), serde_json::Error> {
-    let surrogate_escape = text.as_bytes().windows(4).any(|window| {
-        window[0] == b'\\'
-            && window[1] == b'u'
-            && matches!(window[2], b'd' | b'D')
-            && matches!(window[3], b'8'..=b'9' | b'a'..=b'f' | b'A'..=b'F')
-    });
-    if surrogate_escape {
-        serde_json::from_str::<serde_json::Value>(text)?;
-    }
-    Ok(())
 }
 
 /// The answer to a binary frame: the protocol carries JSON in text frames only.
 pub(crate) fn binary_frame_reply() -> String {
-    failure(
+    write_error(
         NULL_ID,
         &RpcError::invalid_request("binary frames are not supported: send JSON-RPC in text frames"),
     )
@@ -191,24 +136,22 @@ pub(crate) fn binary_frame_reply() -> String {
 /// Handles one request given as JSON text. The caller has checked the
 /// connection's [`Gate`]: this spends one token of its request rate.
 pub(crate) fn handle_one(shared: &Shared, conn: &mut Connection, text: &str) -> Reply {
-    let request = match serde_json::from_str::<RawRequest>(text) {
-        Ok(request) if request.jsonrpc == JSONRPC_VERSION && request.id.is_none_or(is_valid_id) => {
-            request
-        }
-        _ => return Reply::Now(Some(explain_malformed(text))),
+    let request = match Request::parse(text) {
+        Ok(request) => request,
+        Err(bad) => return Reply::Now(Some(bad.response())),
     };
     let method = request.method.as_ref();
     shared.metrics.request(method);
     conn.rate.take();
-    let answer = route(shared, conn, method, request.params);
+    let answer = route(shared, conn, &request);
     // A notification (no id) is carried out but never answered.
-    let id = request.id.map(|id| id.get().to_owned());
     match answer {
         Answer::Now(outcome) => {
             count_error(shared, method, &outcome);
-            Reply::Now(id.map(|id| respond(&id, &outcome)))
+            Reply::Now(request.id.map(|id| respond(id, &outcome)))
         }
         Answer::Later(future) => {
+            let id = request.id.map(RawValue::to_owned);
             let metrics = shared.metrics.clone();
             let method = method.to_owned();
             Reply::Later(Box::pin(async move {
@@ -222,56 +165,17 @@ pub(crate) fn handle_one(shared: &Shared, conn: &mut Connection, text: &str) -> 
     }
 }
 
-/// JSON-RPC ids are strings, numbers or `null`.
-fn is_valid_id(id: &RawValue) -> bool {
-    matches!(
-        id.get().as_bytes().first(),
-        Some(b'"' | b'-' | b'0'..=b'9' | b'n')
-    )
-}
-
-/// The error answer for a frame the fast path could not read, worked out by
-/// the shared protocol types (slow, but only for bad input).
-fn explain_malformed(text: &str) -> String {
-    let value = match serde_json::from_str::<serde_json::Value>(text) {
-        Ok(value) => value,
-        Err(e) => {
-            return failure(
-                NULL_ID,
-                &RpcError::parse_error(format!("frame is not valid JSON: {e}")),
-            );
-        }
-    };
-    let (id, error) = match Request::from_value(value) {
-        Err((id, error)) => (id, error),
-        // Well-formed after all, but with an id JSON-RPC does not allow.
-        Ok(request) => (
-            circle_protocol::Id::Null,
-            RpcError::invalid_request(format!(
-                "invalid id in request for {}: use a string, a number or null",
-                request.method
-            )),
-        ),
-    };
-    let id = serde_json::to_string(&id).unwrap_or_else(|_| NULL_ID.to_owned());
-    failure(&id, &error)
-}
-
 fn count_error(shared: &Shared, method: &str, outcome: &Outcome) {
     if let Err(error) = outcome {
         shared.metrics.error(method, error.code);
     }
 }
 
-fn route(
-    shared: &Shared,
-    conn: &mut Connection,
-    method: &str,
-    params: Option<&RawValue>,
-) -> Answer {
-    match method {
+fn route(shared: &Shared, conn: &mut Connection, request: &Request<'_>) -> Answer {
+    match request.method.as_ref() {
         method::FETCH_NONCE => Answer::Now(
-            parse_params::<FetchNonceParams>(method, params)
+            request
+                .parse_params::<FetchNonceParams>()
                 .and_then(|params| {
                     conn.auth
                         .issue_challenge(&params, &shared.challenge, &conn.origin)
@@ -279,7 +183,7 @@ fn route(
                 .and_then(|result| to_json(&result)),
         ),
         method::AUTHENTICATE => {
-            let result = match parse_params::<AuthenticateParams>(method, params) {
+            let result = match request.parse_params::<AuthenticateParams>() {
                 Ok(params) => conn.auth.authenticate(&params),
                 Err(error) => {
                     conn.auth.count_failure();
@@ -295,36 +199,34 @@ fn route(
             }
             Answer::Now(result.and_then(|result| to_json(&result)))
         }
-        method::WHOAMI => Answer::Now(Ok(whoami(shared, conn))),
-        method::PLAY => play(shared, conn, method, params),
+        method::WHOAMI => Answer::Now(to_json(&Whoami {
+            authenticated: conn.auth.caller().is_some(),
+            pubkey: conn
+                .auth
+                .caller()
+                .map(|caller| caller.public_key_hex.as_str()),
+            circle: &shared.circle_json,
+            client_certificate: conn.client_certificate_json.as_deref(),
+        })),
+        method::PLAY => play(shared, conn, request),
         other => Answer::Now(Err(RpcError::method_not_found(other))),
     }
 }
 
-/// `whoami`'s result, written by hand around the circle's pre-rendered JSON:
-/// it is the framework's cheapest call and the benchmark's yardstick.
-fn whoami(shared: &Shared, conn: &Connection) -> String {
-    let mut result = match conn.auth.caller() {
-        // A compressed public key is hex: nothing in it needs escaping.
-        Some(caller) => format!(
-            r#"{{"authenticated":true,"pubkey":"{}","circle":{}"#,
-            caller.public_key_hex, shared.circle_json
-        ),
-        None => format!(
-            r#"{{"authenticated":false,"pubkey":null,"circle":{}"#,
-            shared.circle_json
-        ),
-    };
-    if let Some(certificate) = &conn.client_certificate_json {
-        result.push_str(r#","client_certificate":"#);
-        result.push_str(certificate);
-    }
-    result.push('}');
-    result
+/// `whoami`'s result (`WhoamiResult`) around the circle's and the client
+/// certificate's JSON, rendered once: it is the framework's cheapest call
+/// and the benchmark's yardstick.
+#[derive(Serialize)]
+struct Whoami<'a> {
+    authenticated: bool,
+    pubkey: Option<&'a str>,
+    circle: &'a RawValue,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    client_certificate: Option<&'a RawValue>,
 }
 
-fn play(shared: &Shared, conn: &mut Connection, method: &str, params: Option<&RawValue>) -> Answer {
-    let params = match parse_params::<PlayParams>(method, params) {
+fn play(shared: &Shared, conn: &mut Connection, request: &Request<'_>) -> Answer {
+    let params = match request.parse_params::<PlayParams>() {
         Ok(params) => params,
         Err(error) => return Answer::Now(Err(error)),
     };
@@ -356,41 +258,15 @@ fn play(shared: &Shared, conn: &mut Connection, method: &str, params: Option<&Ra
     }))
 }
 
-/// Decodes a method's params straight from their JSON text; absent params
-/// read as `{}`.
-fn parse_params<T: DeserializeOwned>(
-    method: &str,
-    params: Option<&RawValue>,
-) -> Result<T, RpcError> {
-    serde_json::from_str(params.map_or("{}", RawValue::get))
-        .map_err(|e| RpcError::invalid_params(format!("invalid params for {method}: {e}")))
-}
-
 fn to_json(value: &impl serde::Serialize) -> Outcome {
-    serde_json::to_string(value)
+    serde_json::value::to_raw_value(value)
         .map_err(|e| RpcError::internal(format!("cannot encode result: {e}")))
 }
 
-/// A response's text: `id` is raw JSON, echoed as the request had it.
-fn respond(id: &str, outcome: &Outcome) -> String {
+/// A response's text, under the request's id as it was written.
+fn respond(id: &RawValue, outcome: &Outcome) -> String {
     match outcome {
-        Ok(result) => {
-            let mut text = String::with_capacity(40 + id.len() + result.len());
-            text.push_str(r#"{"jsonrpc":"2.0","id":"#);
-            text.push_str(id);
-            text.push_str(r#","result":"#);
-            text.push_str(result);
-            text.push('}');
-            text
-        }
-        Err(error) => failure(id, error),
+        Ok(result) => write_result(id, result),
+        Err(error) => write_error(id, error),
     }
-}
-
-pub(crate) fn failure(id: &str, error: &RpcError) -> String {
-    // An error object of plain strings and numbers always serializes; the
-    // fallback only keeps this free of panics.
-    let error = serde_json::to_string(error)
-        .unwrap_or_else(|_| r#"{"code":-32603,"message":"cannot encode error"}"#.to_owned());
-    format!(r#"{{"jsonrpc":"2.0","id":{id},"error":{error}}}"#)
 }

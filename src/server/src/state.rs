@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use circle_executor::Executor;
+use serde_json::value::RawValue;
 use tokio::sync::{Notify, watch};
 
 use crate::address::AddressPrefixes;
@@ -19,7 +20,7 @@ use crate::tls::TlsReloader;
 pub(crate) struct Shared {
     pub circle: CircleIdentity,
     /// `circle` as `whoami` shows it, rendered once.
-    pub circle_json: String,
+    pub circle_json: Box<RawValue>,
     pub enable_auth: bool,
     pub auth_domain: Option<String>,
     pub challenge: ChallengeSettings,

@@ -1,6 +1,8 @@
 //! Who a mutual-TLS client is: the subject and serial of the certificate it
 //! presented, which rustls has verified by the time this reads it.
 
+use serde_json::value::RawValue;
+
 /// The verified client certificate of a mutual-TLS connection.
 #[derive(Clone, Debug)]
 pub(crate) struct ClientIdentity {
@@ -34,12 +36,12 @@ impl ClientIdentity {
     }
 
     /// The identity as `whoami` shows it (`ClientCertificate`).
-    pub fn to_json(&self) -> String {
+    pub fn to_json(&self) -> Box<RawValue> {
         let certificate = circle_protocol::ClientCertificate {
             subject: self.subject.clone(),
             serial: self.serial.clone(),
         };
         // Two plain strings always serialize.
-        serde_json::to_string(&certificate).unwrap_or_else(|_| "null".to_owned())
+        serde_json::value::to_raw_value(&certificate).unwrap_or_else(|_| RawValue::NULL.to_owned())
     }
 }

@@ -1,5 +1,4 @@
-//! Why a key, an address or a signature could not be read or used: one enum
-//! per kind of input, each variant a precise reason.
+//! What can be wrong with a key, an address or a signature.
 
 /// Why a piece of text is not the hexadecimal it should be.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

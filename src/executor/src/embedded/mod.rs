@@ -6,19 +6,23 @@
 //! runs); the bounded queue is the back-pressure: when it is full, `execute` answers
 //! [`ExecutorError::Overloaded`] at once instead of letting work pile up.
 
-use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::thread::JoinHandle;
 use std::time::Instant;
 
-use crossbeam_channel::{Receiver, Sender, TrySendError};
+use crossbeam_channel::{Sender, TrySendError};
 use tokio::sync::oneshot;
 
+mod reply;
+mod thread;
+
+pub(crate) use reply::AnswerFn;
+use reply::{Reply, Task};
+use thread::{RunnerFactory, Shared, worker_loop};
+
 use crate::sandbox::{MIN_STACK_BYTES, Sandbox};
-use crate::{
-    ExecuteFuture, Executor, ExecutorError, ScriptContext, ScriptJob, ScriptLimits, ScriptOutput,
-};
+use crate::{ExecuteFuture, Executor, ExecutorError, ScriptContext, ScriptJob, ScriptLimits};
 
 /// Configuration of an [`EmbeddedExecutor`].
 #[derive(Debug, Clone)]
@@ -46,89 +50,6 @@ impl Default for EmbeddedConfig {
             ast_cache_entries: 256,
         }
     }
-}
-
-/// What a worker runs a script with. A boxed closure rather than [`Sandbox`] itself so
-/// tests can exercise the pool's own failure handling (a panicking run) honestly.
-type RunFn = Box<dyn FnMut(&str, &ScriptContext) -> Result<ScriptOutput, ExecutorError>>;
-
-/// Makes a worker's runner. Called on the worker thread (the sandbox is not `Send`), and
-/// again after a run panicked, since the old runner's state can no longer be trusted.
-type RunnerFactory = Arc<dyn Fn() -> RunFn + Send + Sync>;
-
-/// Where a job's answer goes.
-enum Reply {
-    /// A caller awaiting [`Executor::execute`]'s future.
-    Future(oneshot::Sender<Result<ScriptOutput, ExecutorError>>),
-    /// A function the script thread calls with the answer (`EmbeddedExecutor::submit`,
-    /// used by the Redis worker only).
-    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
-    Call(AnswerFn),
-}
-
-impl Reply {
-    /// The caller stopped waiting: running the script would be wasted work.
-    fn is_closed(&self) -> bool {
-        match self {
-            Reply::Future(sender) => sender.is_closed(),
-            Reply::Call(_) => false,
-        }
-    }
-
-    fn send(self, result: Result<ScriptOutput, ExecutorError>) {
-        match self {
-            // An error means the caller stopped waiting: nothing to do.
-            Reply::Future(sender) => drop(sender.send(result)),
-            Reply::Call(answer) => answer.call(result),
-        }
-    }
-}
-
-/// A function called exactly once with a job's answer: by the script thread that ran
-/// it, or with [`ExecutorError::Unavailable`] when it is dropped unanswered (the
-/// executor shut down with the job queued), as a dropped [`Executor::execute`] sender
-/// would answer.
-pub(crate) struct AnswerFn(Option<BoxedAnswer>);
-
-type BoxedAnswer = Box<dyn FnOnce(Result<ScriptOutput, ExecutorError>) + Send>;
-
-impl AnswerFn {
-    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
-    pub(crate) fn new(
-        answer: impl FnOnce(Result<ScriptOutput, ExecutorError>) + Send + 'static,
-    ) -> Self {
-        AnswerFn(Some(Box::new(answer)))
-    }
-
-    fn call(mut self, result: Result<ScriptOutput, ExecutorError>) {
-        if let Some(answer) = self.0.take() {
-            answer(result);
-        }
-    }
-}
-
-impl Drop for AnswerFn {
-    fn drop(&mut self) {
-        if let Some(answer) = self.0.take() {
-            answer(Err(ExecutorError::Unavailable(
-                "the executor shut down before running the script".into(),
-            )));
-        }
-    }
-}
-
-/// One queued job and where its answer goes.
-struct Task {
-    job: ScriptJob,
-    reply: Reply,
-}
-
-/// State shared by the executor handle and its workers.
-struct Shared {
-    /// Set when the executor is dropped or shut down: workers stop taking jobs.
-    closing: AtomicBool,
-    /// Worker threads still running (for [`EmbeddedExecutor::live_workers`]).
-    live_workers: AtomicUsize,
 }
 
 /// Runs scripts on a bounded pool of OS threads, each owning its own [`Sandbox`].
@@ -372,60 +293,10 @@ fn warn_if_memory_limit_unenforced(limits: &ScriptLimits) {
     }
 }
 
-/// Gives a worker's place in `live_workers` back however the thread ends.
-struct LiveGuard(Arc<Shared>);
-
-impl Drop for LiveGuard {
-    fn drop(&mut self) {
-        self.0.live_workers.fetch_sub(1, Ordering::SeqCst);
-    }
-}
-
-fn worker_loop(receiver: Receiver<Task>, shared: Arc<Shared>, factory: RunnerFactory) {
-    let _live = LiveGuard(Arc::clone(&shared));
-    let mut run = factory();
-    // `recv` fails once every sender is gone and the queue is empty.
-    while let Ok(Task { job, reply }) = receiver.recv() {
-        if shared.closing.load(Ordering::SeqCst) {
-            // Dropping `reply` answers the caller with `Unavailable`; so does dropping
-            // the jobs still queued, once the last worker has gone.
-            break;
-        }
-        if reply.is_closed() {
-            // The caller gave up waiting; running the script would be wasted work.
-            continue;
-        }
-        if job
-            .deadline
-            .is_some_and(|deadline| Instant::now() >= deadline)
-        {
-            reply.send(Err(ExecutorError::DeadlineExceeded));
-            continue;
-        }
-        let result = match catch_unwind(AssertUnwindSafe(|| run(&job.script, &job.context))) {
-            Ok(result) => result,
-            Err(panic) => {
-                let what = panic
-                    .downcast_ref::<&str>()
-                    .map(|s| (*s).to_owned())
-                    .or_else(|| panic.downcast_ref::<String>().cloned())
-                    .unwrap_or_default();
-                tracing::error!(panic = %what, "script run panicked; rebuilding the sandbox");
-                // The old sandbox may be in any state after unwinding out of it.
-                run = factory();
-                Err(ExecutorError::Unavailable(
-                    "internal error while running the script".into(),
-                ))
-            }
-        };
-        reply.send(result);
-    }
-    tracing::debug!("script worker exiting");
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ScriptOutput;
 
     fn job(script: &str) -> ScriptJob {
         ScriptJob::new(script, Arc::new(ScriptContext::default()))

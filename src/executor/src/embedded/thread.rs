@@ -1,0 +1,79 @@
+//! One script thread of the pool: takes jobs off the queue, runs them in
+//! its own sandbox, answers them, and survives a panicking run.
+
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::Instant;
+
+use crossbeam_channel::Receiver;
+
+use super::reply::Task;
+use crate::{ExecutorError, ScriptContext, ScriptOutput};
+
+/// What a worker runs a script with. A boxed closure rather than [`Sandbox`] itself so
+/// tests can exercise the pool's own failure handling (a panicking run) honestly.
+pub(super) type RunFn = Box<dyn FnMut(&str, &ScriptContext) -> Result<ScriptOutput, ExecutorError>>;
+
+/// Makes a worker's runner. Called on the worker thread (the sandbox is not `Send`), and
+/// again after a run panicked, since the old runner's state can no longer be trusted.
+pub(super) type RunnerFactory = Arc<dyn Fn() -> RunFn + Send + Sync>;
+
+/// State shared by the executor handle and its workers.
+pub(super) struct Shared {
+    /// Set when the executor is dropped or shut down: workers stop taking jobs.
+    pub(super) closing: AtomicBool,
+    /// Worker threads still running (for [`EmbeddedExecutor::live_workers`]).
+    pub(super) live_workers: AtomicUsize,
+}
+
+/// Gives a worker's place in `live_workers` back however the thread ends.
+struct LiveGuard(Arc<Shared>);
+
+impl Drop for LiveGuard {
+    fn drop(&mut self) {
+        self.0.live_workers.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+pub(super) fn worker_loop(receiver: Receiver<Task>, shared: Arc<Shared>, factory: RunnerFactory) {
+    let _live = LiveGuard(Arc::clone(&shared));
+    let mut run = factory();
+    // `recv` fails once every sender is gone and the queue is empty.
+    while let Ok(Task { job, reply }) = receiver.recv() {
+        if shared.closing.load(Ordering::SeqCst) {
+            // Dropping `reply` answers the caller with `Unavailable`; so does dropping
+            // the jobs still queued, once the last worker has gone.
+            break;
+        }
+        if reply.is_closed() {
+            // The caller gave up waiting; running the script would be wasted work.
+            continue;
+        }
+        if job
+            .deadline
+            .is_some_and(|deadline| Instant::now() >= deadline)
+        {
+            reply.send(Err(ExecutorError::DeadlineExceeded));
+            continue;
+        }
+        let result = match catch_unwind(AssertUnwindSafe(|| run(&job.script, &job.context))) {
+            Ok(result) => result,
+            Err(panic) => {
+                let what = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| (*s).to_owned())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_default();
+                tracing::error!(panic = %what, "script run panicked; rebuilding the sandbox");
+                // The old sandbox may be in any state after unwinding out of it.
+                run = factory();
+                Err(ExecutorError::Unavailable(
+                    "internal error while running the script".into(),
+                ))
+            }
+        };
+        reply.send(result);
+    }
+    tracing::debug!("script worker exiting");
+}
