@@ -83,13 +83,19 @@ pub mod js;
 
 #[cfg(feature = "crypto")]
 mod auth;
+#[cfg(feature = "crypto")]
+mod signer;
 
 pub use builder::{
     CircleWsClientBuilder, DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_IN_FLIGHT, DEFAULT_REQUEST_TIMEOUT,
+    DEFAULT_SIGN_TIMEOUT,
 };
 pub use client::CircleWsClient;
 pub use error::{CertificateRejection, CircleWsClientError};
 pub use reconnect::ReconnectPolicy;
+pub use rt::{MaybeSend, MaybeSync};
+#[cfg(feature = "crypto")]
+pub use signer::{SignFuture, Signer, SignerError};
 pub use tls_config::{TlsBackend, TlsConfig};
 
 /// The answer to [`CircleWsClient::play`]: `output` holds the lines the
