@@ -77,6 +77,10 @@ impl std::fmt::Debug for CircleWsClient {
 }
 
 impl CircleWsClient {
+    // In a browser a signer may hold the page's JavaScript objects, so
+    // `Shared` is not `Send` there; the page has one thread, and the `Arc`
+    // shares it between the clones and tasks on it.
+    #[cfg_attr(target_arch = "wasm32", allow(clippy::arc_with_non_send_sync))]
     pub(crate) fn new(
         dialer: Dialer,
         request_timeout: Duration,
@@ -441,7 +445,8 @@ fn is_permanent(error: &CircleWsClientError) -> bool {
     }
 }
 
-#[cfg(test)]
+// Natively; in a browser there is one thread to share with.
+#[cfg(all(test, not(target_arch = "wasm32")))]
 mod tests {
     use super::*;
 
