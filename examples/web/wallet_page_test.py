@@ -25,6 +25,7 @@ Usage: wallet_page_test.py --url https://localhost:PORT/ --out DIR
 """
 
 import argparse
+import json
 import os
 import shutil
 import subprocess
@@ -38,41 +39,75 @@ from console_page_test import (BROWSERS, FIREFOX_ENV, KEY, KEY_ADDRESS, KEY_PUBL
 BINDINGS = "/pkg/circle_console.js"
 TEST_WALLET = "/test-wallet/provider.js"
 
-# Runs in the page: injects the wallet, then signs in through the bindings
-# (the page has already initialised the WebAssembly module) and plays.
+# The page-side scripts run as module scripts appended to the page, in the
+# page's own JavaScript realm, as a wallet extension's injected script and
+# the page's own code do. (Scripts that WebDriver runs directly live in a
+# separate realm in Firefox: the page could not call a provider made there,
+# and a module imported there is a second, uninitialised copy.) Each one
+# leaves its JSON result in <html data-circles-test-result>.
+RUN_IN_PAGE = """
+const [source, done] = arguments;
+const root = document.documentElement;
+delete root.dataset.circlesTestResult;
+const script = document.createElement("script");
+script.type = "module";
+script.textContent = source;
+document.head.appendChild(script);
+const started = Date.now();
+(function poll() {
+  const value = root.dataset.circlesTestResult;
+  if (value !== undefined) return done(JSON.parse(value));
+  if (Date.now() - started > 20000) return done({ failed: "the page script gave no result" });
+  setTimeout(poll, 50);
+})();
+"""
+
+# Injects the wallet, then signs in through the bindings and plays.
 BINDINGS_FLOW = """
-const [behaviour, key, url, done] = arguments;
-(async () => {
-  const { injectTestWallet } = await import(%r);
-  const { CircleClient } = await import(%r);
-  injectTestWallet(key, behaviour);
-  const client = new CircleClient(url, { signTimeoutMs: 10000 });
+import { injectTestWallet } from %(wallet)s;
+import init, { CircleClient } from %(bindings)s;
+const report = (value) => { document.documentElement.dataset.circlesTestResult = JSON.stringify(value); };
+try {
+  await init();
+  injectTestWallet(%(key)s, %(behaviour)s);
+  const client = new CircleClient(%(url)s, { signTimeoutMs: 10000 });
   await client.connect();
   try {
     const signedIn = await client.authenticateWithWallet(window.ethereum);
     const output = await client.play("CALLER_PUBLIC_KEY");
-    return { signedIn, output, address: client.address, calls: window.ethereum.calls };
+    report({ signedIn, output, address: client.address, calls: window.ethereum.calls });
   } catch (e) {
-    return { name: e.name, kind: e.kind, code: e.code, message: e.message,
-             calls: window.ethereum.calls };
+    report({ name: e.name, kind: e.kind, code: e.code, message: e.message, calls: window.ethereum.calls });
   } finally {
     await client.disconnect();
     delete window.ethereum;
   }
-})().then(done, (e) => done({ failed: String(e) }));
-""" % (TEST_WALLET, BINDINGS)
+} catch (e) {
+  report({ failed: String(e) });
+}
+"""
 
 INJECT = """
-const [behaviour, key, done] = arguments;
-import(%r).then((m) => done(m.injectTestWallet(key, behaviour)), (e) => done(String(e)));
-""" % TEST_WALLET
+import { injectTestWallet } from %(wallet)s;
+document.documentElement.dataset.circlesTestResult =
+  JSON.stringify(injectTestWallet(%(key)s, %(behaviour)s));
+"""
+
+
+def page_script(template, **values):
+    """`template` with each value as a JavaScript literal (JSON)."""
+    values.setdefault("wallet", TEST_WALLET)
+    values.setdefault("bindings", BINDINGS)
+    return template % {name: json.dumps(value) for name, value in values.items()}
 
 
 class Driver(WebDriver):
     """Adds the one command this test needs on top of console_page_test's."""
 
-    def execute_async(self, script, *args):
-        return self.call("POST", self.s("/execute/async"), {"script": script, "args": list(args)})
+    def run_in_page(self, source):
+        """Runs a module script in the page's realm and returns its result."""
+        return self.call("POST", self.s("/execute/async"),
+                         {"script": RUN_IN_PAGE, "args": [source]})
 
     def displayed(self, css):
         return self.call("GET", self.s(f"/element/{self.find(css)}/displayed"))
@@ -131,19 +166,21 @@ def main():
               driver.property("#developer", "open") is False)
 
         # 1. The bindings, with the ethers wallet.
-        result = driver.execute_async(BINDINGS_FLOW, "ok", KEY, ws_url)
+        result = driver.run_in_page(
+            page_script(BINDINGS_FLOW, behaviour="ok", key=KEY, url=ws_url))
         check("authenticateWithWallet signs in with the ethers wallet and plays as its key",
               result.get("signedIn") is True and result.get("output") == KEY_PUBLIC
               and result.get("address") == KEY_ADDRESS, result)
         check("the wallet was asked for its account, then to sign",
               result.get("calls") == ["eth_requestAccounts", "personal_sign"], result)
-        result = driver.execute_async(BINDINGS_FLOW, "reject", KEY, ws_url)
+        result = driver.run_in_page(
+            page_script(BINDINGS_FLOW, behaviour="reject", key=KEY, url=ws_url))
         check("a wallet rejecting with 4001 is a CircleError SignerRejected, code 4001",
               result.get("name") == "CircleError" and result.get("kind") == "SignerRejected"
               and result.get("code") == 4001, result)
 
         # 2. The console page's button, with the same wallet.
-        injected = driver.execute_async(INJECT, "reject", KEY)
+        driver.run_in_page(page_script(INJECT, behaviour="reject", key=KEY))
         wait_for("the wallet button", lambda: driver.displayed("#wallet"))
         driver.click("#wallet")
         state = wait_for("the rejection", lambda: (s := driver.attribute("#output", "data-state"))
@@ -152,7 +189,7 @@ def main():
         check("a rejected wallet prompt shows error 4001",
               output.startswith("error 4001:"), f"{state}: {output}")
 
-        injected = driver.execute_async(INJECT, "ok", KEY)
+        injected = driver.run_in_page(page_script(INJECT, behaviour="ok", key=KEY))
         check("the test wallet is injected", injected == KEY_ADDRESS, injected)
         driver.click("#wallet")
         status = wait_for("the wallet sign-in",

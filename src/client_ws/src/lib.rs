@@ -39,6 +39,11 @@
 //! - Errors are one enum, [`CircleWsClientError`], whose variants are the
 //!   cases a caller acts on differently.
 //! - Protocol types come from `circle_protocol`, shared with the server.
+//! - Whoever holds the key is a [`Signer`] (feature `crypto`): the
+//!   in-memory key of [`with_keypair`](CircleWsClientBuilder::with_keypair),
+//!   or anything given to [`with_signer`](CircleWsClientBuilder::with_signer)
+//!   (a KMS or HSM client; in a browser, the user's wallet). Its signatures
+//!   are checked before they are sent.
 //!
 //! ## In the browser (wasm32)
 //!
