@@ -139,6 +139,7 @@ impl CircleWsClientBuilder {
     /// [`DEFAULT_SIGN_TIMEOUT`]); past it, or past the challenge's expiry
     /// if that comes first, signing in fails with
     /// [`Timeout`](CircleWsClientError::Timeout) (`operation` `"sign"`).
+    #[cfg(feature = "crypto")]
     pub fn with_sign_timeout(mut self, timeout: Duration) -> Self {
         self.sign_timeout = timeout;
         self
@@ -293,6 +294,7 @@ impl CircleWsClientBuilder {
             self.request_timeout,
             self.reconnect,
             self.max_in_flight,
+            #[cfg(feature = "crypto")]
             self.sign_timeout,
             #[cfg(feature = "crypto")]
             signer,

@@ -41,6 +41,7 @@ struct Shared {
     #[cfg(feature = "crypto")]
     signer: std::sync::RwLock<Option<Arc<dyn crate::Signer>>>,
     /// How long a signer may take over one challenge.
+    #[cfg(feature = "crypto")]
     sign_timeout: Duration,
     next_id: AtomicI64,
     link: watch::Sender<Link>,
@@ -86,7 +87,7 @@ impl CircleWsClient {
         request_timeout: Duration,
         reconnect: Option<ReconnectPolicy>,
         max_in_flight: usize,
-        sign_timeout: Duration,
+        #[cfg(feature = "crypto")] sign_timeout: Duration,
         #[cfg(feature = "crypto")] signer: Option<Arc<dyn crate::Signer>>,
     ) -> CircleWsClient {
         CircleWsClient {
@@ -96,6 +97,7 @@ impl CircleWsClient {
                 reconnect,
                 #[cfg(feature = "crypto")]
                 signer: std::sync::RwLock::new(signer),
+                #[cfg(feature = "crypto")]
                 sign_timeout,
                 next_id: AtomicI64::new(1),
                 link: watch::channel(Link::Disconnected).0,
@@ -179,11 +181,13 @@ impl CircleWsClient {
     }
 
     /// How long a signer may take over one challenge.
+    #[cfg(feature = "crypto")]
     pub(crate) fn sign_timeout(&self) -> Duration {
         self.shared.sign_timeout
     }
 
     /// Records that the caller signed in on the current connection.
+    #[cfg(feature = "crypto")]
     pub(crate) fn mark_authenticated(&self) {
         self.shared.authenticated.store(true, Ordering::SeqCst);
     }
