@@ -6,7 +6,7 @@
 //! await init();
 //! const client = new CircleClient("wss://localhost:8443/ws");
 //! await client.connect();
-//! await client.authenticate("0x4c08…2318");      // optional
+//! await client.authenticateWithWallet(window.ethereum);   // optional: the user's wallet signs
 //! try {
 //!   console.log(await client.play('print("hi"); 40 + 2'));   // "hi\n42"
 //! } catch (e) {
@@ -20,7 +20,9 @@
 //! required, `-32003` script error, …) or `null` when the failure was not
 //! the server's answer (then `kind` says what: `"Timeout"`,
 //! `"ConnectionLost"`, `"ConnectFailed"`, …), and whose `message` is the
-//! server's message or the client's explanation.
+//! server's message or the client's explanation. Wallet failures keep the
+//! wallet's code (`4001`: the user rejected the request); the kinds and
+//! codes are listed in the crate README ("JavaScript").
 
 use std::time::Duration;
 
