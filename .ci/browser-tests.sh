@@ -10,7 +10,13 @@
 #      chromedriver (Debian's) or geckodriver (built from crates.io, pinned);
 #   2. the console page (examples/web/): served by circle-server --web-root,
 #      driven through the same WebDriver by examples/web/console_page_test.py,
-#      with a screenshot per browser in target/browser-tests/.
+#      with a screenshot per browser in target/browser-tests/;
+#   3. wallet sign-in (examples/web/wallet_page_test.py): a test wallet (an
+#      EIP-1193 provider around ethers' Wallet, from the npm registry with
+#      npm ci, pinned by examples/web/test-wallet/package-lock.json) injected
+#      into the console page signs in through authenticateWithWallet and
+#      through the page's "Sign in with wallet" button; its 4001 rejection
+#      is a coded error; a screenshot per browser.
 #
 # Both browsers verify the server's certificate for real. Nothing is started
 # with --ignore-certificate-errors or acceptInsecureCerts, and no certificate
@@ -68,6 +74,10 @@ for package in chromium chromium-driver firefox-esr libnss3-tools; do
   dpkg -s "$package" >/dev/null 2>&1 || missing+=("$package")
 done
 command -v python3 >/dev/null 2>&1 || missing+=(python3)
+# node + npm: npm ci installs the test wallet's ethers (some Node packages
+# bring npm with them, Debian's splits it out).
+command -v node >/dev/null 2>&1 || missing+=(nodejs)
+command -v npm >/dev/null 2>&1 || missing+=(npm)
 if [ ${#missing[@]} -gt 0 ]; then
   say "installing ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive
@@ -113,6 +123,17 @@ cargo clippy -p circle_client_ws "${wasm_features[@]}" --all-targets -- -D warni
 say "build: circle-server, the console page's WASM bundle"
 cargo build -p circle_server --bin circle-server
 bash examples/web/build.sh
+
+# The test wallet: ethers from the npm registry (exactly the lockfile's
+# version), vendored beside the provider into the served folder, so the
+# browsers load it from the test server, offline. www/test-wallet is
+# ignored by git and exists only for the tests.
+say "test wallet: npm ci (ethers), copied to examples/web/www/test-wallet/"
+npm ci --prefix examples/web/test-wallet --no-audit --no-fund
+rm -rf examples/web/www/test-wallet
+mkdir -p examples/web/www/test-wallet
+cp examples/web/test-wallet/provider.js \
+  examples/web/test-wallet/node_modules/ethers/dist/ethers.min.js examples/web/www/test-wallet/
 
 target_dir=$(cargo metadata --format-version 1 --no-deps |
   python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')
@@ -262,17 +283,23 @@ run_browser() {
       "$driver_env=$driver" \
       WASM_BINDGEN_TEST_WEBDRIVER_JSON="$work/webdriver-$browser.json" \
       WASM_BINDGEN_TEST_TIMEOUT=180 \
-      cargo test -p circle_client_ws "${wasm_features[@]}" --test browser_signing --test browser_client; then
+      cargo test -p circle_client_ws "${wasm_features[@]}" --test browser_signing --test browser_client --test browser_wallet; then
     result="FAILED (wasm-bindgen tests)"
   fi
   say "console page in headless $label (https://localhost:$port/)"
   if ! HOME="$browser_home" python3 examples/web/console_page_test.py \
       --browser "$browser" --driver "$driver" "$@" \
       --url "https://localhost:$port/" --out "$out"; then
-    if [ "$result" = passed ]; then result="FAILED (console page)"; else result="FAILED (wasm-bindgen tests, console page)"; fi
+    if [ "$result" = passed ]; then result="FAILED (console page)"; else result="$result, console page"; fi
+  fi
+  say "wallet sign-in in headless $label (test wallet: ethers)"
+  if ! HOME="$browser_home" python3 examples/web/wallet_page_test.py \
+      --browser "$browser" --driver "$driver" "$@" \
+      --url "https://localhost:$port/" --out "$out"; then
+    if [ "$result" = passed ]; then result="FAILED (wallet page)"; else result="$result, wallet page"; fi
   fi
   [ "$result" = passed ] || failures=$((failures + 1))
-  summary[$browser]="$label: $result in $((SECONDS - browser_started)) s (screenshot: $out/console-page-$browser.png)"
+  summary[$browser]="$label: $result in $((SECONDS - browser_started)) s (screenshots: $out/console-page-$browser.png, $out/wallet-page-$browser.png)"
 }
 
 run_browser chromium Chromium CHROMEDRIVER /usr/bin/chromedriver

@@ -274,6 +274,10 @@ def main():
         url_field = driver.property("#url", "value")
         check("the server URL defaults to this origin's /ws", url_field == expected_ws, url_field)
 
+        # The key field is a collapsed developer option: open it.
+        check("the secret-key field starts collapsed",
+              driver.property("#developer", "open") is False)
+        driver.click("#developer summary")
         # The server runs with --auth: without a key, play is refused
         # with the protocol's code, and the page shows it.
         driver.type_into("#key", "")

@@ -2,15 +2,25 @@
 // (circle_client_ws's `js` bindings, built into ./pkg by ../build.sh).
 //
 // The page keeps one CircleClient and reuses its connection while the URL
-// and the key stay the same; changing either opens a fresh connection (a
-// sign-in belongs to one connection). Output and errors go to #output, whose
-// data-state ("running", "done", "error") lets tests wait for the result.
+// and the identity (the wallet, a developer key, or none) stay the same;
+// changing either opens a fresh connection (a sign-in belongs to one
+// connection). Output and errors go to #output, whose data-state
+// ("running", "done", "error") lets tests wait for the result.
+//
+// With a wallet (an EIP-1193 provider at window.ethereum, announced at load
+// or later with the `ethereum#initialized` event), "Sign in with wallet"
+// asks it for the account and a personal_sign signature: the key never
+// reaches this page. The secret-key field is a collapsed developer option.
 
 import init, { CircleClient } from "./pkg/circle_console.js";
 
 const $ = (id) => document.getElementById(id);
 
-/** The live client: { url, key, instance }, or null. */
+/** The identity of a client signed in through the wallet. */
+const WALLET = "wallet";
+
+/** The live client: { url, identity, instance }, or null; identity is
+ * WALLET, a developer key, or "" (not signed in). */
 let current = null;
 let running = false;
 
@@ -49,30 +59,67 @@ async function closeCurrent() {
 async function connectedClient() {
   const url = $("url").value.trim();
   const key = $("key").value.trim();
-  if (current && current.url === url && current.key === key && current.instance.isConnected) {
+  // A wallet sign-in holds until the URL changes or a key is typed.
+  const identity = key || (current && current.url === url && current.identity === WALLET ? WALLET : "");
+  if (current && current.url === url && current.identity === identity && current.instance.isConnected) {
     return current.instance;
   }
+  return openClient(url, identity);
+}
+
+/** Opens a fresh client for `url` and signs in as `identity`. */
+async function openClient(url, identity) {
   await closeCurrent();
   setStatus(`connecting to ${url}…`, "busy");
   // reconnect: a server restart or a dropped network does not need a reload;
-  // the client signs in again by itself.
-  const instance = new CircleClient(url, { requestTimeoutMs: 30000, reconnect: true });
+  // the client signs in again by itself (with a wallet, the wallet asks).
+  // signTimeoutMs: how long the wallet's prompt may wait for its user.
+  const instance = new CircleClient(url, { requestTimeoutMs: 30000, signTimeoutMs: 120000, reconnect: true });
   try {
     await instance.connect();
-    if (key) {
+    if (identity === WALLET) {
+      setStatus("waiting for the wallet…", "busy");
+      await instance.authenticateWithWallet(window.ethereum);
+    } else if (identity) {
       setStatus("signing in…", "busy");
-      await instance.authenticate(key);
+      await instance.authenticate(identity);
     }
   } catch (error) {
     instance.free();
     throw error;
   }
-  current = { url, key, instance };
+  current = { url, identity, instance };
+  const how = identity === WALLET ? " (wallet)" : "";
   setStatus(
-    key ? `connected to ${url}, signed in as ${instance.address}` : `connected to ${url} (not signed in)`,
+    identity ? `connected to ${url}, signed in as ${instance.address}${how}` : `connected to ${url} (not signed in)`,
     "connected",
   );
   return instance;
+}
+
+async function signInWithWallet() {
+  if (running) return;
+  running = true;
+  $("wallet").disabled = true;
+  try {
+    $("key").value = "";
+    await openClient($("url").value.trim(), WALLET);
+    showOutput("signed in with the wallet", "idle");
+  } catch (error) {
+    showOutput(describe(error), "error");
+    setStatus("not signed in", "error");
+  } finally {
+    running = false;
+    $("wallet").disabled = false;
+    $("disconnect").disabled = !current;
+  }
+}
+
+/** Shows the wallet button once the page sees an EIP-1193 provider. */
+function detectWallet() {
+  const found = typeof window.ethereum?.request === "function";
+  $("wallet").hidden = !found;
+  $("wallet-hint").hidden = found;
 }
 
 async function run() {
@@ -114,6 +161,10 @@ function defaultUrl() {
 async function main() {
   $("url").value = defaultUrl();
   $("run").addEventListener("click", run);
+  $("wallet").addEventListener("click", signInWithWallet);
+  // Wallets inject window.ethereum before or after the page's scripts run.
+  window.addEventListener("ethereum#initialized", detectWallet);
+  detectWallet();
   $("disconnect").addEventListener("click", disconnect);
   $("script").addEventListener("keydown", (event) => {
     if (event.key === "Enter" && (event.ctrlKey || event.metaKey)) {

@@ -1,17 +1,163 @@
-//! Signing the server's sign-in challenge (feature `crypto`).
+//! Signing in (feature `crypto`): the `authenticate` methods of
+//! [`CircleWsClient`], and the checks around the [`Signer`].
 //!
-//! Before signing, the client reads the challenge back: a signature is a
-//! promise made with the user's key, so it is only given for a challenge that
-//! names this key's address and has not expired yet. The signing itself is
-//! `circle_protocol`'s, the same code the server verifies with.
+//! Before asking for a signature, the client reads the challenge back: a
+//! signature is a promise made with the user's key, so it is only asked for
+//! a challenge that names the signer's address and has not expired yet.
+//! After, it checks the signature recovers to that address
+//! ([`check_signature`](crate::signer::check_signature)) before sending it.
+
+use std::sync::Arc;
+use std::time::Duration;
 
 // std's SystemTime panics in a browser (wasm32-unknown-unknown); web-time
 // reads the browser's clock there and is std's own elsewhere.
 use web_time::{SystemTime, UNIX_EPOCH};
 
-use circle_protocol::{SignInChallenge, SigningKey};
+use circle_protocol::{
+    Address, AuthenticateParams, AuthenticateResult, FetchNonceParams, FetchNonceResult,
+    SignInChallenge, SigningKey, codes, method,
+};
 
+use crate::client::CircleWsClient;
+use crate::connection::Connection;
 use crate::error::CircleWsClientError;
+use crate::rt;
+use crate::signer::{Signer, check_signature};
+
+impl CircleWsClient {
+    /// Signs in through the configured signer (the builder's
+    /// [`with_keypair`](crate::CircleWsClientBuilder::with_keypair) or
+    /// [`with_signer`](crate::CircleWsClientBuilder::with_signer)): asks the
+    /// server for a challenge (`fetch_nonce`), checks that it is for the
+    /// signer's address and not expired, has the signer sign it (EIP-191
+    /// `personal_sign`, within the sign timeout), checks the signature is
+    /// the signer's, and sends it (`authenticate`).
+    ///
+    /// `Ok(true)`: authenticated. `Ok(false)`: the server refused the
+    /// signature (`-32001`). Transport failures and other server errors are
+    /// `Err`; so is a missing signer or a challenge this client will not
+    /// sign ([`AuthenticationRefused`](CircleWsClientError::AuthenticationRefused)),
+    /// a signer that did not sign ([`Signer`](CircleWsClientError::Signer),
+    /// [`Timeout`](CircleWsClientError::Timeout) with operation `"sign"`),
+    /// and a signature by another key
+    /// ([`SignatureMismatch`](CircleWsClientError::SignatureMismatch)),
+    /// which is never sent.
+    pub async fn authenticate(&self) -> Result<bool, CircleWsClientError> {
+        let signer = self
+            .signer()
+            .ok_or_else(|| CircleWsClientError::AuthenticationRefused {
+                reason: "no signer configured: use CircleWsClientBuilder::with_keypair or \
+                         with_signer"
+                    .into(),
+            })?;
+        let connection = self.connection_for_request().await?;
+        let accepted = self.authenticate_on(&connection, &*signer).await?;
+        if accepted {
+            self.mark_authenticated();
+        }
+        Ok(accepted)
+    }
+
+    /// Like [`authenticate`](Self::authenticate), through a signer given now
+    /// rather than to the builder: for callers that learn who signs after
+    /// connecting, such as a web page whose user picks a wallet. When the
+    /// server accepts, `signer` becomes this client's (a reconnect signs in
+    /// through it again); when it refuses, the previous signer, if any,
+    /// stays.
+    pub async fn authenticate_with_signer(
+        &self,
+        signer: impl Signer + 'static,
+    ) -> Result<bool, CircleWsClientError> {
+        self.authenticate_with(Arc::new(signer)).await
+    }
+
+    /// Like [`authenticate_with_signer`](Self::authenticate_with_signer),
+    /// with a secret key (64 hex digits, `0x` optional), signing in this
+    /// process. A malformed key is
+    /// [`InvalidKeypair`](CircleWsClientError::InvalidKeypair), before
+    /// anything is sent.
+    pub async fn authenticate_with_keypair(
+        &self,
+        secret_key_hex: &str,
+    ) -> Result<bool, CircleWsClientError> {
+        self.authenticate_with(Arc::new(parse_signing_key(secret_key_hex)?))
+            .await
+    }
+
+    async fn authenticate_with(
+        &self,
+        signer: Arc<dyn Signer>,
+    ) -> Result<bool, CircleWsClientError> {
+        let connection = self.connection_for_request().await?;
+        let accepted = self.authenticate_on(&connection, &*signer).await?;
+        if accepted {
+            self.set_signer(signer);
+            self.mark_authenticated();
+        }
+        Ok(accepted)
+    }
+
+    /// The sign-in exchange on one connection (also a reconnect's).
+    pub(crate) async fn authenticate_on(
+        &self,
+        connection: &Connection,
+        signer: &dyn Signer,
+    ) -> Result<bool, CircleWsClientError> {
+        let address = signer.address();
+        // The key when the signer knows it (as before signers existed),
+        // otherwise the address, as a wallet gives it.
+        let (pubkey, address_param) = match signer.public_key() {
+            Some(key) => (Some(key.to_compressed_hex()), None),
+            None => (None, Some(address.to_checksum_string())),
+        };
+        let challenge: FetchNonceResult = self
+            .call_on(
+                connection,
+                method::FETCH_NONCE,
+                FetchNonceParams {
+                    pubkey: pubkey.clone(),
+                    address: address_param.clone(),
+                },
+            )
+            .await?;
+        let now = unix_now();
+        let checked = check_challenge(&challenge.message, address, now)?;
+        // A signature after the challenge expired is worthless: wait no
+        // longer than that, nor than the sign timeout.
+        let budget = self.sign_timeout().min(Duration::from_secs(
+            checked.expiration_time.saturating_sub(now),
+        ));
+        let signature = rt::timeout(budget, signer.sign_message(&challenge.message))
+            .await
+            .map_err(|_| CircleWsClientError::Timeout {
+                operation: "sign".into(),
+                after: budget,
+            })??;
+        check_signature(&challenge.message, &signature, address)?;
+        let answer: Result<AuthenticateResult, _> = self
+            .call_on(
+                connection,
+                method::AUTHENTICATE,
+                AuthenticateParams {
+                    signature: signature.to_hex(),
+                    pubkey,
+                    address: address_param,
+                },
+            )
+            .await;
+        match answer {
+            Ok(result) => Ok(result.authenticated),
+            Err(CircleWsClientError::Rpc { code, message, .. })
+                if code == codes::AUTHENTICATION_FAILED =>
+            {
+                tracing::info!(%message, "the server refused the signature");
+                Ok(false)
+            }
+            Err(other) => Err(other),
+        }
+    }
+}
 
 /// Reads a secret key: 64 hex digits, `0x` optional.
 pub(crate) fn parse_signing_key(hex: &str) -> Result<SigningKey, CircleWsClientError> {
@@ -24,11 +170,11 @@ pub(crate) fn parse_signing_key(hex: &str) -> Result<SigningKey, CircleWsClientE
     })
 }
 
-/// Checks that `message` is a sign-in challenge for `key`'s address that is
+/// Checks that `message` is a sign-in challenge for `address` that is
 /// still valid at `now` (unix seconds).
 pub(crate) fn check_challenge(
     message: &str,
-    key: &SigningKey,
+    address: Address,
     now: u64,
 ) -> Result<SignInChallenge, CircleWsClientError> {
     let refuse = |reason: String| CircleWsClientError::AuthenticationRefused { reason };
@@ -37,7 +183,7 @@ pub(crate) fn check_challenge(
             "the server's challenge is not a sign-in message this client can read: {e}"
         ))
     })?;
-    let own_address = key.address().to_checksum_string();
+    let own_address = address.to_checksum_string();
     if !challenge.address.eq_ignore_ascii_case(&own_address) {
         return Err(refuse(format!(
             "the server's challenge is for address {}, not this client's {own_address}: \
@@ -112,7 +258,7 @@ mod tests {
     fn own_unexpired_challenge_is_accepted() {
         let key = parse_signing_key(KEY).unwrap();
         let message = challenge_for(key.address().to_checksum_string(), 1_700_000_300);
-        let challenge = check_challenge(&message, &key, 1_700_000_100).unwrap();
+        let challenge = check_challenge(&message, key.address(), 1_700_000_100).unwrap();
         assert_eq!(challenge.nonce, "abcdefghijklmnop1234");
     }
 
@@ -121,14 +267,14 @@ mod tests {
         let key = parse_signing_key(KEY).unwrap();
         let other = parse_signing_key(&"11".repeat(32)).unwrap();
         let foreign = challenge_for(other.address().to_checksum_string(), 1_700_000_300);
-        let error = check_challenge(&foreign, &key, 1_700_000_100).unwrap_err();
+        let error = check_challenge(&foreign, key.address(), 1_700_000_100).unwrap_err();
         assert!(error.to_string().contains("not this client's"), "{error}");
 
         let expired = challenge_for(key.address().to_checksum_string(), 1_700_000_300);
-        let error = check_challenge(&expired, &key, 1_700_000_301).unwrap_err();
+        let error = check_challenge(&expired, key.address(), 1_700_000_301).unwrap_err();
         assert!(error.to_string().contains("expired"), "{error}");
 
-        let error = check_challenge("sign this please", &key, 0).unwrap_err();
+        let error = check_challenge("sign this please", key.address(), 0).unwrap_err();
         assert!(matches!(
             error,
             CircleWsClientError::AuthenticationRefused { .. }

@@ -3,6 +3,8 @@
 //! a client that exists can only fail for reasons outside the program (the
 //! network, the server).
 
+#[cfg(feature = "crypto")]
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::client::CircleWsClient;
@@ -21,6 +23,33 @@ pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// Default cap on requests in flight on one client: the circle server's
 /// default per-connection cap (one definition, in `circle_protocol`).
 pub const DEFAULT_MAX_IN_FLIGHT: usize = circle_protocol::DEFAULT_MAX_IN_FLIGHT;
+/// Default time a [`Signer`](crate::Signer) gets to sign a challenge: long
+/// enough for a person to read a wallet's prompt, and never past the
+/// challenge's own expiry (five minutes after it was issued).
+pub const DEFAULT_SIGN_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// Who the client signs in as, as the builder was told.
+#[derive(Clone)]
+// Without `crypto` nothing can set it (and nothing could sign).
+#[cfg_attr(not(feature = "crypto"), allow(dead_code))]
+enum Identity {
+    /// A secret key in hex, parsed by `build()`.
+    Keypair(String),
+    /// A signer given as it is.
+    #[cfg(feature = "crypto")]
+    Signer(Arc<dyn crate::Signer>),
+}
+
+/// Never the secret: a signer shows its address.
+impl std::fmt::Debug for Identity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Identity::Keypair(_) => f.write_str("Keypair(<redacted>)"),
+            #[cfg(feature = "crypto")]
+            Identity::Signer(signer) => write!(f, "Signer({})", signer.address()),
+        }
+    }
+}
 
 /// Builds a [`CircleWsClient`].
 ///
@@ -39,7 +68,8 @@ pub const DEFAULT_MAX_IN_FLIGHT: usize = circle_protocol::DEFAULT_MAX_IN_FLIGHT;
 #[must_use = "a builder does nothing until build() is called"]
 pub struct CircleWsClientBuilder {
     url: String,
-    keypair_hex: Option<String>,
+    identity: Option<Identity>,
+    sign_timeout: Duration,
     tls_config: Option<TlsConfig>,
     tls_backend: Option<TlsBackend>,
     connect_timeout: Duration,
@@ -54,7 +84,8 @@ impl std::fmt::Debug for CircleWsClientBuilder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("CircleWsClientBuilder")
             .field("url", &self.url)
-            .field("keypair", &self.keypair_hex.as_ref().map(|_| "<redacted>"))
+            .field("identity", &self.identity)
+            .field("sign_timeout", &self.sign_timeout)
             .field("tls_config", &self.tls_config)
             .field("tls_backend", &self.tls_backend)
             .field("connect_timeout", &self.connect_timeout)
@@ -72,7 +103,8 @@ impl CircleWsClientBuilder {
     pub fn new(url: impl Into<String>) -> Self {
         CircleWsClientBuilder {
             url: url.into(),
-            keypair_hex: None,
+            identity: None,
+            sign_timeout: DEFAULT_SIGN_TIMEOUT,
             tls_config: None,
             tls_backend: None,
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
@@ -84,10 +116,32 @@ impl CircleWsClientBuilder {
     }
 
     /// The secp256k1 secret key to authenticate with: 64 hex digits, `0x`
-    /// optional. Checked by [`build`](Self::build).
+    /// optional. Checked by [`build`](Self::build). Replaces an earlier
+    /// [`with_signer`](Self::with_signer).
     #[cfg(feature = "crypto")]
     pub fn with_keypair(mut self, secret_key_hex: impl Into<String>) -> Self {
-        self.keypair_hex = Some(secret_key_hex.into());
+        self.identity = Some(Identity::Keypair(secret_key_hex.into()));
+        self
+    }
+
+    /// Signs in through `signer` instead of holding a key: a KMS or HSM
+    /// client, a hardware wallet, anything that implements
+    /// [`Signer`](crate::Signer). [`authenticate`](CircleWsClient::authenticate)
+    /// and every re-authentication after a reconnect ask it to sign.
+    /// Replaces an earlier [`with_keypair`](Self::with_keypair).
+    #[cfg(feature = "crypto")]
+    pub fn with_signer(mut self, signer: impl crate::Signer + 'static) -> Self {
+        self.identity = Some(Identity::Signer(Arc::new(signer)));
+        self
+    }
+
+    /// Time the signer gets to sign one challenge (default
+    /// [`DEFAULT_SIGN_TIMEOUT`]); past it, or past the challenge's expiry
+    /// if that comes first, signing in fails with
+    /// [`Timeout`](CircleWsClientError::Timeout) (`operation` `"sign"`).
+    #[cfg(feature = "crypto")]
+    pub fn with_sign_timeout(mut self, timeout: Duration) -> Self {
+        self.sign_timeout = timeout;
         self
     }
 
@@ -219,13 +273,13 @@ impl CircleWsClientBuilder {
         #[cfg(not(target_arch = "wasm32"))] tls: Option<PreparedTls>,
     ) -> Result<CircleWsClient, CircleWsClientError> {
         #[cfg(feature = "crypto")]
-        let signing_key = self
-            .keypair_hex
-            .as_deref()
-            .map(crate::auth::parse_signing_key)
-            .transpose()?;
+        let signer: Option<Arc<dyn crate::Signer>> = match self.identity {
+            Some(Identity::Keypair(hex)) => Some(Arc::new(crate::auth::parse_signing_key(&hex)?)),
+            Some(Identity::Signer(signer)) => Some(signer),
+            None => None,
+        };
         #[cfg(not(feature = "crypto"))]
-        let _ = &self.keypair_hex;
+        let _ = &self.identity;
 
         let dialer = Dialer {
             url,
@@ -241,7 +295,9 @@ impl CircleWsClientBuilder {
             self.reconnect,
             self.max_in_flight,
             #[cfg(feature = "crypto")]
-            signing_key,
+            self.sign_timeout,
+            #[cfg(feature = "crypto")]
+            signer,
         ))
     }
 }

@@ -36,10 +36,13 @@ struct Shared {
     request_timeout: Duration,
     reconnect: Option<ReconnectPolicy>,
     /// Set by the builder, or by a successful
-    /// [`authenticate_with_keypair`](CircleWsClient::authenticate_with_keypair);
-    /// a reconnect signs in again with it.
+    /// [`authenticate_with_signer`](CircleWsClient::authenticate_with_signer)
+    /// (or `_with_keypair`); a reconnect signs in again through it.
     #[cfg(feature = "crypto")]
-    signing_key: std::sync::RwLock<Option<circle_protocol::SigningKey>>,
+    signer: std::sync::RwLock<Option<Arc<dyn crate::Signer>>>,
+    /// How long a signer may take over one challenge.
+    #[cfg(feature = "crypto")]
+    sign_timeout: Duration,
     next_id: AtomicI64,
     link: watch::Sender<Link>,
     /// Serialises connecting, so concurrent `connect()` calls open one
@@ -75,12 +78,17 @@ impl std::fmt::Debug for CircleWsClient {
 }
 
 impl CircleWsClient {
+    // In a browser a signer may hold the page's JavaScript objects, so
+    // `Shared` is not `Send` there; the page has one thread, and the `Arc`
+    // shares it between the clones and tasks on it.
+    #[cfg_attr(target_arch = "wasm32", allow(clippy::arc_with_non_send_sync))]
     pub(crate) fn new(
         dialer: Dialer,
         request_timeout: Duration,
         reconnect: Option<ReconnectPolicy>,
         max_in_flight: usize,
-        #[cfg(feature = "crypto")] signing_key: Option<circle_protocol::SigningKey>,
+        #[cfg(feature = "crypto")] sign_timeout: Duration,
+        #[cfg(feature = "crypto")] signer: Option<Arc<dyn crate::Signer>>,
     ) -> CircleWsClient {
         CircleWsClient {
             shared: Arc::new(Shared {
@@ -88,7 +96,9 @@ impl CircleWsClient {
                 request_timeout,
                 reconnect,
                 #[cfg(feature = "crypto")]
-                signing_key: std::sync::RwLock::new(signing_key),
+                signer: std::sync::RwLock::new(signer),
+                #[cfg(feature = "crypto")]
+                sign_timeout,
                 next_id: AtomicI64::new(1),
                 link: watch::channel(Link::Disconnected).0,
                 connect_lock: tokio::sync::Mutex::new(()),
@@ -128,32 +138,58 @@ impl CircleWsClient {
         matches!(&*self.shared.link.borrow(), Link::Connected(connection) if !connection.is_ended())
     }
 
-    /// The compressed public key (hex, no `0x`) of the configured keypair
+    /// The compressed public key (hex, no `0x`) of the configured signer
     /// (the builder's, or the last one the server accepted in
-    /// [`authenticate_with_keypair`](Self::authenticate_with_keypair)).
+    /// [`authenticate_with_signer`](Self::authenticate_with_signer)), when
+    /// the signer knows it: an in-memory key does, a wallet does not.
     #[cfg(feature = "crypto")]
     pub fn public_key(&self) -> Option<String> {
-        self.signing_key()
-            .map(|key| key.public_key().to_compressed_hex())
+        self.signer()
+            .and_then(|signer| signer.public_key())
+            .map(|key| key.to_compressed_hex())
     }
 
-    /// The EIP-55 address of the configured keypair (as for
+    /// The EIP-55 address of the configured signer (as for
     /// [`public_key`](Self::public_key)).
     #[cfg(feature = "crypto")]
     pub fn address(&self) -> Option<String> {
-        self.signing_key()
-            .map(|key| key.address().to_checksum_string())
+        self.signer()
+            .map(|signer| signer.address().to_checksum_string())
     }
 
+    /// The configured signer.
     #[cfg(feature = "crypto")]
-    fn signing_key(&self) -> Option<circle_protocol::SigningKey> {
-        // A panic while holding the lock cannot leave a half-written key:
+    pub(crate) fn signer(&self) -> Option<Arc<dyn crate::Signer>> {
+        // A panic while holding the lock cannot leave a half-written value:
         // the only write is one assignment.
         self.shared
-            .signing_key
+            .signer
             .read()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .clone()
+    }
+
+    /// Makes `signer` this client's (after the server accepted it), so a
+    /// reconnect signs in through it again.
+    #[cfg(feature = "crypto")]
+    pub(crate) fn set_signer(&self, signer: Arc<dyn crate::Signer>) {
+        *self
+            .shared
+            .signer
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(signer);
+    }
+
+    /// How long a signer may take over one challenge.
+    #[cfg(feature = "crypto")]
+    pub(crate) fn sign_timeout(&self) -> Duration {
+        self.shared.sign_timeout
+    }
+
+    /// Records that the caller signed in on the current connection.
+    #[cfg(feature = "crypto")]
+    pub(crate) fn mark_authenticated(&self) {
+        self.shared.authenticated.store(true, Ordering::SeqCst);
     }
 
     /// Opens the connection (TCP, TLS for `wss://`, WebSocket upgrade) within
@@ -181,103 +217,6 @@ impl CircleWsClient {
         self.shared.authenticated.store(false, Ordering::SeqCst);
         if let Link::Connected(connection) = previous {
             connection.close().await;
-        }
-    }
-
-    /// Signs in with the configured keypair: asks the server for a
-    /// challenge (`fetch_nonce`), checks that it is for this key's address
-    /// and not expired, signs it (EIP-191 `personal_sign`) and sends the
-    /// signature (`authenticate`).
-    ///
-    /// `Ok(true)`: authenticated. `Ok(false)`: the server refused the
-    /// signature (`-32001`). Transport failures and other server errors are
-    /// `Err`; so is a missing keypair or a challenge this client will not
-    /// sign ([`AuthenticationRefused`](CircleWsClientError::AuthenticationRefused)).
-    #[cfg(feature = "crypto")]
-    pub async fn authenticate(&self) -> Result<bool, CircleWsClientError> {
-        let key = self
-            .signing_key()
-            .ok_or_else(|| CircleWsClientError::AuthenticationRefused {
-                reason: "no keypair configured: use CircleWsClientBuilder::with_keypair".into(),
-            })?;
-        let connection = self.connection_for_request().await?;
-        let accepted = self.authenticate_on(&connection, &key).await?;
-        if accepted {
-            self.shared.authenticated.store(true, Ordering::SeqCst);
-        }
-        Ok(accepted)
-    }
-
-    /// Like [`authenticate`](Self::authenticate), with a secret key given
-    /// now (64 hex digits, `0x` optional) rather than to the builder: for
-    /// callers that learn the key after connecting, such as a web page's
-    /// form. When the server accepts, the key becomes this client's keypair
-    /// (a reconnect signs in with it again); when it refuses, the previous
-    /// keypair, if any, stays.
-    ///
-    /// A malformed key is [`InvalidKeypair`](CircleWsClientError::InvalidKeypair),
-    /// before anything is sent.
-    #[cfg(feature = "crypto")]
-    pub async fn authenticate_with_keypair(
-        &self,
-        secret_key_hex: &str,
-    ) -> Result<bool, CircleWsClientError> {
-        let key = crate::auth::parse_signing_key(secret_key_hex)?;
-        let connection = self.connection_for_request().await?;
-        let accepted = self.authenticate_on(&connection, &key).await?;
-        if accepted {
-            *self
-                .shared
-                .signing_key
-                .write()
-                .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(key);
-            self.shared.authenticated.store(true, Ordering::SeqCst);
-        }
-        Ok(accepted)
-    }
-
-    #[cfg(feature = "crypto")]
-    async fn authenticate_on(
-        &self,
-        connection: &Connection,
-        key: &circle_protocol::SigningKey,
-    ) -> Result<bool, CircleWsClientError> {
-        use circle_protocol::{
-            AuthenticateParams, AuthenticateResult, FetchNonceParams, FetchNonceResult, codes,
-        };
-        let pubkey = key.public_key().to_compressed_hex();
-        let challenge: FetchNonceResult = self
-            .call_on(
-                connection,
-                method::FETCH_NONCE,
-                FetchNonceParams {
-                    pubkey: Some(pubkey.clone()),
-                    address: None,
-                },
-            )
-            .await?;
-        crate::auth::check_challenge(&challenge.message, key, crate::auth::unix_now())?;
-        let signature = key.sign_personal_message(&challenge.message).to_hex();
-        let answer: Result<AuthenticateResult, _> = self
-            .call_on(
-                connection,
-                method::AUTHENTICATE,
-                AuthenticateParams {
-                    signature,
-                    pubkey: Some(pubkey),
-                    address: None,
-                },
-            )
-            .await;
-        match answer {
-            Ok(result) => Ok(result.authenticated),
-            Err(CircleWsClientError::Rpc { code, message, .. })
-                if code == codes::AUTHENTICATION_FAILED =>
-            {
-                tracing::info!(%message, "the server refused the signature");
-                Ok(false)
-            }
-            Err(other) => Err(other),
         }
     }
 
@@ -324,7 +263,7 @@ impl CircleWsClient {
         self.call_on(&connection, method, params).await
     }
 
-    async fn call_on<P: Serialize, R: DeserializeOwned>(
+    pub(crate) async fn call_on<P: Serialize, R: DeserializeOwned>(
         &self,
         connection: &Connection,
         method: &str,
@@ -358,7 +297,9 @@ impl CircleWsClient {
 
     /// The connection to send a request on. While the supervisor reconnects,
     /// waits for it (within the request timeout) rather than failing.
-    async fn connection_for_request(&self) -> Result<Arc<Connection>, CircleWsClientError> {
+    pub(crate) async fn connection_for_request(
+        &self,
+    ) -> Result<Arc<Connection>, CircleWsClientError> {
         let mut link = self.shared.link.subscribe();
         let deadline = rt::deadline_after(self.shared.request_timeout);
         loop {
@@ -415,8 +356,8 @@ impl CircleWsClient {
         let connection = self.shared.dialer.open().await?;
         #[cfg(feature = "crypto")]
         if self.shared.authenticated.load(Ordering::SeqCst)
-            && let Some(key) = self.signing_key()
-            && !self.authenticate_on(&connection, &key).await?
+            && let Some(signer) = self.signer()
+            && !self.authenticate_on(&connection, &*signer).await?
         {
             return Err(CircleWsClientError::AuthenticationRefused {
                 reason: "the server refused to authenticate the reconnected client".into(),
@@ -477,11 +418,7 @@ async fn supervise(
             }
             Err(error) => {
                 attempt = attempt.saturating_add(1);
-                let permanent = matches!(
-                    error,
-                    CircleWsClientError::AuthenticationRefused { .. }
-                        | CircleWsClientError::CertificateRejected { .. }
-                );
+                let permanent = is_permanent(&error);
                 let exhausted = policy.max_attempts.is_some_and(|max| attempt >= max);
                 if permanent || exhausted {
                     tracing::error!(url = client.url(), attempt, %error, "giving up reconnecting");
@@ -496,7 +433,22 @@ async fn supervise(
     }
 }
 
-#[cfg(test)]
+/// Failures that dialling again cannot cure: trying again would only ask
+/// a wallet's user the same question, or present the same certificate.
+fn is_permanent(error: &CircleWsClientError) -> bool {
+    match error {
+        CircleWsClientError::AuthenticationRefused { .. }
+        | CircleWsClientError::CertificateRejected { .. } => true,
+        #[cfg(feature = "crypto")]
+        CircleWsClientError::Signer(crate::SignerError::Rejected { .. })
+        | CircleWsClientError::SignatureMismatch { .. }
+        | CircleWsClientError::InvalidSignature { .. } => true,
+        _ => false,
+    }
+}
+
+// Natively; in a browser there is one thread to share with.
+#[cfg(all(test, not(target_arch = "wasm32")))]
 mod tests {
     use super::*;
 

@@ -144,6 +144,38 @@ pub enum CircleWsClientError {
     /// 32-byte secp256k1 secret in hex.
     #[error("invalid keypair: {0}")]
     InvalidKeypair(String),
+
+    /// The [`Signer`](crate::Signer) gave no signature: its holder rejected
+    /// the request (a wallet's user pressed *Reject*), or it failed. Nothing
+    /// was sent to the server.
+    #[cfg(feature = "crypto")]
+    #[error("the signer did not sign: {0}")]
+    Signer(#[from] crate::signer::SignerError),
+
+    /// The signer's signature recovers to another address than the
+    /// signer's own: the wrong key (a KMS key id mix-up, a wallet that
+    /// switched accounts). Found by the client before sending, so it does
+    /// not count as a failed sign-in at the server.
+    #[cfg(feature = "crypto")]
+    #[error(
+        "the signer for {expected} returned a signature made by {signed_by}: not sent \
+         (is the signer using the right key?)"
+    )]
+    SignatureMismatch {
+        /// The signer's address, which the challenge names.
+        expected: circle_protocol::Address,
+        /// The address that actually made the signature.
+        signed_by: circle_protocol::Address,
+    },
+
+    /// The signer's answer is not a usable EIP-191 signature (malformed,
+    /// high `s`, a bad recovery byte): not sent.
+    #[cfg(feature = "crypto")]
+    #[error("the signer returned an unusable signature: {problem}")]
+    InvalidSignature {
+        /// What is wrong with it.
+        problem: circle_protocol::SignatureError,
+    },
 }
 
 impl CircleWsClientError {

@@ -6,7 +6,7 @@
 //! await init();
 //! const client = new CircleClient("wss://localhost:8443/ws");
 //! await client.connect();
-//! await client.authenticate("0x4c08…2318");      // optional
+//! await client.authenticateWithWallet(window.ethereum);   // optional: the user's wallet signs
 //! try {
 //!   console.log(await client.play('print("hi"); 40 + 2'));   // "hi\n42"
 //! } catch (e) {
@@ -20,7 +20,9 @@
 //! required, `-32003` script error, …) or `null` when the failure was not
 //! the server's answer (then `kind` says what: `"Timeout"`,
 //! `"ConnectionLost"`, `"ConnectFailed"`, …), and whose `message` is the
-//! server's message or the client's explanation.
+//! server's message or the client's explanation. Wallet failures keep the
+//! wallet's code (`4001`: the user rejected the request); the kinds and
+//! codes are listed in the crate README ("JavaScript").
 
 use std::time::Duration;
 
@@ -28,13 +30,47 @@ use js_sys::{Object, Promise, Reflect};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::future_to_promise;
 
-use crate::{CircleWsClient, CircleWsClientBuilder, CircleWsClientError, ReconnectPolicy};
+use crate::{CircleWsClient, CircleWsClientBuilder, ReconnectPolicy};
+
+mod error;
+mod wallet;
+
+use error::{CircleError, to_js_error};
+use wallet::{CallbackSigner, WalletSigner};
+
+#[wasm_bindgen(typescript_custom_section)]
+const TYPESCRIPT: &'static str = r#"
+/** An EIP-1193 provider, such as a browser wallet's `window.ethereum`. */
+export interface Eip1193Provider {
+  request(args: { method: string; params?: unknown[] | object }): Promise<unknown>;
+}
+
+/** What every rejected promise of CircleClient carries. */
+export interface CircleError extends Error {
+  name: "CircleError";
+  /** The server's JSON-RPC code (-32002, -32003, ...), a wallet's EIP-1193
+   * code (4001 rejected by the user, ...), or null. */
+  code: number | null;
+  /** "Rpc", "Timeout", "SignerRejected", "SignerFailed", "SignatureMismatch", ... */
+  kind: string;
+}
+
+/** Options of `new CircleClient(url, options)`. */
+export interface CircleClientOptions {
+  requestTimeoutMs?: number;
+  connectTimeoutMs?: number;
+  /** How long a wallet or signing callback may take (default 120000). */
+  signTimeoutMs?: number;
+  reconnect?: boolean;
+}
+"#;
 
 /// A circle client for JavaScript: `new CircleClient(url, options?)`.
 ///
 /// `options` (all optional): `requestTimeoutMs` (default 30000),
-/// `connectTimeoutMs` (default 10000), `reconnect` (`true` to reconnect
-/// automatically, signing in again, after a lost connection).
+/// `connectTimeoutMs` (default 10000), `signTimeoutMs` (default 120000:
+/// how long a wallet or a signing callback may take), `reconnect` (`true`
+/// to reconnect automatically, signing in again, after a lost connection).
 #[wasm_bindgen]
 pub struct CircleClient {
     client: CircleWsClient,
@@ -46,7 +82,10 @@ impl CircleClient {
     /// not connect. Throws a `CircleError` (`kind` `"InvalidUrl"`, …) when
     /// one is unusable.
     #[wasm_bindgen(constructor)]
-    pub fn new(url: String, options: Option<Object>) -> Result<CircleClient, JsValue> {
+    pub fn new(
+        url: String,
+        #[wasm_bindgen(unchecked_param_type = "CircleClientOptions")] options: Option<Object>,
+    ) -> Result<CircleClient, JsValue> {
         let mut builder = CircleWsClientBuilder::new(url);
         if let Some(options) = options {
             if let Some(ms) = duration_option(&options, "requestTimeoutMs")? {
@@ -54,6 +93,9 @@ impl CircleClient {
             }
             if let Some(ms) = duration_option(&options, "connectTimeoutMs")? {
                 builder = builder.with_connect_timeout(ms);
+            }
+            if let Some(ms) = duration_option(&options, "signTimeoutMs")? {
+                builder = builder.with_sign_timeout(ms);
             }
             let reconnect = Reflect::get(&options, &JsValue::from_str("reconnect"))?;
             if reconnect.is_truthy() {
@@ -76,7 +118,8 @@ impl CircleClient {
         self.client.is_connected()
     }
 
-    /// The EIP-55 address signed in with, once `authenticate` succeeded.
+    /// The EIP-55 address signed in with, once an `authenticate…` call
+    /// succeeded.
     #[wasm_bindgen(getter)]
     pub fn address(&self) -> Option<String> {
         self.client.address()
@@ -97,19 +140,69 @@ impl CircleClient {
     /// Resolves to `true`; rejects with `code` `-32001` when the server
     /// refuses, or `kind` `"InvalidKeypair"` for a malformed key (the key
     /// itself is never repeated in the error).
+    #[wasm_bindgen(unchecked_return_type = "Promise<true>")]
     pub fn authenticate(&self, private_key_hex: String) -> Promise {
         let client = self.client.clone();
         future_to_promise(async move {
-            match client.authenticate_with_keypair(&private_key_hex).await {
-                Ok(true) => Ok(JsValue::TRUE),
-                Ok(false) => Err(CircleError {
-                    code: Some(circle_protocol::codes::AUTHENTICATION_FAILED),
-                    kind: "Rpc",
-                    message: "authentication failed: the server refused the signature".into(),
+            signed_in(client.authenticate_with_keypair(&private_key_hex).await)
+        })
+    }
+
+    /// Signs in with any signer the page has: `sign(message)` must return
+    /// (or resolve to) the EIP-191 `personal_sign` signature of `message`
+    /// by `address`, as 130 hex digits (ethers' `wallet.signMessage`, viem's
+    /// `signMessage`, …). The signature is checked in the page before it is
+    /// sent. Resolves to `true`; rejects with a `CircleError`: `kind`
+    /// `"SignerRejected"` (`code` 4001, when `sign` throws or rejects with
+    /// `code` 4001), `"SignerFailed"` (the thrown `code`, or `null`),
+    /// `"SignerInvalidAnswer"`, `"SignatureMismatch"` (signed by another
+    /// address: not sent), `"Timeout"` (past `signTimeoutMs`),
+    /// `"InvalidKeypair"` (`address` is not an address), or `code` `-32001`
+    /// when the server refuses.
+    #[wasm_bindgen(js_name = authenticateWith, unchecked_return_type = "Promise<true>")]
+    pub fn authenticate_with(
+        &self,
+        address: String,
+        #[wasm_bindgen(unchecked_param_type = "(message: string) => string | Promise<string>")]
+        sign: js_sys::Function,
+    ) -> Promise {
+        let client = self.client.clone();
+        future_to_promise(async move {
+            let address = circle_protocol::Address::from_hex(&address).map_err(|e| {
+                CircleError {
+                    code: None,
+                    kind: "InvalidKeypair",
+                    message: format!("{address:?} is not an Ethereum address: {e}"),
                 }
-                .into_js()),
-                Err(error) => Err(to_js_error(error)),
-            }
+                .into_js()
+            })?;
+            signed_in(
+                client
+                    .authenticate_with_signer(CallbackSigner { address, sign })
+                    .await,
+            )
+        })
+    }
+
+    /// Signs in with a browser wallet through its EIP-1193 provider
+    /// (`window.ethereum`): `eth_requestAccounts` (the wallet asks its user
+    /// to connect this page), then `personal_sign` of the sign-in message
+    /// with the first account. The key never reaches the page. Resolves to
+    /// `true`; rejects with a `CircleError` as `authenticateWith` does
+    /// (`"SignerRejected"` with `code` 4001 when the user rejects either
+    /// request, `"SignerFailed"` with the wallet's code otherwise,
+    /// `"Timeout"` when the wallet does not answer within `signTimeoutMs`).
+    #[wasm_bindgen(js_name = authenticateWithWallet, unchecked_return_type = "Promise<true>")]
+    pub fn authenticate_with_wallet(
+        &self,
+        #[wasm_bindgen(unchecked_param_type = "Eip1193Provider")] provider: JsValue,
+    ) -> Promise {
+        let client = self.client.clone();
+        future_to_promise(async move {
+            let signer = WalletSigner::connect(provider, client.sign_timeout())
+                .await
+                .map_err(to_js_error)?;
+            signed_in(client.authenticate_with_signer(signer).await)
         })
     }
 
@@ -144,6 +237,20 @@ impl CircleClient {
     }
 }
 
+/// The answer of an `authenticate…` call, as the promise settles.
+fn signed_in(answer: Result<bool, crate::CircleWsClientError>) -> Result<JsValue, JsValue> {
+    match answer {
+        Ok(true) => Ok(JsValue::TRUE),
+        Ok(false) => Err(CircleError {
+            code: Some(f64::from(circle_protocol::codes::AUTHENTICATION_FAILED)),
+            kind: "Rpc",
+            message: "authentication failed: the server refused the signature".into(),
+        }
+        .into_js()),
+        Err(error) => Err(to_js_error(error)),
+    }
+}
+
 /// A whole number of milliseconds from `options[name]`, when set.
 fn duration_option(options: &Object, name: &str) -> Result<Option<Duration>, JsValue> {
     let value = Reflect::get(options, &JsValue::from_str(name))?;
@@ -173,60 +280,4 @@ fn to_js_value<T: serde::Serialize>(value: &T) -> Result<JsValue, JsValue> {
         .into_js()
     })?;
     js_sys::JSON::parse(&text)
-}
-
-/// What a rejected promise carries, before it becomes a JS `Error`.
-struct CircleError {
-    code: Option<i32>,
-    kind: &'static str,
-    message: String,
-}
-
-impl CircleError {
-    fn into_js(self) -> JsValue {
-        let error = js_sys::Error::new(&self.message);
-        error.set_name("CircleError");
-        let code = self.code.map_or(JsValue::NULL, JsValue::from);
-        // Setting a property on a fresh Error object cannot fail; if it ever
-        // did, the error still carries its message.
-        let _ = Reflect::set(&error, &JsValue::from_str("code"), &code);
-        let _ = Reflect::set(
-            &error,
-            &JsValue::from_str("kind"),
-            &JsValue::from_str(self.kind),
-        );
-        error.into()
-    }
-}
-
-/// The client's error as a `CircleError`: for server errors the JSON-RPC
-/// code and the server's own message, otherwise `code: null` and the
-/// client's explanation.
-fn to_js_error(error: CircleWsClientError) -> JsValue {
-    let kind = match &error {
-        CircleWsClientError::InvalidUrl { .. } => "InvalidUrl",
-        CircleWsClientError::TlsConfig { .. } => "TlsConfig",
-        CircleWsClientError::CertificateRejected { .. } => "CertificateRejected",
-        CircleWsClientError::TlsHandshake { .. } => "TlsHandshake",
-        CircleWsClientError::ConnectionRefused { .. } => "ConnectionRefused",
-        CircleWsClientError::ConnectFailed { .. } => "ConnectFailed",
-        CircleWsClientError::WebSocketHandshake { .. } => "WebSocketHandshake",
-        CircleWsClientError::ConnectionLost { .. } => "ConnectionLost",
-        CircleWsClientError::NotConnected => "NotConnected",
-        CircleWsClientError::Timeout { .. } => "Timeout",
-        CircleWsClientError::AuthenticationRefused { .. } => "AuthenticationRefused",
-        CircleWsClientError::Rpc { .. } => "Rpc",
-        CircleWsClientError::Protocol(_) => "Protocol",
-        CircleWsClientError::InvalidKeypair(_) => "InvalidKeypair",
-    };
-    let (code, message) = match error {
-        CircleWsClientError::Rpc { code, message, .. } => (Some(code), message),
-        other => (None, other.to_string()),
-    };
-    CircleError {
-        code,
-        kind,
-        message,
-    }
-    .into_js()
 }

@@ -39,6 +39,11 @@
 //! - Errors are one enum, [`CircleWsClientError`], whose variants are the
 //!   cases a caller acts on differently.
 //! - Protocol types come from `circle_protocol`, shared with the server.
+//! - Whoever holds the key is a [`Signer`] (feature `crypto`): the
+//!   in-memory key of [`with_keypair`](CircleWsClientBuilder::with_keypair),
+//!   or anything given to [`with_signer`](CircleWsClientBuilder::with_signer)
+//!   (a KMS or HSM client; in a browser, the user's wallet). Its signatures
+//!   are checked before they are sent.
 //!
 //! ## In the browser (wasm32)
 //!
@@ -83,13 +88,19 @@ pub mod js;
 
 #[cfg(feature = "crypto")]
 mod auth;
+#[cfg(feature = "crypto")]
+mod signer;
 
 pub use builder::{
     CircleWsClientBuilder, DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_IN_FLIGHT, DEFAULT_REQUEST_TIMEOUT,
+    DEFAULT_SIGN_TIMEOUT,
 };
 pub use client::CircleWsClient;
 pub use error::{CertificateRejection, CircleWsClientError};
 pub use reconnect::ReconnectPolicy;
+pub use rt::{MaybeSend, MaybeSync};
+#[cfg(feature = "crypto")]
+pub use signer::{SignFuture, Signer, SignerError};
 pub use tls_config::{TlsBackend, TlsConfig};
 
 /// The answer to [`CircleWsClient::play`]: `output` holds the lines the

@@ -14,21 +14,39 @@ use std::time::Duration;
 use futures_util::future::{Either, select};
 use web_time::Instant;
 
-/// `Send` where tasks may move between threads (native, tokio), nothing in a
-/// browser, where everything runs on the page's one thread and the
-/// WebSocket's JS handles are not `Send`.
+/// `Send` natively, where the client's tasks may move between tokio's
+/// threads; nothing in a browser, where everything runs on the page's one
+/// thread and JavaScript handles (a WebSocket, a wallet) are not `Send`.
+/// Implemented for every type that qualifies; a [`Signer`](crate::Signer)
+/// needs it.
 #[cfg(not(target_arch = "wasm32"))]
-pub(crate) trait MaybeSend: Send {}
+pub trait MaybeSend: Send {}
 #[cfg(not(target_arch = "wasm32"))]
 impl<T: Send + ?Sized> MaybeSend for T {}
 
-/// `Send` where tasks may move between threads (native, tokio), nothing in a
-/// browser, where everything runs on the page's one thread and the
-/// WebSocket's JS handles are not `Send`.
+/// `Send` natively, where the client's tasks may move between tokio's
+/// threads; nothing in a browser, where everything runs on the page's one
+/// thread and JavaScript handles (a WebSocket, a wallet) are not `Send`.
+/// Implemented for every type that qualifies; a [`Signer`](crate::Signer)
+/// needs it.
 #[cfg(target_arch = "wasm32")]
-pub(crate) trait MaybeSend {}
+pub trait MaybeSend {}
 #[cfg(target_arch = "wasm32")]
 impl<T: ?Sized> MaybeSend for T {}
+
+/// `Sync` natively, where one client is shared between threads; nothing in
+/// a browser (see [`MaybeSend`]).
+#[cfg(not(target_arch = "wasm32"))]
+pub trait MaybeSync: Sync {}
+#[cfg(not(target_arch = "wasm32"))]
+impl<T: Sync + ?Sized> MaybeSync for T {}
+
+/// `Sync` natively, where one client is shared between threads; nothing in
+/// a browser (see [`MaybeSend`]).
+#[cfg(target_arch = "wasm32")]
+pub trait MaybeSync {}
+#[cfg(target_arch = "wasm32")]
+impl<T: ?Sized> MaybeSync for T {}
 
 /// Runs `task` in the background: on the tokio runtime, or on the page's
 /// event loop.

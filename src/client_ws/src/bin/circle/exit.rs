@@ -41,7 +41,10 @@ impl From<CircleWsClientError> for Failure {
         let code = match &error {
             E::InvalidUrl { .. } | E::TlsConfig { .. } | E::InvalidKeypair(_) => 2,
             E::CertificateRejected { .. } | E::TlsHandshake { .. } => 4,
-            E::AuthenticationRefused { .. } => 5,
+            E::AuthenticationRefused { .. }
+            | E::Signer(_)
+            | E::SignatureMismatch { .. }
+            | E::InvalidSignature { .. } => 5,
             E::Rpc { code, .. }
                 if *code == codes::AUTHENTICATION_FAILED
                     || *code == codes::AUTHENTICATION_REQUIRED =>
