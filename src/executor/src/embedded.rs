@@ -15,7 +15,9 @@ use std::time::Instant;
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 use tokio::sync::oneshot;
 
+use crate::host::ScriptEnvironment;
 use crate::sandbox::{MIN_STACK_BYTES, Sandbox};
+use crate::store::Store;
 use crate::{
     ExecuteFuture, Executor, ExecutorError, ScriptContext, ScriptJob, ScriptLimits, ScriptOutput,
 };
@@ -35,6 +37,11 @@ pub struct EmbeddedConfig {
     /// Compiled scripts each worker keeps, so repeated scripts are not parsed again.
     /// Default `256`. `0` disables the cache.
     pub ast_cache_entries: usize,
+    /// Host functions added to every worker's engine. Default: the stock environment.
+    pub environment: ScriptEnvironment,
+    /// The store behind the `store::` and `circle::` modules. `None` (the default): the
+    /// modules do not exist, and a script calling them gets a runtime error.
+    pub store: Option<Store>,
 }
 
 impl Default for EmbeddedConfig {
@@ -44,13 +51,15 @@ impl Default for EmbeddedConfig {
             queue_capacity: 1024,
             limits: ScriptLimits::default(),
             ast_cache_entries: 256,
+            environment: ScriptEnvironment::stock(),
+            store: None,
         }
     }
 }
 
 /// What a worker runs a script with. A boxed closure rather than [`Sandbox`] itself so
 /// tests can exercise the pool's own failure handling (a panicking run) honestly.
-type RunFn = Box<dyn FnMut(&str, &ScriptContext) -> Result<ScriptOutput, ExecutorError>>;
+type RunFn = Box<dyn FnMut(&str, &Arc<ScriptContext>) -> Result<ScriptOutput, ExecutorError>>;
 
 /// Makes a worker's runner. Called on the worker thread (the sandbox is not `Send`), and
 /// again after a run panicked, since the old runner's state can no longer be trusted.
@@ -186,9 +195,18 @@ impl EmbeddedExecutor {
         warn_if_memory_limit_unenforced(&config.limits);
         let limits = config.limits.clone();
         let cache_entries = config.ast_cache_entries;
+        let environment = config.environment;
+        let store = config.store;
         let factory: RunnerFactory = Arc::new(move || {
-            let mut sandbox = Sandbox::new(limits.clone(), cache_entries);
-            Box::new(move |script: &str, context: &ScriptContext| sandbox.run(script, context))
+            let mut sandbox = Sandbox::with_host(
+                limits.clone(),
+                cache_entries,
+                environment.clone(),
+                store.clone(),
+            );
+            Box::new(move |script: &str, context: &Arc<ScriptContext>| {
+                sandbox.run_shared(script, context)
+            })
         });
         Self::with_runner(config.threads, config.queue_capacity, factory)
     }
@@ -434,7 +452,7 @@ mod tests {
     #[tokio::test]
     async fn a_panicking_run_is_answered_and_the_worker_keeps_serving() {
         let factory: RunnerFactory = Arc::new(|| {
-            Box::new(|script: &str, _: &ScriptContext| {
+            Box::new(|script: &str, _: &Arc<ScriptContext>| {
                 if script == "panic" {
                     panic!("boom");
                 }
@@ -461,7 +479,7 @@ mod tests {
         let gate = Arc::new(std::sync::Mutex::new(gate));
         let factory: RunnerFactory = Arc::new(move || {
             let gate = Arc::clone(&gate);
-            Box::new(move |script: &str, _: &ScriptContext| {
+            Box::new(move |script: &str, _: &Arc<ScriptContext>| {
                 if script == "wait" {
                     let _ = gate.lock().unwrap().recv();
                 }
@@ -531,6 +549,7 @@ mod tests {
                 ..ScriptLimits::default()
             },
             ast_cache_entries: 4,
+            ..EmbeddedConfig::default()
         })
         .unwrap();
         let shared = Arc::clone(&executor.shared);
