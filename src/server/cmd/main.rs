@@ -217,6 +217,11 @@ async fn main() -> ExitCode {
         ..ServerConfig::default()
     };
 
+    if config.data_dir.is_none() && config.redis_url.is_none() {
+        tracing::warn!(
+            "no --data-dir: the circle's store is kept in memory and lost when the server stops"
+        );
+    }
     let (server, handle) = match spawn_circle_server(config) {
         Ok(started) => started,
         Err(error) => {

@@ -14,9 +14,10 @@ pub(crate) fn open_store(config: &ServerConfig) -> Result<Store, ServerError> {
     let store = match &config.data_dir {
         Some(dir) => Store::open_file(dir.join(STORE_FILE))?,
         None => {
-            tracing::warn!(
-                "no data directory (--data-dir, ServerConfig::data_dir): the circle's store \
-                 is kept in memory and lost when the server stops"
+            // Info, not a warning: a library default (tests, examples, embedders with a
+            // store of their own). `circle-server` warns, since an operator may not know.
+            tracing::info!(
+                "no data_dir: the circle's store is kept in memory and lost when the server stops"
             );
             Store::in_memory()
         }
