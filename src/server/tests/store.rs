@@ -195,6 +195,16 @@ async fn admin_key_flag_and_store_refusals_on_the_wire() {
         message.contains("store key size limit (256 bytes)"),
         "{message}"
     );
+
+    // Another process on the same data directory is refused, naming the file.
+    let output = Command::new(env!("CARGO_BIN_EXE_circle-server"))
+        .current_dir(repo_root())
+        .args(["--port", "0", "--data-dir", &data_dir])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("another process has it open"), "{stderr}");
     drop(server);
 
     // A bad admin key stops the start with a message naming it.

@@ -11,8 +11,9 @@
 //! after a crash at any moment. Write transactions are serialised by redb, so two plays
 //! writing one key commit one after the other: the last commit wins.
 
-use std::path::Path;
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, Weak};
 
 use redb::backends::InMemoryBackend;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
@@ -24,6 +25,13 @@ const ENTRIES: TableDefinition<(&str, &str), &str> = TableDefinition::new("entri
 const USAGE: TableDefinition<&str, u64> = TableDefinition::new("usage");
 /// The `usage` row of the circle's total bytes.
 const BYTES: &str = "bytes";
+
+/// The store files this process has open, by canonical path. redb refuses to open a file
+/// twice, also within one process, so a server restarted in the same process (an embedder,
+/// a test) while the old one's script threads still wind down, or two servers on one data
+/// directory, share the open database: the same data, writes serialised by redb. Another
+/// process is still refused by redb's file lock.
+static OPEN_FILES: Mutex<Option<HashMap<PathBuf, Weak<Database>>>> = Mutex::new(None);
 
 fn keys_row(namespace: &str) -> String {
     format!("keys:{namespace}")
@@ -44,8 +52,26 @@ impl FileBackend {
             path: path.display().to_string(),
             reason,
         };
-        if let Some(folder) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-            create_private_dir(folder).map_err(|err| open_error(err.to_string()))?;
+        let folder = path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        create_private_dir(folder).map_err(|err| open_error(err.to_string()))?;
+        let file_name = path
+            .file_name()
+            .ok_or_else(|| open_error("not a file name".to_owned()))?;
+        let canonical = folder
+            .canonicalize()
+            .map_err(|err| open_error(err.to_string()))?
+            .join(file_name);
+        let mut open_files = OPEN_FILES.lock().unwrap_or_else(|e| e.into_inner());
+        let open_files = open_files.get_or_insert_with(HashMap::new);
+        open_files.retain(|_, database| database.strong_count() > 0);
+        if let Some(database) = open_files.get(&canonical).and_then(Weak::upgrade) {
+            return Ok(FileBackend {
+                database,
+                what: format!("file {}", path.display()),
+            });
         }
         let database = Database::create(path).map_err(|err| match err {
             redb::DatabaseError::DatabaseAlreadyOpen => open_error(
@@ -54,8 +80,10 @@ impl FileBackend {
             other => open_error(other.to_string()),
         })?;
         create_tables(&database).map_err(|err| open_error(err.to_string()))?;
+        let database = Arc::new(database);
+        open_files.insert(canonical, Arc::downgrade(&database));
         Ok(FileBackend {
-            database: Arc::new(database),
+            database,
             what: format!("file {}", path.display()),
         })
     }
