@@ -35,16 +35,18 @@ impl Drop for Running {
 
 /// Starts `circle-server --auth` on a free port with `args`; returns it and its ws:// URL.
 fn start_server(args: &[&str]) -> (Running, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_circle-server"))
-        .current_dir(repo_root())
-        .env_remove("RUST_LOG")
-        .args(["--port", "0", "--auth"])
-        .args(args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("circle-server starts");
-    let stdout = child.stdout.take().expect("stdout piped");
+    let mut running = Running(
+        Command::new(env!("CARGO_BIN_EXE_circle-server"))
+            .current_dir(repo_root())
+            .env_remove("RUST_LOG")
+            .args(["--port", "0", "--auth"])
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("circle-server starts"),
+    );
+    let stdout = running.0.stdout.take().expect("stdout piped");
     let (sender, lines) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         for line in BufReader::new(stdout).lines().map_while(Result::ok) {
@@ -60,7 +62,7 @@ fn start_server(args: &[&str]) -> (Running, String) {
             .recv_timeout(left)
             .expect("circle-server prints its URL (did it fail to start?)");
         if let Some(url) = line.strip_prefix("listening on ") {
-            return (Running(child), url.to_owned());
+            return (running, url.to_owned());
         }
     }
 }
