@@ -8,8 +8,8 @@
 use std::process::ExitCode;
 use std::time::Duration;
 
-use circle_executor::ScriptLimits;
 use circle_executor::redis::{WorkerConfig, WorkerError, run_worker};
+use circle_executor::{ScriptEnvironment, ScriptLimits};
 use clap::Parser;
 
 /// Counts each thread's live heap bytes, which is what enforces `--script-max-memory-bytes`
@@ -63,6 +63,14 @@ struct Args {
     /// Times a job whose worker died is started again before its caller gets an error.
     #[arg(long, env = "CIRCLE_WORKER_MAX_RETRIES", default_value_t = 2)]
     max_retries: u32,
+    /// A public key (compressed hex) allowed to write the store's circle namespace (`circle::set`); repeat for several. Give workers the servers' --admin-key list.
+    #[arg(
+        long = "admin-key",
+        env = "CIRCLE_ADMIN_KEYS",
+        value_name = "HEX",
+        value_delimiter = ','
+    )]
+    admin_keys: Vec<String>,
 }
 
 const EXAMPLES: &str = "\
@@ -102,9 +110,12 @@ async fn main() -> ExitCode {
         },
         claim_idle: Duration::from_millis(args.claim_idle_ms),
         max_retries: args.max_retries,
+        admin_keys: args.admin_keys,
         ..defaults
     };
-    match run_worker(config, stop_signal()).await {
+    // The stock worker: no host functions. A program with its own calls `run_worker` with
+    // its environment in a binary of its own (see the server README, "Host functions").
+    match run_worker(config, ScriptEnvironment::stock(), stop_signal()).await {
         Ok(_) => ExitCode::SUCCESS,
         Err(error) => refused(&error),
     }

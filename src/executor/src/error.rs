@@ -4,8 +4,9 @@ use std::fmt;
 
 use circle_protocol::codes;
 
-/// Which sandbox limit stopped a script.
+/// Which limit stopped a script: a sandbox limit, or a store limit refusing its writes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum LimitKind {
     /// [`ScriptLimits::max_operations`](crate::ScriptLimits::max_operations).
     Operations,
@@ -28,6 +29,14 @@ pub enum LimitKind {
     ExpressionDepth,
     /// [`ScriptLimits::max_memory_bytes`](crate::ScriptLimits::max_memory_bytes).
     Memory,
+    /// [`StoreLimits::max_key_bytes`](crate::store::StoreLimits::max_key_bytes).
+    StoreKeySize,
+    /// [`StoreLimits::max_value_bytes`](crate::store::StoreLimits::max_value_bytes).
+    StoreValueSize,
+    /// [`StoreLimits::max_keys_per_caller`](crate::store::StoreLimits::max_keys_per_caller).
+    StoreKeys,
+    /// [`StoreLimits::max_circle_bytes`](crate::store::StoreLimits::max_circle_bytes).
+    StoreBytes,
 }
 
 impl LimitKind {
@@ -44,6 +53,10 @@ impl LimitKind {
             LimitKind::ScriptSize => "script_size",
             LimitKind::ExpressionDepth => "expression_depth",
             LimitKind::Memory => "memory",
+            LimitKind::StoreKeySize => "store_key_size",
+            LimitKind::StoreValueSize => "store_value_size",
+            LimitKind::StoreKeys => "store_keys",
+            LimitKind::StoreBytes => "store_bytes",
         }
     }
 }
@@ -65,6 +78,10 @@ impl std::str::FromStr for LimitKind {
             "script_size" => LimitKind::ScriptSize,
             "expression_depth" => LimitKind::ExpressionDepth,
             "memory" => LimitKind::Memory,
+            "store_key_size" => LimitKind::StoreKeySize,
+            "store_value_size" => LimitKind::StoreValueSize,
+            "store_keys" => LimitKind::StoreKeys,
+            "store_bytes" => LimitKind::StoreBytes,
             _ => return Err(UnknownLimitKind(name.to_owned())),
         })
     }
@@ -181,6 +198,10 @@ mod tests {
             LimitKind::ScriptSize,
             LimitKind::ExpressionDepth,
             LimitKind::Memory,
+            LimitKind::StoreKeySize,
+            LimitKind::StoreValueSize,
+            LimitKind::StoreKeys,
+            LimitKind::StoreBytes,
         ];
         for kind in all {
             assert_eq!(kind.as_str().parse::<LimitKind>(), Ok(kind));

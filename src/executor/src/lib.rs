@@ -10,6 +10,10 @@
 //!   scripts to any number of `circle-worker` processes through Redis Streams, and
 //!   [`run_worker`], the loop those processes run.
 //!
+//! - [`host`]: [`ScriptEnvironment`], the host functions a program gives its scripts, in
+//!   both executors.
+//! - [`store`]: [`Store`](store::Store), the durable per-circle store scripts use through
+//!   the `store::` and `circle::` modules (semantics: `docs/STORE.md`).
 //! - [`memory`]: [`CountingAllocator`](memory::CountingAllocator), the global allocator a
 //!   program installs so that [`ScriptLimits::max_memory_bytes`] is enforced.
 //!
@@ -34,11 +38,16 @@
 
 mod embedded;
 mod error;
+pub mod host;
 mod limits;
 pub mod memory;
 #[cfg(feature = "redis")]
 pub mod redis;
 pub mod sandbox;
+pub mod store;
+
+/// The rhai version scripts run on, for host functions: register them with these types.
+pub use rhai;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -51,6 +60,7 @@ pub use self::redis::{
 };
 pub use embedded::{EmbeddedConfig, EmbeddedExecutor};
 pub use error::{ExecutorError, LimitKind, UnknownLimitKind};
+pub use host::{HostContext, ScriptEnvironment};
 pub use limits::ScriptLimits;
 pub use sandbox::Sandbox;
 

@@ -24,6 +24,7 @@ fn pool(threads: usize, queue_capacity: usize, wall_time: Duration) -> EmbeddedE
             ..ScriptLimits::default()
         },
         ast_cache_entries: 8,
+        ..EmbeddedConfig::default()
     })
     .expect("start pool")
 }

@@ -66,9 +66,13 @@ struct InProcessWorker {
 impl InProcessWorker {
     fn start(config: WorkerConfig) -> InProcessWorker {
         let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(run_worker(config, async move {
-            let _ = stopped.await;
-        }));
+        let task = tokio::spawn(run_worker(
+            config,
+            circle_executor::ScriptEnvironment::stock(),
+            async move {
+                let _ = stopped.await;
+            },
+        ));
         InProcessWorker {
             stop: Some(stop),
             task,

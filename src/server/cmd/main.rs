@@ -135,6 +135,17 @@ struct Args {
     /// Wall-clock time one script may run, in milliseconds.
     #[arg(long, env = "CIRCLE_SCRIPT_TIMEOUT_MS", default_value_t = ScriptLimits::default().max_wall_time.as_millis() as u64)]
     script_timeout_ms: u64,
+    /// Folder of the circle's store (the file store.redb, created owner-only; default: none, the store is kept in memory and lost at exit).
+    #[arg(long, env = "CIRCLE_DATA_DIR", value_name = "DIR")]
+    data_dir: Option<std::path::PathBuf>,
+    /// A public key (compressed hex) allowed to write the store's circle namespace (circle::set); repeat or comma-separate.
+    #[arg(
+        long = "admin-key",
+        env = "CIRCLE_ADMIN_KEYS",
+        value_name = "HEX",
+        value_delimiter = ','
+    )]
+    admin_keys: Vec<String>,
 }
 
 const EXAMPLES: &str = "\
@@ -201,8 +212,16 @@ async fn main() -> ExitCode {
             max_memory_bytes: args.script_max_memory_bytes,
             ..ScriptLimits::default()
         },
+        data_dir: args.data_dir,
+        admin_keys: args.admin_keys,
+        ..ServerConfig::default()
     };
 
+    if config.data_dir.is_none() && config.redis_url.is_none() {
+        tracing::warn!(
+            "no --data-dir: the circle's store is kept in memory and lost when the server stops"
+        );
+    }
     let (server, handle) = match spawn_circle_server(config) {
         Ok(started) => started,
         Err(error) => {

@@ -4,6 +4,8 @@
 use std::time::Duration;
 
 use circle_executor::ScriptLimits;
+use circle_executor::host::ScriptEnvironment;
+use circle_executor::store::StoreLimits;
 
 use crate::address::AddressPrefixes;
 
@@ -93,6 +95,20 @@ pub struct ServerConfig {
     pub limits: ServerLimits,
     /// Limits on every script.
     pub script_limits: ScriptLimits,
+    /// Host functions every script gets (see the README, "Host functions"). Default:
+    /// the stock environment. With `redis_url` scripts run in workers, which need the
+    /// same environment: build them with `circle_executor::run_worker`.
+    pub script_environment: ScriptEnvironment,
+    /// Folder of the circle's store, the file `store.redb` in it (created, owner-only,
+    /// when missing). `None` (the default): the store is kept in memory and lost at exit,
+    /// like the default ephemeral circle key; a warning says so at start. Not used with
+    /// `redis_url` (the store is then in Redis). Semantics: `docs/STORE.md`.
+    pub data_dir: Option<std::path::PathBuf>,
+    /// Public keys (compressed hex) allowed to write the store's circle namespace
+    /// (`circle::set`). Default: none.
+    pub admin_keys: Vec<String>,
+    /// How much the circle's store may hold (embedded executor; workers have their own).
+    pub store_limits: StoreLimits,
 }
 
 impl Default for ServerConfig {
@@ -121,6 +137,10 @@ impl Default for ServerConfig {
             script_queue_capacity: 0,
             limits: ServerLimits::default(),
             script_limits: ScriptLimits::default(),
+            script_environment: ScriptEnvironment::stock(),
+            data_dir: None,
+            admin_keys: Vec::new(),
+            store_limits: StoreLimits::default(),
         }
     }
 }

@@ -24,4 +24,7 @@ pub enum ServerError {
     /// The script executor could not start.
     #[error("cannot start the script executor: {0}")]
     Executor(io::Error),
+    /// The circle's store could not be opened (`data_dir`, `admin_keys`).
+    #[error(transparent)]
+    Store(#[from] circle_executor::store::StoreError),
 }

@@ -44,6 +44,7 @@ mod script_executor;
 mod session;
 mod start;
 mod state;
+mod store;
 mod tls;
 mod upgrade;
 

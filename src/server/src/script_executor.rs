@@ -10,6 +10,7 @@ use circle_protocol::parse_circle_public_key;
 
 use crate::config::ServerConfig;
 use crate::error::ServerError;
+use crate::store::open_store;
 
 /// The executor `config` asks for.
 pub(crate) fn start_executor(config: &ServerConfig) -> Result<Arc<dyn Executor>, ServerError> {
@@ -29,6 +30,8 @@ pub(crate) fn start_executor(config: &ServerConfig) -> Result<Arc<dyn Executor>,
             defaults.queue_capacity
         },
         limits: config.script_limits.clone(),
+        environment: config.script_environment.clone(),
+        store: Some(open_store(config)?),
         ..defaults
     })
     .map_err(ServerError::Executor)?;
@@ -45,6 +48,12 @@ fn start_redis_executor(
 ) -> Result<Arc<dyn Executor>, ServerError> {
     use circle_executor::redis::{RedisExecutor, RedisExecutorConfig, RedisSetupError};
 
+    if config.data_dir.is_some() || !config.admin_keys.is_empty() {
+        tracing::warn!(
+            "data_dir and admin_keys are not used with redis_url: the store is in Redis, \
+             with the workers' --admin-key list"
+        );
+    }
     // Workers find the circle's jobs by its public key; an ephemeral key
     // generated at start would be known to no worker.
     if config.circle_public_key.trim().is_empty() {

@@ -21,7 +21,9 @@ pub(crate) use reply::AnswerFn;
 use reply::{Reply, Task};
 use thread::{RunnerFactory, Shared, worker_loop};
 
+use crate::host::ScriptEnvironment;
 use crate::sandbox::{MIN_STACK_BYTES, Sandbox};
+use crate::store::Store;
 use crate::{ExecuteFuture, Executor, ExecutorError, ScriptContext, ScriptJob, ScriptLimits};
 
 /// Configuration of an [`EmbeddedExecutor`].
@@ -39,6 +41,11 @@ pub struct EmbeddedConfig {
     /// Compiled scripts each worker keeps, so repeated scripts are not parsed again.
     /// Default `256`. `0` disables the cache.
     pub ast_cache_entries: usize,
+    /// Host functions added to every worker's engine. Default: the stock environment.
+    pub environment: ScriptEnvironment,
+    /// The store behind the `store::` and `circle::` modules. `None` (the default): the
+    /// modules do not exist, and a script calling them gets a runtime error.
+    pub store: Option<Store>,
 }
 
 impl Default for EmbeddedConfig {
@@ -48,6 +55,8 @@ impl Default for EmbeddedConfig {
             queue_capacity: 1024,
             limits: ScriptLimits::default(),
             ast_cache_entries: 256,
+            environment: ScriptEnvironment::stock(),
+            store: None,
         }
     }
 }
@@ -107,9 +116,18 @@ impl EmbeddedExecutor {
         warn_if_memory_limit_unenforced(&config.limits);
         let limits = config.limits.clone();
         let cache_entries = config.ast_cache_entries;
+        let environment = config.environment;
+        let store = config.store;
         let factory: RunnerFactory = Arc::new(move || {
-            let mut sandbox = Sandbox::new(limits.clone(), cache_entries);
-            Box::new(move |script: &str, context: &ScriptContext| sandbox.run(script, context))
+            let mut sandbox = Sandbox::with_host(
+                limits.clone(),
+                cache_entries,
+                environment.clone(),
+                store.clone(),
+            );
+            Box::new(move |script: &str, context: &Arc<ScriptContext>| {
+                sandbox.run_shared(script, context)
+            })
         });
         Self::with_runner(config.threads, config.queue_capacity, factory)
     }
@@ -305,7 +323,7 @@ mod tests {
     #[tokio::test]
     async fn a_panicking_run_is_answered_and_the_worker_keeps_serving() {
         let factory: RunnerFactory = Arc::new(|| {
-            Box::new(|script: &str, _: &ScriptContext| {
+            Box::new(|script: &str, _: &Arc<ScriptContext>| {
                 if script == "panic" {
                     panic!("boom");
                 }
@@ -332,7 +350,7 @@ mod tests {
         let gate = Arc::new(std::sync::Mutex::new(gate));
         let factory: RunnerFactory = Arc::new(move || {
             let gate = Arc::clone(&gate);
-            Box::new(move |script: &str, _: &ScriptContext| {
+            Box::new(move |script: &str, _: &Arc<ScriptContext>| {
                 if script == "wait" {
                     let _ = gate.lock().unwrap().recv();
                 }
@@ -402,6 +420,7 @@ mod tests {
                 ..ScriptLimits::default()
             },
             ast_cache_entries: 4,
+            ..EmbeddedConfig::default()
         })
         .unwrap();
         let shared = Arc::clone(&executor.shared);

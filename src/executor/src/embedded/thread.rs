@@ -13,7 +13,8 @@ use crate::{ExecutorError, ScriptContext, ScriptOutput};
 
 /// What a worker runs a script with. A boxed closure rather than [`Sandbox`] itself so
 /// tests can exercise the pool's own failure handling (a panicking run) honestly.
-pub(super) type RunFn = Box<dyn FnMut(&str, &ScriptContext) -> Result<ScriptOutput, ExecutorError>>;
+pub(super) type RunFn =
+    Box<dyn FnMut(&str, &Arc<ScriptContext>) -> Result<ScriptOutput, ExecutorError>>;
 
 /// Makes a worker's runner. Called on the worker thread (the sandbox is not `Send`), and
 /// again after a run panicked, since the old runner's state can no longer be trusted.

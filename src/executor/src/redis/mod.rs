@@ -45,8 +45,8 @@
 //!
 //! - **At-least-once delivery** of jobs: a job stays pending until a worker has answered
 //!   it, so a script may run twice (a worker that stalled past the claim timeout, a reply
-//!   written just before a crash). Scripts have no side effects outside the sandbox, so a
-//!   second run only costs CPU.
+//!   written just before a crash). A script's only effects outside the sandbox are its
+//!   store writes, which a second run applies again (see `docs/STORE.md`).
 //! - **At-most-once answer** to each caller: the first answer for a job id wins, later ones
 //!   are dropped.
 //! - **Nothing hangs**: every wait is bounded by the caller's deadline, and every Redis

@@ -74,6 +74,9 @@ pub(crate) fn limit_error(limit: LimitKind, limits: &ScriptLimits, pos: Position
             "script exceeded the memory limit ({} bytes)",
             limits.max_memory_bytes
         ),
+        // The store reports its refusals with their own message (`StoreLimits::refusal`);
+        // this is only a fallback naming the kind.
+        store_limit => format!("the store refused the play's writes ({store_limit})"),
     };
     ExecutorError::Limit {
         limit,

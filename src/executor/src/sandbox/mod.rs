@@ -1,12 +1,15 @@
 //! The one Rhai sandbox every circle script runs in.
 //!
 //! [`Sandbox`] owns a rhai [`Engine`] configured so that a script from any network peer can
-//! be run safely: no file or network access (rhai has none unless the host adds it, and
-//! this crate builds rhai with `no_module`, so `import` does not exist), `eval` disabled,
-//! and every resource capped by [`ScriptLimits`] (memory too, when the process installed
-//! [`CountingAllocator`](crate::memory::CountingAllocator)). It knows nothing about threads or
-//! queues, so the embedded pool ([`EmbeddedExecutor`](crate::EmbeddedExecutor)) and a
-//! separate worker process can both use it as is.
+//! be run safely: no file or network access (rhai has none unless the host adds it;
+//! `import` and `export` are disabled and no module resolver is installed), `eval`
+//! disabled, and every resource capped by [`ScriptLimits`] (memory too, when the process
+//! installed [`CountingAllocator`](crate::memory::CountingAllocator)). It knows nothing
+//! about threads or queues, so the embedded pool ([`EmbeddedExecutor`](crate::EmbeddedExecutor))
+//! and a separate worker process can both use it as is.
+//!
+//! A sandbox built with [`Sandbox::with_host`] also has the host functions of a
+//! [`ScriptEnvironment`] and the `store::`/`circle::` modules of a [`Store`].
 //!
 //! A sandbox is single-threaded by design (rhai without its `sync` feature: cheaper `Rc`
 //! state, no locks on the hot path): create it on the thread that runs the scripts.
@@ -20,18 +23,26 @@
 mod cache;
 mod dialect;
 mod display;
+mod engine;
 mod errors;
+mod store_fns;
 
 use std::cell::{Cell, RefCell};
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::rc::Rc;
+use std::sync::Arc;
 use std::time::Instant;
 
-use rhai::{AST, Dynamic, Engine, EvalAltResult, Position, Scope};
+use rhai::{AST, Dynamic, Engine, Position, Scope};
 
 pub use cache::CacheStats;
 
+use crate::host::{HostContext, ScriptEnvironment};
+use crate::store::Store;
 use crate::{ExecutorError, LimitKind, ScriptContext, ScriptLimits, ScriptOutput, memory};
 use cache::AstCache;
+use engine::{build, memory_cap};
+use store_fns::StoreRun;
 
 /// Native stack a thread running a [`Sandbox`] should have, in bytes (64 MiB).
 ///
@@ -45,17 +56,9 @@ use cache::AstCache;
 /// address space; only the pages a script actually touches use memory.
 pub const MIN_STACK_BYTES: usize = 64 * 1024 * 1024;
 
-/// How many operations pass between two looks at the clock. Reading the clock on every
-/// operation would cost more than many operations themselves; 1024 operations take
-/// microseconds, so the wall-time limit is still kept to well within a millisecond.
-const CLOCK_CHECK_INTERVAL: u64 = 1024;
-
 /// The value our progress callback terminates a script with. Scripts cannot observe it
 /// (termination is not catchable); the reason is kept in [`RunState::stopped`].
 const STOP_TOKEN: &str = "circle sandbox limit";
-
-/// The error a script gets for calling `sleep` (see [`build_engine`]).
-const SLEEP_REFUSED: &str = "sleep is not available in the circle sandbox";
 
 /// Per-run state shared between the sandbox and the engine's callbacks.
 ///
@@ -72,6 +75,11 @@ struct RunState {
     /// function call (which can catch a wrapped termination) nor a native function that
     /// ignores errors (rhai's `sort` with its comparator) can keep it going.
     stopped: Cell<Option<LimitKind>>,
+    /// Set with `failure`: a host function ended the run (a store limit, the store
+    /// unavailable). Sticky like `stopped`, and a `Cell` for the progress callback.
+    failed: Cell<bool>,
+    /// What ends the run when `failed` is set: the answer the play gets.
+    failure: RefCell<Option<ExecutorError>>,
     /// The lines printed so far in the current run.
     output: RefCell<Output>,
 }
@@ -95,9 +103,19 @@ impl RunState {
         }
     }
 
+    /// Ends the run with `error` at its next operation, unless something already ended it.
+    /// Not catchable, like a limit: a store refusal must not let the script go on and
+    /// answer as if its writes were kept.
+    fn fail(&self, error: ExecutorError) {
+        if !self.failed.get() && self.stopped.get().is_none() {
+            self.failed.set(true);
+            *self.failure.borrow_mut() = Some(error);
+        }
+    }
+
     /// Appends one printed line, or records that the output limit was hit.
     fn push_line(&self, line: &str, max_output_bytes: usize) {
-        if self.stopped.get().is_some() {
+        if self.stopped.get().is_some() || self.failed.get() {
             return;
         }
         let mut output = self.output.borrow_mut();
@@ -140,6 +158,12 @@ pub struct Sandbox {
     /// The circle dialect's tokenizer state (single-quoted strings).
     dialect: Rc<dialect::Dialect>,
     cache: AstCache,
+    /// The host functions, kept to build the engine again after one panicked.
+    environment: ScriptEnvironment,
+    /// Tells host functions which run calls them.
+    host: HostContext,
+    /// The store's modules and the current run's writes, when there is a store.
+    store: Option<(Store, Rc<StoreRun>)>,
 }
 
 impl std::fmt::Debug for Sandbox {
@@ -161,16 +185,28 @@ impl Sandbox {
     /// [`Sandbox::enforces_memory_limit`]); otherwise it is skipped silently here
     /// ([`EmbeddedExecutor::new`](crate::EmbeddedExecutor::new) warns when it starts).
     pub fn new(limits: ScriptLimits, ast_cache_entries: usize) -> Self {
+        Sandbox::with_host(limits, ast_cache_entries, ScriptEnvironment::stock(), None)
+    }
+
+    /// A sandbox as [`Sandbox::new`] makes, whose engine also has the host functions of
+    /// `environment` and, with a `store`, the `store::` and `circle::` modules.
+    pub fn with_host(
+        limits: ScriptLimits,
+        ast_cache_entries: usize,
+        environment: ScriptEnvironment,
+        store: Option<Store>,
+    ) -> Self {
         let state = Rc::new(RunState {
             deadline: Cell::new(Instant::now()),
             memory_baseline: Cell::new(0),
             stopped: Cell::new(None),
+            failed: Cell::new(false),
+            failure: RefCell::new(None),
             output: RefCell::new(Output::default()),
         });
         let memory_cap = memory_cap(&limits);
-        let mut engine = build_engine(&limits, memory_cap, &state);
-        // Single-quoted text is a string in a circle (see `dialect`).
-        let dialect = dialect::register(&mut engine);
+        let host = HostContext::default();
+        let (engine, dialect, store) = build(&limits, &state, &environment, &host, store);
         Sandbox {
             engine,
             limits,
@@ -178,6 +214,9 @@ impl Sandbox {
             state,
             dialect,
             cache: AstCache::new(ast_cache_entries),
+            environment,
+            host,
+            store,
         }
     }
 
@@ -213,6 +252,25 @@ impl Sandbox {
         script: &str,
         context: &ScriptContext,
     ) -> Result<ScriptOutput, ExecutorError> {
+        self.run_shared(script, &Arc::new(context.clone()))
+    }
+
+    /// [`Sandbox::run`] with the context shared (as jobs carry it), without copying it.
+    ///
+    /// With a store, the run's writes are committed after the script ended successfully
+    /// and before this returns; when the script fails, or the commit does, nothing of
+    /// them is kept.
+    ///
+    /// # Errors
+    ///
+    /// Those of [`Sandbox::run`], and: [`ExecutorError::Script`] when a host function
+    /// panicked; [`ExecutorError::Limit`] with a store limit kind when the store refused
+    /// the writes; [`ExecutorError::Unavailable`] when the store failed.
+    pub fn run_shared(
+        &mut self,
+        script: &str,
+        context: &Arc<ScriptContext>,
+    ) -> Result<ScriptOutput, ExecutorError> {
         if script.len() > self.limits.max_script_bytes {
             // Checked before parsing: parsing is the one step no other limit bounds.
             return Err(ExecutorError::Limit {
@@ -230,7 +288,13 @@ impl Sandbox {
             .deadline
             .set(deadline_after(self.limits.max_wall_time));
         self.state.stopped.set(None);
+        self.state.failed.set(false);
+        self.state.failure.take();
         *self.state.output.borrow_mut() = Output::default();
+        self.host.enter(Arc::clone(context));
+        if let Some((_, store)) = &self.store {
+            store.begin();
+        }
         // After the compile (a cached script must not count against the run that first
         // compiled it) and before anything the run itself allocates, constants included.
         self.state.memory_baseline.set(memory::thread_live_bytes());
@@ -240,11 +304,25 @@ impl Sandbox {
         scope.push_constant("CIRCLE_PUBLIC_KEY", context.circle_public_key.clone());
         scope.push_constant("CALLER_PUBLIC_KEY", context.caller_public_key.clone());
 
-        let result = self.engine.eval_ast_with_scope::<Dynamic>(&mut scope, &ast);
+        // A host function may panic; the script gets an error, the thread goes on. Rhai
+        // keeps no state in the engine during a run, but the host's functions might: the
+        // engine is built again below, as after any panic.
+        let result = catch_unwind(AssertUnwindSafe(|| {
+            self.engine.eval_ast_with_scope::<Dynamic>(&mut scope, &ast)
+        }));
+        let Ok(result) = result else {
+            self.rebuild();
+            return Err(ExecutorError::Script(
+                "a host function failed while running the script (the host logged it)".into(),
+            ));
+        };
 
         // Take the output out now so a large one is not kept alive until the next run.
         let printed = std::mem::take(&mut *self.state.output.borrow_mut());
         let stopped = self.state.stopped.take();
+        if let Some(failure) = self.state.failure.take() {
+            return Err(failure);
+        }
 
         // A limit our callbacks recorded wins over whatever the script did next: the
         // script may have caught the termination in a `try` and finished "normally".
@@ -256,7 +334,30 @@ impl Sandbox {
             return Err(errors::limit_error(kind, &self.limits, pos));
         }
         let value = result.map_err(|err| errors::from_eval_error(&err, &self.limits))?;
-        self.render(printed, &value)
+        let output = self.render(printed, &value)?;
+        // Last, after everything that could still fail the play: a play answered with an
+        // error has written nothing.
+        if let Some((_, store)) = &self.store {
+            store.commit()?;
+        }
+        Ok(output)
+    }
+
+    /// Builds the engine again from the same limits, host functions and store, after a
+    /// host function panicked. The cache holds compiled scripts only, which stay valid.
+    fn rebuild(&mut self) {
+        tracing::warn!("a host function panicked: rebuilding this script thread's engine");
+        let store = self.store.take().map(|(store, _)| store);
+        let (engine, dialect, store) = build(
+            &self.limits,
+            &self.state,
+            &self.environment,
+            &self.host,
+            store,
+        );
+        self.engine = engine;
+        self.dialect = dialect;
+        self.store = store;
     }
 
     /// The compiled form of `script`, from the cache when possible.
@@ -308,91 +409,6 @@ fn deadline_after(wall_time: std::time::Duration) -> Instant {
         // A limit too large to represent is effectively "none"; a year is plenty.
         .or_else(|| now.checked_add(std::time::Duration::from_secs(365 * 24 * 3600)))
         .unwrap_or(now)
-}
-
-/// The growth of the thread's live bytes a run may reach, or `None` when the memory limit
-/// is not checked: no counting allocator to read (see [`memory::is_counting`]), or no cap
-/// asked for (`usize::MAX`).
-fn memory_cap(limits: &ScriptLimits) -> Option<isize> {
-    if limits.max_memory_bytes == usize::MAX || !memory::is_counting() {
-        return None;
-    }
-    // Above `isize::MAX` no allocation could ever reach the limit anyway.
-    Some(isize::try_from(limits.max_memory_bytes).unwrap_or(isize::MAX))
-}
-
-/// Builds the locked-down engine. Limits of `0` become the strictest setting rhai accepts,
-/// because rhai reads `0` as "unlimited" (see [`ScriptLimits`]). `memory_cap` is what
-/// [`memory_cap`] gave for these limits.
-fn build_engine(limits: &ScriptLimits, memory_cap: Option<isize>, state: &Rc<RunState>) -> Engine {
-    let mut engine = Engine::new();
-
-    // `eval` would run a string as script: it would bypass the compiled-script cache and
-    // the script-size check and is never needed. Disabling the keyword makes any use of
-    // it a parse error.
-    engine.disable_symbol("eval");
-
-    // rhai's core package has `sleep`, which blocks the thread without counting any
-    // operation, so neither the operation nor the wall-time limit could end it: one call
-    // would hold a worker for as long as the script asks. Functions registered on the
-    // engine take precedence over packages (also through `Fn("sleep")`), so these replace
-    // it with a refusal.
-    engine.register_fn(
-        "sleep",
-        |_seconds: rhai::INT| -> Result<(), Box<EvalAltResult>> { Err(SLEEP_REFUSED.into()) },
-    );
-    engine.register_fn(
-        "sleep",
-        |_seconds: rhai::FLOAT| -> Result<(), Box<EvalAltResult>> { Err(SLEEP_REFUSED.into()) },
-    );
-
-    engine.set_max_operations(limits.max_operations.max(1));
-    // 0 here means "no function calls", which is already the strictest setting.
-    engine.set_max_call_levels(limits.max_call_depth);
-    let expr_depth = limits.max_expr_depth.max(1);
-    engine.set_max_expr_depths(expr_depth, expr_depth);
-    engine.set_max_string_size(limits.max_string_size.max(1));
-    engine.set_max_array_size(limits.max_array_size.max(1));
-    engine.set_max_map_size(limits.max_map_size.max(1));
-    // Formatting arrays and maps must stop at the string limit rather than after (see
-    // `display`): it is the one way a single operation could allocate without bound.
-    display::register(&mut engine, limits.max_string_size.max(1), state);
-
-    let max_output = limits.max_output_bytes;
-    let print_state = Rc::clone(state);
-    engine.on_print(move |text| print_state.push_line(text, max_output));
-    let debug_state = Rc::clone(state);
-    engine.on_debug(move |text, _source, _pos| debug_state.push_line(text, max_output));
-
-    let progress_state = Rc::clone(state);
-    engine.on_progress(move |operations| {
-        // A hot path: a few `Cell` reads per operation, the clock only now and then.
-        if progress_state.stopped.get().is_some() {
-            return Some(Dynamic::from(STOP_TOKEN));
-        }
-        // Every operation, not every `CLOCK_CHECK_INTERVAL`: it is one thread-local read,
-        // and a single operation can allocate up to a data-size limit (a 1 MiB string), so
-        // checking only now and then would let a script overshoot by a thousand of those.
-        // Recorded in the sticky `stopped`, like the other limits, so that neither a
-        // `try`/`catch` nor a native function that ignores errors (rhai's `sort` ignores
-        // its comparator's) can keep the script going past the termination.
-        if let Some(cap) = memory_cap {
-            let grown =
-                memory::thread_live_bytes().wrapping_sub(progress_state.memory_baseline.get());
-            if grown > cap {
-                progress_state.stopped.set(Some(LimitKind::Memory));
-                return Some(Dynamic::from(STOP_TOKEN));
-            }
-        }
-        if operations % CLOCK_CHECK_INTERVAL == 0 && Instant::now() >= progress_state.deadline.get()
-        {
-            progress_state.stopped.set(Some(LimitKind::WallTime));
-            return Some(Dynamic::from(STOP_TOKEN));
-        }
-        None
-    });
-
-    engine
 }
 
 #[cfg(test)]

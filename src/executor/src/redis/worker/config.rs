@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use crate::ScriptLimits;
 use crate::redis::RedisSetupError;
+use crate::store::StoreLimits;
 
 /// How a worker reaches Redis, how many scripts it runs at once, and under which limits.
 ///
@@ -75,6 +76,11 @@ pub struct WorkerConfig {
     /// Length cap of one server's reply stream (`MAXLEN ~`), for a server that stopped
     /// reading. Default `10_000`.
     pub max_reply_backlog: usize,
+    /// Public keys (compressed, hex) allowed to write the circle namespace of the store
+    /// (`circle::set`); give workers the servers' `admin_keys`. Default: none.
+    pub admin_keys: Vec<String>,
+    /// How much the circle's store may hold. Default: [`StoreLimits::default`].
+    pub store_limits: StoreLimits,
 }
 
 impl WorkerConfig {
@@ -104,6 +110,8 @@ impl WorkerConfig {
             command_timeout: Duration::from_secs(2),
             reply_ttl: Duration::from_secs(600),
             max_reply_backlog: 10_000,
+            admin_keys: Vec::new(),
+            store_limits: StoreLimits::default(),
         }
     }
 }

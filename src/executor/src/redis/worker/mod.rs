@@ -36,7 +36,8 @@ use super::{
     CONSUMER_GROUP, RedisSetupError, canonical_circle_key, jobs_stream_key, open_client,
     worker_jobs_key,
 };
-use crate::{EmbeddedConfig, EmbeddedExecutor, ExecutorError, ScriptOutput};
+use crate::store::{Store, StoreError};
+use crate::{EmbeddedConfig, EmbeddedExecutor, ExecutorError, ScriptEnvironment, ScriptOutput};
 use config::check;
 use held::HeldLimit;
 
@@ -63,13 +64,27 @@ pub struct WorkerSummary {
 ///
 /// Only [`WorkerError::Setup`]: a bad configuration (URL, circle key, zero concurrency,
 /// …) or threads the OS refused, all before any job is taken.
+///
+/// `environment` holds the host functions every script gets
+/// ([`ScriptEnvironment::stock`] for none: the stock `circle-worker`). A program that
+/// embeds a circle with host functions builds its own worker binary around this call with
+/// the same environment, so scripts find the same functions whichever executor runs them.
+/// Scripts' `store::` and `circle::` modules use the store in this Redis
+/// ([`Store::redis`]), with [`WorkerConfig::admin_keys`] and [`WorkerConfig::store_limits`].
 pub async fn run_worker(
     config: WorkerConfig,
+    environment: ScriptEnvironment,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<WorkerSummary, WorkerError> {
     let circle_key = canonical_circle_key(&config.circle_public_key)?;
     check(&config)?;
     let client = open_client(&config.redis_url)?;
+    let invalid = |err: StoreError| RedisSetupError::InvalidConfig(err.to_string());
+    let store = Store::redis(&config.redis_url, &circle_key)
+        .map_err(invalid)?
+        .with_admin_keys(&config.admin_keys)
+        .map_err(invalid)?
+        .with_limits(config.store_limits.clone());
     // Never more jobs than threads, `prefetch` and what `hold_for` adds are taken (see the
     // semaphore below), so the executor's queue never refuses one.
     let held_jobs = config.concurrency + config.prefetch;
@@ -78,6 +93,8 @@ pub async fn run_worker(
         queue_capacity: held_jobs + WorkerConfig::MAX_HELD_BY_RATE,
         limits: config.limits.clone(),
         ast_cache_entries: config.ast_cache_entries,
+        environment,
+        store: Some(store),
     })
     .map_err(RedisSetupError::Threads)?;
     let jobs_key = jobs_stream_key(&circle_key);
