@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use circle_server::{
-    AddressPrefixes, ScriptLimits, ServerConfig, ServerLimits, spawn_circle_server,
+    AddressPrefixes, IpCidr, ScriptLimits, ServerConfig, ServerLimits, spawn_circle_server,
 };
 use clap::Parser;
 
@@ -135,6 +135,23 @@ struct Args {
     /// Wall-clock time one script may run, in milliseconds.
     #[arg(long, env = "CIRCLE_SCRIPT_TIMEOUT_MS", default_value_t = ScriptLimits::default().max_wall_time.as_millis() as u64)]
     script_timeout_ms: u64,
+    /// Every connection starts with a PROXY protocol header (v1 or v2, e.g. HAProxy's send-proxy-v2)
+    /// naming the client; connections without one are closed. Use with --trusted-proxy.
+    #[arg(long, env = "CIRCLE_PROXY_PROTOCOL")]
+    proxy_protocol: bool,
+    /// A load balancer or proxy (CIDR, e.g. 10.0.0.0/8; repeat or comma-separate) whose PROXY protocol
+    /// and Forwarded/X-Forwarded-For headers are believed.
+    #[arg(
+        long = "trusted-proxy",
+        env = "CIRCLE_TRUSTED_PROXIES",
+        value_delimiter = ',',
+        value_name = "CIDR"
+    )]
+    trusted_proxies: Vec<IpCidr>,
+    /// On SIGTERM/SIGINT, answer /health with 503 for this many seconds while still serving everything
+    /// else, then stop gracefully (a second signal ends the drain at once).
+    #[arg(long, env = "CIRCLE_DRAIN_SECONDS", default_value_t = 0)]
+    drain_seconds: u64,
 }
 
 const EXAMPLES: &str = "\
@@ -144,7 +161,8 @@ Examples:
   circle-server --port 8080 --tls --tls-port 8443 --cert cert.pem --key key.pem --auth
 
 Logs go to stderr (RUST_LOG=debug for more); the listening URLs are also printed on stdout.
-Signals: SIGHUP reloads the TLS certificate and key; SIGINT/SIGTERM stop gracefully.";
+Signals: SIGHUP reloads the TLS certificate and key; SIGINT/SIGTERM stop gracefully (after
+--drain-seconds of /health answering 503; a second signal skips the rest of the drain).";
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -201,6 +219,9 @@ async fn main() -> ExitCode {
             max_memory_bytes: args.script_max_memory_bytes,
             ..ScriptLimits::default()
         },
+        proxy_protocol: args.proxy_protocol,
+        trusted_proxies: args.trusted_proxies,
+        drain_period: Duration::from_secs(args.drain_seconds),
     };
 
     let (server, handle) = match spawn_circle_server(config) {
@@ -235,9 +256,14 @@ async fn main() -> ExitCode {
     }
     let stop_handle = handle.clone();
     tokio::spawn(async move {
-        wait_for_stop_signal().await;
-        tracing::info!("stopping: closing connections after in-flight scripts finish");
-        stop_handle.stop().await;
+        // The first signal drains (when --drain-seconds is set) and stops;
+        // another one ends the drain at once.
+        loop {
+            wait_for_stop_signal().await;
+            tracing::info!("stopping: closing connections after in-flight scripts finish");
+            let stop_handle = stop_handle.clone();
+            tokio::spawn(async move { stop_handle.stop().await });
+        }
     });
     match server.await {
         Ok(Ok(())) => ExitCode::SUCCESS,

@@ -6,6 +6,7 @@ use std::time::Duration;
 use circle_executor::ScriptLimits;
 
 use crate::address::AddressPrefixes;
+use crate::proxy::IpCidr;
 
 /// Everything a circle server needs to start.
 ///
@@ -93,6 +94,24 @@ pub struct ServerConfig {
     pub limits: ServerLimits,
     /// Limits on every script.
     pub script_limits: ScriptLimits,
+    /// Every connection starts with a PROXY protocol header (version 1 or
+    /// 2, as HAProxy's `send-proxy`/`send-proxy-v2` write it) before TLS;
+    /// the client address it names is the connection's. A connection
+    /// without one, or from a peer outside a non-empty `trusted_proxies`,
+    /// is closed before the TLS handshake.
+    pub proxy_protocol: bool,
+    /// Load balancers and proxies (CIDR ranges) whose PROXY protocol
+    /// headers and `Forwarded`/`X-Forwarded-For` headers are believed. An
+    /// upgrade request from one of them counts as coming from the
+    /// right-most address in its forwarded header that is not itself
+    /// trusted. Empty: forwarded headers are ignored, and with
+    /// `proxy_protocol` any peer's header is accepted (a warning is logged).
+    pub trusted_proxies: Vec<IpCidr>,
+    /// How long a stop drains first: `/health` answers 503 at once (so
+    /// balancers take the server out of rotation) while everything else,
+    /// new WebSockets included, is served as usual; then the graceful stop
+    /// runs. `Duration::ZERO` stops at once.
+    pub drain_period: Duration,
 }
 
 impl Default for ServerConfig {
@@ -121,6 +140,9 @@ impl Default for ServerConfig {
             script_queue_capacity: 0,
             limits: ServerLimits::default(),
             script_limits: ScriptLimits::default(),
+            proxy_protocol: false,
+            trusted_proxies: Vec::new(),
+            drain_period: Duration::ZERO,
         }
     }
 }

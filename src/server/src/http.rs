@@ -158,11 +158,11 @@ async fn metrics(shared: web::Data<Shared>) -> HttpResponse {
         )
 }
 
-/// `GET /health`: a small JSON body for load balancers; `503` once the
-/// server drains (protocol 1.1), so a balancer stops sending new clients
-/// while the connections still open finish.
+/// `GET /health`: a small JSON body for load balancers; `503` from the
+/// start of a drain or stop (protocol 1.1), so a balancer stops sending new
+/// clients while the connections still open finish.
 async fn health(shared: web::Data<Shared>) -> HttpResponse {
-    let stopping = *shared.shutdown.borrow();
+    let stopping = shared.leaving();
     let mut response = if stopping {
         HttpResponse::ServiceUnavailable()
     } else {
