@@ -79,11 +79,6 @@ impl Shared {
         }
     }
 
-    /// Whether the server is draining or stopping: balancers should send
-    /// new clients elsewhere.
-    pub fn leaving(&self) -> bool {
-        self.draining.load(Ordering::Relaxed) || *self.shutdown.borrow()
-    }
 }
 
 /// Open WebSocket connections across all workers, with a cap in total and

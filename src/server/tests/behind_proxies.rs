@@ -28,8 +28,10 @@ async fn plays(ws: &mut Ws) {
 async fn haproxy_send_proxy_v2_gives_each_client_its_own_limit_and_log_lines() {
     let dir = tempfile::tempdir().expect("temp dir");
     let server_log = dir.path().join("server.log");
-    let (_server, server) = circle_server(
+    let (server_process, server) = circle_server(
         &[
+            "--drain-seconds",
+            "8",
             "--tls",
             "--cert",
             "cert.pem",
@@ -116,13 +118,28 @@ async fn haproxy_send_proxy_v2_gives_each_client_its_own_limit_and_log_lines() {
     );
     wait_for_log_line(&server_log, &["127.0.0.2, which is not a trusted proxy"]).await;
 
-    // HAProxy's health checks (HTTPS to /health, PROXY header first) kept
-    // the server in rotation all along.
-    drop((a1, a2, b1));
-    let haproxy_text = read_log(&haproxy_log);
-    assert!(!haproxy_text.contains("is DOWN"), "{haproxy_text}");
     let server_text = read_log(&server_log);
     assert!(!server_text.contains("client=203.0.113.1"), "{server_text}");
+    drop((a1, a2));
+
+    // Draining: on SIGTERM /health answers 503, which HAProxy's checks
+    // (HTTPS with their own PROXY header) see as a layer 7 failure, while
+    // the connected client is still served; then 1001.
+    assert!(
+        !read_log(&haproxy_log).contains("is DOWN"),
+        "in rotation until the drain"
+    );
+    let pid = server_process.0.id().to_string();
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .expect("kill")
+            .success()
+    );
+    wait_for_log_line(&haproxy_log, &["circle1 is DOWN", "Layer7 wrong status", "503"]).await;
+    plays(&mut b1).await;
+    assert_eq!(recv_close_code(&mut b1).await, Some(1001));
 }
 
 /// `deploy/nginx-circles.conf` with this test's ports and certificate, in

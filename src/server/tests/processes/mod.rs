@@ -91,7 +91,7 @@ pub fn read_log(path: &Path) -> String {
 
 /// Waits until `log` has a line containing every one of `needles`.
 pub async fn wait_for_log_line(log: &Path, needles: &[&str]) -> String {
-    let deadline = Instant::now() + Duration::from_secs(10);
+    let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let text = read_log(log);
         if let Some(line) = text
