@@ -137,7 +137,7 @@ async fn haproxy_send_proxy_v2_gives_each_client_its_own_limit_and_log_lines() {
             .expect("kill")
             .success()
     );
-    wait_for_log_line(&haproxy_log, &["circle1 is DOWN", "Layer7 wrong status", "503"]).await;
+    wait_for_log_line(&haproxy_log, &["is DOWN", "Layer7 wrong status", "503"]).await;
     plays(&mut b1).await;
     assert_eq!(recv_close_code(&mut b1).await, Some(1001));
 }
