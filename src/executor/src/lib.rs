@@ -38,6 +38,7 @@ mod limits;
 pub mod memory;
 #[cfg(feature = "redis")]
 pub mod redis;
+mod redis_tls;
 pub mod sandbox;
 
 use std::future::Future;
@@ -52,6 +53,7 @@ pub use self::redis::{
 pub use embedded::{EmbeddedConfig, EmbeddedExecutor};
 pub use error::{ExecutorError, LimitKind, UnknownLimitKind};
 pub use limits::ScriptLimits;
+pub use redis_tls::RedisTls;
 pub use sandbox::Sandbox;
 
 /// Who is running a script, and where: exposed to the script as the constants

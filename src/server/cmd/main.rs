@@ -8,7 +8,8 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use circle_server::{
-    AddressPrefixes, IpCidr, ScriptLimits, ServerConfig, ServerLimits, spawn_circle_server,
+    AddressPrefixes, IpCidr, RedisTls, ScriptLimits, ServerConfig, ServerLimits,
+    spawn_circle_server,
 };
 use clap::Parser;
 
@@ -61,7 +62,7 @@ struct Args {
     /// The circle's secp256k1 public key, hex (default: an ephemeral key, printed at start).
     #[arg(long, env = "CIRCLE_PUBLIC_KEY", value_name = "HEX")]
     circle_public_key: Option<String>,
-    /// Redis URL of a queue shared with circle-worker processes (default: run scripts in-process).
+    /// Redis URL of a queue shared with circle-worker processes: redis://[user:password@]host:port, or rediss:// for TLS (default: run scripts in-process).
     #[arg(long, env = "CIRCLE_REDIS_URL", value_name = "URL")]
     redis_url: Option<String>,
     /// Serve the static files of this folder at / (e.g. the browser console page).
@@ -152,6 +153,25 @@ struct Args {
     /// else, then stop gracefully (a second signal ends the drain at once).
     #[arg(long, env = "CIRCLE_DRAIN_SECONDS", default_value_t = 0)]
     drain_seconds: u64,
+    /// PEM CA file Redis's certificate must chain to (rediss:// with a private CA; default: system roots).
+    #[arg(long, env = "CIRCLE_REDIS_CA", value_name = "FILE")]
+    redis_ca: Option<std::path::PathBuf>,
+    /// PEM client certificate for Redis with tls-auth-clients (needs --redis-client-key).
+    #[arg(
+        long,
+        env = "CIRCLE_REDIS_CLIENT_CERT",
+        value_name = "FILE",
+        requires = "redis_client_key"
+    )]
+    redis_client_cert: Option<std::path::PathBuf>,
+    /// PEM private key of --redis-client-cert.
+    #[arg(
+        long,
+        env = "CIRCLE_REDIS_CLIENT_KEY",
+        value_name = "FILE",
+        requires = "redis_client_cert"
+    )]
+    redis_client_key: Option<std::path::PathBuf>,
 }
 
 const EXAMPLES: &str = "\
@@ -222,6 +242,11 @@ async fn main() -> ExitCode {
         proxy_protocol: args.proxy_protocol,
         trusted_proxies: args.trusted_proxies,
         drain_period: Duration::from_secs(args.drain_seconds),
+        redis_tls: RedisTls {
+            ca_path: args.redis_ca,
+            client_cert_path: args.redis_client_cert,
+            client_key_path: args.redis_client_key,
+        },
     };
 
     let (server, handle) = match spawn_circle_server(config) {

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use circle_executor::ScriptLimits;
+use circle_executor::{RedisTls, ScriptLimits};
 
 use crate::address::AddressPrefixes;
 use crate::proxy::IpCidr;
@@ -35,7 +35,9 @@ pub struct ServerConfig {
     /// Port of the main listener; `0` picks a free port (see
     /// [`ServerHandle::ws_addr`](crate::ServerHandle::ws_addr)).
     pub port: u16,
-    /// Redis URL of a script queue shared with `circle-worker` processes.
+    /// Redis URL of a script queue shared with `circle-worker` processes:
+    /// `redis://[user:password@]host[:port][/db]`, or `rediss://…` for TLS
+    /// (see `redis_tls`). The password is never logged.
     /// `None`: scripts run in-process on the embedded executor.
     pub redis_url: Option<String>,
     /// Require `authenticate` before `play`.
@@ -112,6 +114,10 @@ pub struct ServerConfig {
     /// new WebSockets included, is served as usual; then the graceful stop
     /// runs. `Duration::ZERO` stops at once.
     pub drain_period: Duration,
+    /// Certificate files for a `rediss://` `redis_url`: a private CA that
+    /// Redis's certificate must chain to, a client certificate and key for
+    /// mutual TLS. Default: the system's roots, no client certificate.
+    pub redis_tls: RedisTls,
 }
 
 impl Default for ServerConfig {
@@ -143,6 +149,7 @@ impl Default for ServerConfig {
             proxy_protocol: false,
             trusted_proxies: Vec::new(),
             drain_period: Duration::ZERO,
+            redis_tls: RedisTls::default(),
         }
     }
 }

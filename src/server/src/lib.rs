@@ -58,4 +58,4 @@ pub use tls::{
     CertificateInfo, CertificateProblem, PrivateKeyProblem, TlsConfigError, load_rustls_config,
 };
 
-pub use circle_executor::ScriptLimits;
+pub use circle_executor::{RedisTls, ScriptLimits};

@@ -78,7 +78,6 @@ impl Shared {
             drain_period: config.drain_period,
         }
     }
-
 }
 
 /// Open WebSocket connections across all workers, with a cap in total and

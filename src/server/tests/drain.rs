@@ -35,7 +35,10 @@ async fn health_is_503_during_the_drain_while_new_websockets_are_served_then_100
     assert_eq!(answer["result"]["output"], "42", "{answer}");
     let answer = call(&mut before, 1, "play", json!({"script": "1 + 1"})).await;
     assert_eq!(answer["result"]["output"], "2", "{answer}");
-    assert!(started.elapsed() < drain, "all of that happened inside the drain");
+    assert!(
+        started.elapsed() < drain,
+        "all of that happened inside the drain"
+    );
 
     // Then the graceful stop: both sessions closed with 1001, not before
     // the drain period is over.

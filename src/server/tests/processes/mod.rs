@@ -48,7 +48,7 @@ pub fn circle_server(args: &[&str], log: &Path) -> (Running, SocketAddr) {
     let log_file = std::fs::File::create(log).expect("log file");
     let mut child = Command::new(env!("CARGO_BIN_EXE_circle-server"))
         .current_dir(repo_root())
-        .env("RUST_LOG", "circle_server=debug")
+        .env("RUST_LOG", "circle_server=debug,circle_executor=info")
         .args(["--port", "0"])
         .args(args)
         .stdout(Stdio::piped())
@@ -175,4 +175,33 @@ pub fn spawn_logged(program: &str, args: &[&str], env: &[(&str, String)], log: &
             .spawn()
             .unwrap_or_else(|error| panic!("{program} starts (is it installed?): {error}")),
     )
+}
+
+/// The `circle-worker` binary, built once per test run (it belongs to
+/// another package, so cargo does not build it for this crate's tests);
+/// `CIRCLE_WORKER_BIN` names one built elsewhere.
+pub fn worker_binary() -> &'static std::path::PathBuf {
+    static BINARY: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
+    BINARY.get_or_init(|| {
+        if let Some(path) = std::env::var_os("CIRCLE_WORKER_BIN") {
+            return path.into();
+        }
+        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+        let mut build = Command::new(cargo);
+        build
+            .current_dir(repo_root())
+            .args(["build", "-p", "circle_executor", "--bin", "circle-worker"])
+            .args(["--message-format", "json-render-diagnostics"]);
+        if !cfg!(debug_assertions) {
+            build.arg("--release");
+        }
+        let output = build.stderr(Stdio::inherit()).output().expect("cargo runs");
+        assert!(output.status.success(), "building circle-worker failed");
+        String::from_utf8_lossy(&output.stdout)
+            .lines()
+            .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+            .filter(|message| message["target"]["name"] == "circle-worker")
+            .find_map(|message| message["executable"].as_str().map(Into::into))
+            .expect("cargo names the circle-worker executable")
+    })
 }

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use crate::ScriptLimits;
-use crate::redis::RedisSetupError;
+use crate::redis::{RedisSetupError, RedisTls};
 
 /// How a worker reaches Redis, how many scripts it runs at once, and under which limits.
 ///
@@ -75,6 +75,9 @@ pub struct WorkerConfig {
     /// Length cap of one server's reply stream (`MAXLEN ~`), for a server that stopped
     /// reading. Default `10_000`.
     pub max_reply_backlog: usize,
+    /// Certificate files for a `rediss://` URL (a private CA, a client
+    /// certificate). Default: none, the system's roots verify Redis.
+    pub tls: RedisTls,
 }
 
 impl WorkerConfig {
@@ -104,6 +107,7 @@ impl WorkerConfig {
             command_timeout: Duration::from_secs(2),
             reply_ttl: Duration::from_secs(600),
             max_reply_backlog: 10_000,
+            tls: RedisTls::default(),
         }
     }
 }

@@ -69,7 +69,7 @@ pub async fn run_worker(
 ) -> Result<WorkerSummary, WorkerError> {
     let circle_key = canonical_circle_key(&config.circle_public_key)?;
     check(&config)?;
-    let client = open_client(&config.redis_url)?;
+    let client = open_client(&config.redis_url, &config.tls)?;
     // Never more jobs than threads, `prefetch` and what `hold_for` adds are taken (see the
     // semaphore below), so the executor's queue never refuses one.
     let held_jobs = config.concurrency + config.prefetch;
