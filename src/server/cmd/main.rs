@@ -172,6 +172,10 @@ struct Args {
         requires = "redis_client_cert"
     )]
     redis_client_key: Option<std::path::PathBuf>,
+    /// Session-ticket keys shared by the circle's servers (1-4 keys of 48 random bytes, first one
+    /// issuing; make with `openssl rand 48`), so sessions resume on any server; reread on SIGHUP.
+    #[arg(long, env = "CIRCLE_TLS_TICKET_KEY_FILE", value_name = "FILE")]
+    tls_ticket_key_file: Option<String>,
 }
 
 const EXAMPLES: &str = "\
@@ -247,6 +251,7 @@ async fn main() -> ExitCode {
             client_cert_path: args.redis_client_cert,
             client_key_path: args.redis_client_key,
         },
+        tls_ticket_key_file: args.tls_ticket_key_file,
     };
 
     let (server, handle) = match spawn_circle_server(config) {

@@ -118,6 +118,12 @@ pub struct ServerConfig {
     /// Redis's certificate must chain to, a client certificate and key for
     /// mutual TLS. Default: the system's roots, no client certificate.
     pub redis_tls: RedisTls,
+    /// A file of TLS session-ticket keys shared by the servers of a circle
+    /// (1 to 4 keys of 48 random bytes, the first one issuing: `openssl rand
+    /// 48 > FILE`), so a session from one server resumes on another. Reread
+    /// on [`reload_tls`](crate::ServerHandle::reload_tls) (SIGHUP) for
+    /// rotation. `None`: each process has its own ticket keys.
+    pub tls_ticket_key_file: Option<String>,
 }
 
 impl Default for ServerConfig {
@@ -150,6 +156,7 @@ impl Default for ServerConfig {
             trusted_proxies: Vec::new(),
             drain_period: Duration::ZERO,
             redis_tls: RedisTls::default(),
+            tls_ticket_key_file: None,
         }
     }
 }

@@ -57,7 +57,14 @@ fn tls_only_redis(dir: &Path, cert: &str, key: &str, ca: &str) -> (Running, u16)
         .args(["--tls-ca-cert-file", ca, "--tls-auth-clients", "no"])
         .args(["--user", "default", "off"])
         // The ACL deploy/README.md recommends: the circle's keys only.
-        .args(["--user", "circle", "on", &format!(">{PASSWORD}"), "~circle:*", "+@all"])
+        .args([
+            "--user",
+            "circle",
+            "on",
+            &format!(">{PASSWORD}"),
+            "~circle:*",
+            "+@all",
+        ])
         .args(["--logfile", &log.to_string_lossy()])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
