@@ -122,8 +122,7 @@ fn a_bad_key_file_fails_start_up_with_a_clear_error() {
         port: 0,
         ..tls_config()
     })
-    .err()
-    .expect("refused");
+    .expect_err("refused");
     let text = error.to_string();
     assert!(text.contains(&path) && text.contains("47 bytes"), "{text}");
 }
