@@ -29,7 +29,11 @@ started=$SECONDS
 # libssl-dev, pkg-config: the client's native-tls backend links OpenSSL.
 # ca-certificates: the system roots the client trusts by default.
 # iproute2: `ip`, for the IPv6 test's private network namespace.
-ensure_packages redis-server openssl libssl-dev pkg-config ca-certificates iproute2
+# haproxy, nginx: the load balancers circle-server runs behind in
+#   src/server/tests/behind_proxies.rs (with deploy/'s configurations).
+# systemd: `systemd-analyze verify` checks deploy/'s service units.
+ensure_packages redis-server openssl libssl-dev pkg-config ca-certificates iproute2 \
+    haproxy nginx systemd
 
 log=$(mktemp "${TMPDIR:-/tmp}/circles-tests.XXXXXX")
 trap 'rm -f "$log"' EXIT

@@ -9,7 +9,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use circle_executor::redis::{WorkerConfig, WorkerError, run_worker};
-use circle_executor::{ScriptEnvironment, ScriptLimits};
+use circle_executor::{RedisTls, ScriptEnvironment, ScriptLimits};
 use clap::Parser;
 
 /// Counts each thread's live heap bytes, which is what enforces `--script-max-memory-bytes`
@@ -22,9 +22,28 @@ static ALLOCATOR: circle_executor::memory::CountingAllocator =
 #[derive(Debug, Parser)]
 #[command(name = "circle-worker", version, about, long_about = None, after_help = EXAMPLES)]
 struct Args {
-    /// Redis the circle's servers queue scripts on.
+    /// Redis the circle's servers queue scripts on: redis://[user:password@]host:port, or rediss:// for TLS.
     #[arg(long, env = "CIRCLE_REDIS_URL", value_name = "URL")]
     redis_url: String,
+    /// PEM CA file Redis's certificate must chain to (rediss:// with a private CA; default: system roots).
+    #[arg(long, env = "CIRCLE_REDIS_CA", value_name = "FILE")]
+    redis_ca: Option<std::path::PathBuf>,
+    /// PEM client certificate for Redis with tls-auth-clients (needs --redis-client-key).
+    #[arg(
+        long,
+        env = "CIRCLE_REDIS_CLIENT_CERT",
+        value_name = "FILE",
+        requires = "redis_client_key"
+    )]
+    redis_client_cert: Option<std::path::PathBuf>,
+    /// PEM private key of --redis-client-cert.
+    #[arg(
+        long,
+        env = "CIRCLE_REDIS_CLIENT_KEY",
+        value_name = "FILE",
+        requires = "redis_client_cert"
+    )]
+    redis_client_key: Option<std::path::PathBuf>,
     /// The circle's public key (compressed hex, as circle-server prints it).
     #[arg(long, env = "CIRCLE_PUBLIC_KEY", value_name = "HEX")]
     circle_public_key: String,
@@ -111,6 +130,11 @@ async fn main() -> ExitCode {
         claim_idle: Duration::from_millis(args.claim_idle_ms),
         max_retries: args.max_retries,
         admin_keys: args.admin_keys,
+        tls: RedisTls {
+            ca_path: args.redis_ca,
+            client_cert_path: args.redis_client_cert,
+            client_key_path: args.redis_client_key,
+        },
         ..defaults
     };
     // The stock worker: no host functions. A program with its own calls `run_worker` with

@@ -43,6 +43,7 @@ mod limits;
 pub mod memory;
 #[cfg(feature = "redis")]
 pub mod redis;
+mod redis_tls;
 pub mod sandbox;
 pub mod store;
 
@@ -62,6 +63,7 @@ pub use embedded::{EmbeddedConfig, EmbeddedExecutor};
 pub use error::{ExecutorError, LimitKind, UnknownLimitKind};
 pub use host::{HostContext, ScriptEnvironment};
 pub use limits::ScriptLimits;
+pub use redis_tls::RedisTls;
 pub use sandbox::Sandbox;
 
 /// Who is running a script, and where: exposed to the script as the constants

@@ -8,7 +8,8 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use circle_server::{
-    AddressPrefixes, ScriptLimits, ServerConfig, ServerLimits, spawn_circle_server,
+    AddressPrefixes, IpCidr, RedisTls, ScriptLimits, ServerConfig, ServerLimits,
+    spawn_circle_server,
 };
 use clap::Parser;
 
@@ -61,7 +62,7 @@ struct Args {
     /// The circle's secp256k1 public key, hex (default: an ephemeral key, printed at start).
     #[arg(long, env = "CIRCLE_PUBLIC_KEY", value_name = "HEX")]
     circle_public_key: Option<String>,
-    /// Redis URL of a queue shared with circle-worker processes (default: run scripts in-process).
+    /// Redis URL of a queue shared with circle-worker processes: redis://[user:password@]host:port, or rediss:// for TLS (default: run scripts in-process).
     #[arg(long, env = "CIRCLE_REDIS_URL", value_name = "URL")]
     redis_url: Option<String>,
     /// Serve the static files of this folder at / (e.g. the browser console page).
@@ -146,6 +147,46 @@ struct Args {
         value_delimiter = ','
     )]
     admin_keys: Vec<String>,
+    /// Every connection starts with a PROXY protocol header (v1 or v2, e.g. HAProxy's send-proxy-v2)
+    /// naming the client; connections without one are closed. Use with --trusted-proxy.
+    #[arg(long, env = "CIRCLE_PROXY_PROTOCOL")]
+    proxy_protocol: bool,
+    /// A load balancer or proxy (CIDR, e.g. 10.0.0.0/8; repeat or comma-separate) whose PROXY protocol
+    /// and Forwarded/X-Forwarded-For headers are believed.
+    #[arg(
+        long = "trusted-proxy",
+        env = "CIRCLE_TRUSTED_PROXIES",
+        value_delimiter = ',',
+        value_name = "CIDR"
+    )]
+    trusted_proxies: Vec<IpCidr>,
+    /// On SIGTERM/SIGINT, answer /health with 503 for this many seconds while still serving everything
+    /// else, then stop gracefully (a second signal ends the drain at once).
+    #[arg(long, env = "CIRCLE_DRAIN_SECONDS", default_value_t = 0)]
+    drain_seconds: u64,
+    /// PEM CA file Redis's certificate must chain to (rediss:// with a private CA; default: system roots).
+    #[arg(long, env = "CIRCLE_REDIS_CA", value_name = "FILE")]
+    redis_ca: Option<std::path::PathBuf>,
+    /// PEM client certificate for Redis with tls-auth-clients (needs --redis-client-key).
+    #[arg(
+        long,
+        env = "CIRCLE_REDIS_CLIENT_CERT",
+        value_name = "FILE",
+        requires = "redis_client_key"
+    )]
+    redis_client_cert: Option<std::path::PathBuf>,
+    /// PEM private key of --redis-client-cert.
+    #[arg(
+        long,
+        env = "CIRCLE_REDIS_CLIENT_KEY",
+        value_name = "FILE",
+        requires = "redis_client_cert"
+    )]
+    redis_client_key: Option<std::path::PathBuf>,
+    /// Session-ticket keys shared by the circle's servers (1-4 keys of 48 random bytes, first one
+    /// issuing; make with `openssl rand 48`), so sessions resume on any server; reread on SIGHUP.
+    #[arg(long, env = "CIRCLE_TLS_TICKET_KEY_FILE", value_name = "FILE")]
+    tls_ticket_key_file: Option<String>,
 }
 
 const EXAMPLES: &str = "\
@@ -155,7 +196,8 @@ Examples:
   circle-server --port 8080 --tls --tls-port 8443 --cert cert.pem --key key.pem --auth
 
 Logs go to stderr (RUST_LOG=debug for more); the listening URLs are also printed on stdout.
-Signals: SIGHUP reloads the TLS certificate and key; SIGINT/SIGTERM stop gracefully.";
+Signals: SIGHUP reloads the TLS certificate and key; SIGINT/SIGTERM stop gracefully (after
+--drain-seconds of /health answering 503; a second signal skips the rest of the drain).";
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -212,6 +254,15 @@ async fn main() -> ExitCode {
             max_memory_bytes: args.script_max_memory_bytes,
             ..ScriptLimits::default()
         },
+        proxy_protocol: args.proxy_protocol,
+        trusted_proxies: args.trusted_proxies,
+        drain_period: Duration::from_secs(args.drain_seconds),
+        redis_tls: RedisTls {
+            ca_path: args.redis_ca,
+            client_cert_path: args.redis_client_cert,
+            client_key_path: args.redis_client_key,
+        },
+        tls_ticket_key_file: args.tls_ticket_key_file,
         data_dir: args.data_dir,
         admin_keys: args.admin_keys,
         ..ServerConfig::default()
@@ -254,9 +305,14 @@ async fn main() -> ExitCode {
     }
     let stop_handle = handle.clone();
     tokio::spawn(async move {
-        wait_for_stop_signal().await;
-        tracing::info!("stopping: closing connections after in-flight scripts finish");
-        stop_handle.stop().await;
+        // The first signal drains (when --drain-seconds is set) and stops;
+        // another one ends the drain at once.
+        loop {
+            wait_for_stop_signal().await;
+            tracing::info!("stopping: closing connections after in-flight scripts finish");
+            let stop_handle = stop_handle.clone();
+            tokio::spawn(async move { stop_handle.stop().await });
+        }
     });
     match server.await {
         Ok(Ok(())) => ExitCode::SUCCESS,

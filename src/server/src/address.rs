@@ -41,14 +41,14 @@ impl AddressPrefixes {
     }
 }
 
-fn mask_v4(ip: Ipv4Addr, prefix: u8) -> Ipv4Addr {
+pub(crate) fn mask_v4(ip: Ipv4Addr, prefix: u8) -> Ipv4Addr {
     let bits = u32::from(prefix.min(32));
     // `checked_shl` because a shift by the full width is an overflow.
     let mask = u32::MAX.checked_shl(32 - bits).unwrap_or(0);
     Ipv4Addr::from(u32::from(ip) & mask)
 }
 
-fn mask_v6(ip: Ipv6Addr, prefix: u8) -> Ipv6Addr {
+pub(crate) fn mask_v6(ip: Ipv6Addr, prefix: u8) -> Ipv6Addr {
     let bits = u32::from(prefix.min(128));
     let mask = u128::MAX.checked_shl(128 - bits).unwrap_or(0);
     Ipv6Addr::from(u128::from(ip) & mask)

@@ -3,11 +3,12 @@
 
 use std::time::Duration;
 
-use circle_executor::ScriptLimits;
 use circle_executor::host::ScriptEnvironment;
 use circle_executor::store::StoreLimits;
+use circle_executor::{RedisTls, ScriptLimits};
 
 use crate::address::AddressPrefixes;
+use crate::proxy::IpCidr;
 
 /// Everything a circle server needs to start.
 ///
@@ -36,7 +37,9 @@ pub struct ServerConfig {
     /// Port of the main listener; `0` picks a free port (see
     /// [`ServerHandle::ws_addr`](crate::ServerHandle::ws_addr)).
     pub port: u16,
-    /// Redis URL of a script queue shared with `circle-worker` processes.
+    /// Redis URL of a script queue shared with `circle-worker` processes:
+    /// `redis://[user:password@]host[:port][/db]`, or `rediss://…` for TLS
+    /// (see `redis_tls`). The password is never logged.
     /// `None`: scripts run in-process on the embedded executor.
     pub redis_url: Option<String>,
     /// Require `authenticate` before `play`.
@@ -109,6 +112,34 @@ pub struct ServerConfig {
     pub admin_keys: Vec<String>,
     /// How much the circle's store may hold (embedded executor; workers have their own).
     pub store_limits: StoreLimits,
+    /// Every connection starts with a PROXY protocol header (version 1 or
+    /// 2, as HAProxy's `send-proxy`/`send-proxy-v2` write it) before TLS;
+    /// the client address it names is the connection's. A connection
+    /// without one, or from a peer outside a non-empty `trusted_proxies`,
+    /// is closed before the TLS handshake.
+    pub proxy_protocol: bool,
+    /// Load balancers and proxies (CIDR ranges) whose PROXY protocol
+    /// headers and `Forwarded`/`X-Forwarded-For` headers are believed. An
+    /// upgrade request from one of them counts as coming from the
+    /// right-most address in its forwarded header that is not itself
+    /// trusted. Empty: forwarded headers are ignored, and with
+    /// `proxy_protocol` any peer's header is accepted (a warning is logged).
+    pub trusted_proxies: Vec<IpCidr>,
+    /// How long a stop drains first: `/health` answers 503 at once (so
+    /// balancers take the server out of rotation) while everything else,
+    /// new WebSockets included, is served as usual; then the graceful stop
+    /// runs. `Duration::ZERO` stops at once.
+    pub drain_period: Duration,
+    /// Certificate files for a `rediss://` `redis_url`: a private CA that
+    /// Redis's certificate must chain to, a client certificate and key for
+    /// mutual TLS. Default: the system's roots, no client certificate.
+    pub redis_tls: RedisTls,
+    /// A file of TLS session-ticket keys shared by the servers of a circle
+    /// (1 to 4 keys of 48 random bytes, the first one issuing: `openssl rand
+    /// 48 > FILE`), so a session from one server resumes on another. Reread
+    /// on [`reload_tls`](crate::ServerHandle::reload_tls) (SIGHUP) for
+    /// rotation. `None`: each process has its own ticket keys.
+    pub tls_ticket_key_file: Option<String>,
 }
 
 impl Default for ServerConfig {
@@ -141,6 +172,11 @@ impl Default for ServerConfig {
             data_dir: None,
             admin_keys: Vec::new(),
             store_limits: StoreLimits::default(),
+            proxy_protocol: false,
+            trusted_proxies: Vec::new(),
+            drain_period: Duration::ZERO,
+            redis_tls: RedisTls::default(),
+            tls_ticket_key_file: None,
         }
     }
 }

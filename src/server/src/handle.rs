@@ -3,6 +3,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use tokio::sync::watch;
@@ -82,10 +83,29 @@ impl ServerHandle {
         self.tls.as_ref().map(|reloader| reloader.certificate())
     }
 
-    /// Stops the server gracefully: no new connections, sessions let their
-    /// running scripts answer (up to the configured grace period) and then
-    /// close with code 1001. Returns when the server has stopped.
+    /// Stops the server gracefully. First, for the configured
+    /// [`drain_period`](crate::ServerConfig::drain_period), `/health`
+    /// answers 503 while everything else is still served, so balancers move
+    /// new clients elsewhere; then no new connections, sessions let their
+    /// running scripts answer (up to the configured grace period) and close
+    /// with code 1001. Returns when the server has stopped.
+    ///
+    /// A second call while the first one drains skips the rest of the drain
+    /// (what a second SIGTERM does in `circle-server`).
     pub async fn stop(&self) {
+        let drain = self.shared.drain_period;
+        if !drain.is_zero() && !self.shared.draining.swap(true, Ordering::Relaxed) {
+            info!(
+                seconds = drain.as_secs_f64(),
+                "draining: /health answers 503, everything else is still served"
+            );
+            let mut stopping = self.shutdown.subscribe();
+            tokio::select! {
+                () = tokio::time::sleep(drain) => {}
+                // Another `stop` cuts the drain short.
+                _ = stopping.wait_for(|stopping| *stopping) => {}
+            }
+        }
         self.shutdown.send_replace(true);
         // Sessions run as tasks of their own on the worker threads: let
         // them finish (drain, close frame, close handshake) before the

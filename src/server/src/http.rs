@@ -158,18 +158,24 @@ async fn metrics(shared: web::Data<Shared>) -> HttpResponse {
         )
 }
 
-/// `GET /health`: a small JSON body for load balancers; `503` once the
-/// server drains (protocol 1.1), so a balancer stops sending new clients
-/// while the connections still open finish.
+/// `GET /health`: a small JSON body for load balancers; `503` from the
+/// start of a drain or stop (protocol 1.1), so a balancer stops sending new
+/// clients while the connections still open finish.
 async fn health(shared: web::Data<Shared>) -> HttpResponse {
-    let stopping = *shared.shutdown.borrow();
-    let mut response = if stopping {
-        HttpResponse::ServiceUnavailable()
+    let status = if *shared.shutdown.borrow() {
+        "stopping"
+    } else if shared.draining.load(std::sync::atomic::Ordering::Relaxed) {
+        "draining"
     } else {
+        "ok"
+    };
+    let mut response = if status == "ok" {
         HttpResponse::Ok()
+    } else {
+        HttpResponse::ServiceUnavailable()
     };
     response.json(serde_json::json!({
-        "status": if stopping { "stopping" } else { "ok" },
+        "status": status,
         "circle": shared.circle.name,
         "connections": shared.connections.open(),
         "executor_queue": shared.executor.queue_depth(),

@@ -38,6 +38,7 @@ mod http;
 mod listen;
 mod metrics;
 mod pacing;
+mod proxy;
 mod refusal_log;
 mod router;
 mod script_executor;
@@ -52,9 +53,10 @@ pub use address::AddressPrefixes;
 pub use config::{ServerConfig, ServerLimits};
 pub use error::ServerError;
 pub use handle::ServerHandle;
+pub use proxy::{IpCidr, IpCidrError, ProxyHeaderError};
 pub use start::spawn_circle_server;
 pub use tls::{
     CertificateInfo, CertificateProblem, PrivateKeyProblem, TlsConfigError, load_rustls_config,
 };
 
-pub use circle_executor::ScriptLimits;
+pub use circle_executor::{RedisTls, ScriptLimits};

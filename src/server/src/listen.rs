@@ -79,9 +79,6 @@ where
         .keep_alive(KeepAlive::Timeout(Duration::from_secs(5)))
         .client_request_timeout(Duration::from_secs(5))
         .client_disconnect_timeout(Duration::from_secs(1))
-        // Answers are small and latency-bound. Without this, Nagle holds the
-        // `101 Switching Protocols` written after the TLS 1.3 session
-        // tickets until the client's delayed ACK (~40 ms per new connection).
-        .tcp_nodelay(true)
+        // TCP_NODELAY is set by the accept stacks (`proxy::Front`).
         .local_addr(local_addr)
 }

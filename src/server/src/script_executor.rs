@@ -67,12 +67,13 @@ fn start_redis_executor(
         .map_err(|e| ServerError::InvalidConfig(format!("circle_public_key: {e}")))?;
     let executor = RedisExecutor::new(RedisExecutorConfig {
         default_deadline: config.limits.script_deadline,
+        tls: config.redis_tls.clone(),
         ..RedisExecutorConfig::new(url, circle_public_key)
     })
     .map_err(|error| match error {
         RedisSetupError::Threads(source) => ServerError::Executor(source),
         RedisSetupError::NoRuntime => ServerError::Executor(io::Error::other(error)),
-        other => ServerError::InvalidConfig(format!("redis_url: {other}")),
+        other => ServerError::InvalidConfig(format!("redis: {other}")),
     })?;
     Ok(Arc::new(executor))
 }

@@ -7,8 +7,8 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 
 use actix_codec::Framed;
+use actix_http::Request;
 use actix_http::h1::Codec;
-use actix_http::{Request, TlsAcceptorConfig};
 use actix_service::{fn_service, map_config};
 use actix_tls::accept::rustls_0_23::TlsStream;
 use actix_web::dev::AppConfig;
@@ -16,7 +16,7 @@ use actix_web::http::header::HeaderValue;
 use actix_web::rt::net::TcpStream;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
-use tracing::info;
+use tracing::{info, warn};
 
 use crate::circle::CircleIdentity;
 use crate::config::ServerConfig;
@@ -24,6 +24,7 @@ use crate::error::ServerError;
 use crate::handle::ServerHandle;
 use crate::http::{self, HttpPolicy};
 use crate::listen::{Listener, bind_error, bind_listeners, http_service, local_addr};
+use crate::proxy::{Front, plain_stack, tls_stack};
 use crate::refusal_log::RefusalLog;
 use crate::script_executor::start_executor;
 use crate::state::Shared;
@@ -85,6 +86,17 @@ pub fn spawn_circle_server(
     };
     let connection_ids = Arc::new(AtomicU64::new(1));
     let refusal_log = Arc::new(RefusalLog::new());
+    if config.proxy_protocol && config.trusted_proxies.is_empty() {
+        warn!(
+            "proxy_protocol without trusted_proxies: any peer that reaches the port can claim any client address"
+        );
+    }
+    let front = Front {
+        proxy_protocol: config.proxy_protocol,
+        trusted: shared.trusted_proxies.clone(),
+        header_timeout: config.limits.tls_handshake_timeout,
+        refusal_log: refusal_log.clone(),
+    };
     let upgrader = {
         let shared = shared.clone();
         move |listener: Listener, local_addr| {
@@ -111,10 +123,11 @@ pub fn spawn_circle_server(
         let make_app = make_app.clone();
         let upgrader = upgrader.clone();
         let graceful_stop = graceful_stop.clone();
+        let front = front.clone();
         server = server
             .listen("circle-ws", listener, move || {
                 let upgrader = upgrader(Listener::Plain, addr);
-                http_service(addr, &graceful_stop)
+                let http = http_service(addr, &graceful_stop)
                     .upgrade(fn_service(
                         move |(request, framed): (Request, Framed<TcpStream, Codec>)| {
                             let upgrader = upgrader.clone();
@@ -126,18 +139,13 @@ pub fn spawn_circle_server(
                     ))
                     .finish(map_config(make_app(Listener::Plain), |()| {
                         AppConfig::default()
-                    }))
-                    .tcp()
+                    }));
+                plain_stack(front.clone(), http)
             })
             .map_err(|source| bind_error(ws_addr, source))?;
     }
     if let (Some(listener), Some(addr), Some(tls)) = (tls_listener, wss_addr, tls) {
-        let mut rustls_config = tls.config;
-        // actix-http prepends its own ALPN list ("http/1.1", and "h2" only
-        // with its http2 feature, which we leave off: h2 first breaks
-        // WebSocket upgrades for clients that follow ALPN). Clearing ours
-        // avoids offering "http/1.1" twice.
-        rustls_config.alpn_protocols.clear();
+        let rustls_config = tls.config;
         let handshake_timeout = config.limits.tls_handshake_timeout;
         let handshake_metrics = shared.metrics.clone();
         let graceful_stop = graceful_stop.clone();
@@ -145,7 +153,7 @@ pub fn spawn_circle_server(
             .listen("circle-wss", listener, move || {
                 let upgrader = upgrader(Listener::Tls, addr);
                 let handshake_metrics = handshake_metrics.clone();
-                http_service(addr, &graceful_stop)
+                let http = http_service(addr, &graceful_stop)
                     .on_connect_ext(move |tls: &TlsStream<TcpStream>, extensions| {
                         handshake_metrics.tls_handshake();
                         if let Some(identity) = ClientIdentity::of(tls.get_ref().1) {
@@ -163,11 +171,13 @@ pub fn spawn_circle_server(
                     ))
                     .finish(map_config(make_app(Listener::Tls), |()| {
                         AppConfig::default()
-                    }))
-                    .rustls_0_23_with_config(
-                        rustls_config.clone(),
-                        TlsAcceptorConfig::default().handshake_timeout(handshake_timeout),
-                    )
+                    }));
+                tls_stack(
+                    front.clone(),
+                    rustls_config.clone(),
+                    handshake_timeout,
+                    http,
+                )
             })
             .map_err(|source| bind_error(wss_addr, source))?;
     }

@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use circle_executor::Executor;
@@ -14,6 +14,7 @@ use crate::auth::ChallengeSettings;
 use crate::circle::CircleIdentity;
 use crate::config::{ServerConfig, ServerLimits};
 use crate::metrics::Metrics;
+use crate::proxy::TrustedProxies;
 use crate::tls::TlsReloader;
 
 /// Shared by all sessions on all worker threads.
@@ -33,6 +34,13 @@ pub(crate) struct Shared {
     pub tls: Option<Arc<TlsReloader>>,
     /// Flips to `true` when the server begins a graceful stop.
     pub shutdown: watch::Receiver<bool>,
+    /// Whose forwarded headers are believed.
+    pub trusted_proxies: Arc<TrustedProxies>,
+    /// `true` from the start of a stop's drain period: `/health` answers
+    /// 503 while everything else is still served.
+    pub draining: AtomicBool,
+    /// How long a stop drains before it closes connections.
+    pub drain_period: std::time::Duration,
 }
 
 impl Shared {
@@ -66,6 +74,9 @@ impl Shared {
             metrics: Arc::default(),
             tls,
             shutdown,
+            trusted_proxies: Arc::new(TrustedProxies::new(config.trusted_proxies.clone())),
+            draining: AtomicBool::new(false),
+            drain_period: config.drain_period,
         }
     }
 }

@@ -30,6 +30,7 @@ use tracing::{Instrument, debug, info, warn};
 use crate::auth::ChallengeOrigin;
 use crate::listen::Listener;
 use crate::metrics::LimitHit;
+use crate::proxy::client_address;
 use crate::refusal_log::RefusalLog;
 use crate::router::Connection;
 use crate::session;
@@ -99,8 +100,12 @@ impl Upgrader {
             Err(refusal) => return self.refuse(&mut io, refusal).await,
         };
         let shared = &self.shared;
-        let peer = request.peer_addr();
-        let slot = match shared.connections.try_open(peer.map(|addr| addr.ip())) {
+        // The TCP peer, or the client its PROXY protocol header named; and
+        // behind a trusted HTTP proxy, the client its forwarded headers name.
+        let peer = request.peer_addr().map(|addr| addr.ip());
+        let client =
+            peer.map(|peer| client_address(peer, request.headers(), &shared.trusted_proxies));
+        let slot = match shared.connections.try_open(client) {
             Ok(slot) => slot,
             Err(refusal) => {
                 let (limit, status) = match refusal {
@@ -122,7 +127,7 @@ impl Upgrader {
                 if let Some(also_refused) = self.refusal_log.should_log() {
                     warn!(
                         limit,
-                        ?peer,
+                        client = %Client(client),
                         also_refused,
                         "connection refused: {}",
                         status.body
@@ -161,12 +166,17 @@ impl Upgrader {
                 .await;
 
         let connection_id = self.connection_ids.fetch_add(1, Ordering::Relaxed);
-        let client = request.conn_data::<ClientIdentity>();
-        let client_subject = client.map(|identity| identity.subject.as_str());
-        // Every log line of the session carries its connection id (and the
-        // client certificate's subject under mutual TLS).
-        let span =
-            tracing::info_span!("session", connection_id, peer = ?peer, client = client_subject);
+        let identity = request.conn_data::<ClientIdentity>();
+        let client_subject = identity.map(|identity| identity.subject.as_str());
+        // Every log line of the session carries its connection id, the
+        // client's address (as found through trusted proxies) and, under
+        // mutual TLS, the client certificate's subject.
+        let span = tracing::info_span!(
+            "session",
+            connection_id,
+            client = %Client(client),
+            subject = client_subject
+        );
         span.in_scope(|| match &client_subject {
             Some(subject) => {
                 info!(%subject, "websocket connected with a verified client certificate")
@@ -179,7 +189,7 @@ impl Upgrader {
             self.listener,
             self.local_addr,
         );
-        let conn = Connection::new(shared, origin, self.listener, client);
+        let conn = Connection::new(shared, origin, self.listener, identity);
         // The session's own task; `ServerHandle::stop` waits for it through
         // the connection count that `slot` holds.
         actix_web::rt::spawn(session::run(shared.clone(), socket, conn, slot).instrument(span));
@@ -286,6 +296,18 @@ impl Upgrader {
         response.push_str(refusal.body);
         io.write_all(response.as_bytes()).await?;
         io.shutdown().await
+    }
+}
+
+/// A client address in a log line: the address, or `unknown`.
+struct Client(Option<std::net::IpAddr>);
+
+impl std::fmt::Display for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            Some(ip) => ip.fmt(f),
+            None => f.write_str("unknown"),
+        }
     }
 }
 

@@ -58,10 +58,13 @@
 
 mod connection;
 mod dispatcher;
+mod tls;
 mod wire;
 mod worker;
 
+pub use crate::RedisTls;
 pub use dispatcher::{RedisExecutor, RedisExecutorConfig};
+pub(crate) use tls::open_client;
 pub use worker::{WorkerConfig, WorkerError, WorkerSummary, default_worker_name, run_worker};
 
 /// The consumer group every worker of a circle reads the circle's job stream through.
@@ -113,6 +116,14 @@ pub enum RedisSetupError {
     /// The OS refused to start the worker's script threads.
     #[error("cannot start script threads: {0}")]
     Threads(#[source] std::io::Error),
+    /// A certificate file for `rediss://` cannot be used.
+    #[error("Redis TLS file {}: {reason}", path.display())]
+    TlsFile {
+        /// The file.
+        path: std::path::PathBuf,
+        /// Why it cannot be used.
+        reason: String,
+    },
 }
 
 /// The key in the canonical form used in Redis key names
@@ -138,14 +149,6 @@ pub(crate) fn redacted_url(url: &str) -> String {
     }
 }
 
-/// Opens a client for `url` (no connection is made yet).
-pub(crate) fn open_client(url: &str) -> Result<::redis::Client, RedisSetupError> {
-    ::redis::Client::open(url).map_err(|err| RedisSetupError::InvalidUrl {
-        url: redacted_url(url),
-        reason: err.to_string(),
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -158,12 +161,15 @@ mod tests {
         );
         assert_eq!(redacted_url("redis://:secret@host"), "redis://:***@host");
         assert_eq!(redacted_url("redis://host:6379"), "redis://host:6379");
-        assert!(open_client("not a url").is_err());
+        assert!(open_client("not a url", &RedisTls::default()).is_err());
         // A URL the redis crate refuses, with a password in it: the error
         // must not carry the password.
-        let err = open_client("redis://user:pw-secret@host:notaport/0")
-            .map(|_| ())
-            .expect_err("a port that is not a number is refused");
+        let err = open_client(
+            "redis://user:pw-secret@host:notaport/0",
+            &RedisTls::default(),
+        )
+        .map(|_| ())
+        .expect_err("a port that is not a number is refused");
         assert!(!err.to_string().contains("pw-secret"), "{err}");
         assert!(err.to_string().contains("user:***@"), "{err}");
     }

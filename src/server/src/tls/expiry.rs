@@ -36,6 +36,7 @@ pub(crate) fn load_tls(config: &ServerConfig) -> Result<Option<LoadedTls>, Serve
         client_ca_path: config.client_ca_path.clone(),
         client_auth_required: config.client_auth_required,
         accept_invalid_certs: config.tls_accept_invalid_certs,
+        ticket_key_file: config.tls_ticket_key_file.clone(),
     })?;
     let certificate = &loaded.certificate;
     info!(

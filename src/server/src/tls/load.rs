@@ -19,6 +19,7 @@ use circle_pem::{read_certificates, read_private_key};
 
 use super::error::{CertificateProblem, PrivateKeyProblem, TlsConfigError};
 use super::reload::{ReloadableCertResolver, TlsReloader};
+use super::tickets::FileTicketer;
 
 /// Where the server's TLS material lives and how strictly to check it.
 #[derive(Debug, Clone, Default)]
@@ -33,6 +34,9 @@ pub struct TlsOptions {
     pub client_auth_required: bool,
     /// Start even if the certificate is expired or not yet valid.
     pub accept_invalid_certs: bool,
+    /// Session-ticket keys shared with other servers (see the `tickets`
+    /// module for the format); `None`: keys of this process only.
+    pub ticket_key_file: Option<String>,
 }
 
 /// Facts about the serving certificate, for start-up logs and metrics.
@@ -94,11 +98,18 @@ pub fn load_server_tls(options: &TlsOptions) -> Result<LoadedTls, TlsConfigError
     let provider = Arc::new(crypto_provider());
     let (certified_key, certificate, accepted_problem) = load_certified_key(options, &provider)?;
     let resolver = Arc::new(ReloadableCertResolver::new(certified_key));
+    let shared_tickets = options
+        .ticket_key_file
+        .as_deref()
+        .map(FileTicketer::load)
+        .transpose()?
+        .map(Arc::new);
     let reloader = Arc::new(TlsReloader::new(
         options.clone(),
         provider.clone(),
         resolver.clone(),
         certificate.clone(),
+        shared_tickets.clone(),
     ));
 
     let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
@@ -136,8 +147,12 @@ pub fn load_server_tls(options: &TlsOptions) -> Result<LoadedTls, TlsConfigError
     config.ignore_client_order = true;
     // Stateless TLS 1.3 tickets make reconnecting clients skip the full
     // handshake (a stateful cache covers TLS 1.2 and clients without tickets).
-    config.ticketer = rustls::crypto::aws_lc_rs::Ticketer::new()
-        .map_err(|e| TlsConfigError::ConfigurationError(format!("session tickets: {e}")))?;
+    // With a shared key file, other servers of the circle resume them too.
+    config.ticketer = match shared_tickets {
+        Some(shared) => shared,
+        None => rustls::crypto::aws_lc_rs::Ticketer::new()
+            .map_err(|e| TlsConfigError::ConfigurationError(format!("session tickets: {e}")))?,
+    };
     config.session_storage = rustls::server::ServerSessionMemoryCache::new(4096);
     Ok(LoadedTls {
         config,

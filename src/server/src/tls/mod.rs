@@ -9,6 +9,7 @@ mod expiry;
 mod identity;
 mod load;
 mod reload;
+mod tickets;
 
 pub use error::{CertificateProblem, PrivateKeyProblem, TlsConfigError};
 pub(crate) use expiry::{load_tls, warn_if_expiring, watch_certificate_expiry};

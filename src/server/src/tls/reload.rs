@@ -9,6 +9,7 @@ use rustls::sign::CertifiedKey;
 
 use super::error::TlsConfigError;
 use super::load::{CertificateInfo, TlsOptions, load_certified_key};
+use super::tickets::FileTicketer;
 
 /// Replaces the serving certificate from its files without a restart: new
 /// handshakes get the new certificate, open connections keep theirs, and a
@@ -19,6 +20,8 @@ pub struct TlsReloader {
     provider: Arc<CryptoProvider>,
     resolver: Arc<ReloadableCertResolver>,
     current: RwLock<CertificateInfo>,
+    /// The shared session-ticket keys, reread with the certificate.
+    tickets: Option<Arc<FileTicketer>>,
 }
 
 impl TlsReloader {
@@ -29,18 +32,26 @@ impl TlsReloader {
         provider: Arc<CryptoProvider>,
         resolver: Arc<ReloadableCertResolver>,
         certificate: CertificateInfo,
+        tickets: Option<Arc<FileTicketer>>,
     ) -> Self {
         TlsReloader {
             options,
             provider,
             resolver,
             current: RwLock::new(certificate),
+            tickets,
         }
     }
 
     /// Reads the certificate and key files again and serves them from the
-    /// next handshake on. On error nothing changes.
+    /// next handshake on, and the session-ticket key file when there is
+    /// one. A bad ticket-key file leaves everything as it was; a bad
+    /// certificate leaves the certificate as it was.
     pub fn reload(&self) -> Result<CertificateInfo, TlsConfigError> {
+        if let Some(tickets) = &self.tickets {
+            let keys = tickets.reload()?;
+            tracing::info!(keys, "TLS session-ticket keys reloaded");
+        }
         let (key, certificate, accepted_problem) =
             load_certified_key(&self.options, &self.provider)?;
         if let Some(problem) = accepted_problem {

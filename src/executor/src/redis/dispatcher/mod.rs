@@ -19,7 +19,7 @@ use tokio::task::AbortHandle;
 use super::connection::{SharedConnection, connection_config};
 use super::wire;
 use super::{
-    RedisSetupError, canonical_circle_key, jobs_stream_key, open_client, reply_stream_key,
+    RedisSetupError, RedisTls, canonical_circle_key, jobs_stream_key, open_client, reply_stream_key,
 };
 use crate::{ExecuteFuture, Executor, ExecutorError, ScriptJob, ScriptOutput};
 use replies::reply_loop;
@@ -65,6 +65,9 @@ pub struct RedisExecutorConfig {
     /// After a failed connection attempt, jobs are answered
     /// [`ExecutorError::Unavailable`] without dialing again for this long. Default 250 ms.
     pub reconnect_interval: Duration,
+    /// Certificate files for a `rediss://` URL (a private CA, a client
+    /// certificate). Default: none, the system's roots verify Redis.
+    pub tls: RedisTls,
 }
 
 impl RedisExecutorConfig {
@@ -79,6 +82,7 @@ impl RedisExecutorConfig {
             connect_timeout: Duration::from_secs(1),
             command_timeout: Duration::from_secs(2),
             reconnect_interval: Duration::from_millis(250),
+            tls: RedisTls::default(),
         }
     }
 }
@@ -194,7 +198,7 @@ impl RedisExecutor {
                 "max_queued_jobs and max_in_flight must be at least 1".into(),
             ));
         }
-        let client = open_client(&config.redis_url)?;
+        let client = open_client(&config.redis_url, &config.tls)?;
         let instance_id = new_instance_id();
         let jobs_key = jobs_stream_key(&circle_key);
         let reply_key = reply_stream_key(&circle_key, &instance_id);

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use crate::ScriptLimits;
-use crate::redis::RedisSetupError;
+use crate::redis::{RedisSetupError, RedisTls};
 use crate::store::StoreLimits;
 
 /// How a worker reaches Redis, how many scripts it runs at once, and under which limits.
@@ -81,6 +81,9 @@ pub struct WorkerConfig {
     pub admin_keys: Vec<String>,
     /// How much the circle's store may hold. Default: [`StoreLimits::default`].
     pub store_limits: StoreLimits,
+    /// Certificate files for a `rediss://` URL (a private CA, a client
+    /// certificate). Default: none, the system's roots verify Redis.
+    pub tls: RedisTls,
 }
 
 impl WorkerConfig {
@@ -112,6 +115,7 @@ impl WorkerConfig {
             max_reply_backlog: 10_000,
             admin_keys: Vec::new(),
             store_limits: StoreLimits::default(),
+            tls: RedisTls::default(),
         }
     }
 }

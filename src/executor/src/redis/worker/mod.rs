@@ -78,7 +78,7 @@ pub async fn run_worker(
 ) -> Result<WorkerSummary, WorkerError> {
     let circle_key = canonical_circle_key(&config.circle_public_key)?;
     check(&config)?;
-    let client = open_client(&config.redis_url)?;
+    let client = open_client(&config.redis_url, &config.tls)?;
     let invalid = |err: StoreError| RedisSetupError::InvalidConfig(err.to_string());
     let store = Store::redis(&config.redis_url, &circle_key)
         .map_err(invalid)?

@@ -32,6 +32,10 @@ struct Taking {
     /// hold: one when servers fill their entries, many when entries hold one job each.
     jobs_per_entry: usize,
     stop: watch::Receiver<bool>,
+    /// Whether the reader's failure to reach Redis has been logged: one
+    /// warning per outage (a wrong CA or password is one clear line, not a
+    /// line every backoff).
+    unreachable_logged: bool,
 }
 
 impl Taking {
@@ -72,6 +76,7 @@ impl Worker {
             ready: false,
             jobs_per_entry: 1,
             stop,
+            unreachable_logged: false,
         };
         while let Some(permits) = free_slots(&slots, &mut taking.stop).await {
             let Some(redis) = self.reader(client, &mut taking).await else {
@@ -92,7 +97,18 @@ impl Worker {
                 .get_multiplexed_async_connection_with_config(&taking.reader_config)
                 .await
             {
-                Ok(redis) => taking.reader = Some(redis),
+                Ok(redis) => {
+                    if std::mem::take(&mut taking.unreachable_logged) {
+                        tracing::info!("Redis is reachable again");
+                    }
+                    taking.reader = Some(redis);
+                }
+                Err(err) if !taking.unreachable_logged => {
+                    taking.unreachable_logged = true;
+                    tracing::warn!(error = %err, "cannot reach Redis; retrying in the background");
+                    taking.pause().await;
+                    return None;
+                }
                 Err(err) => {
                     tracing::debug!(error = %err, "cannot reach Redis");
                     taking.pause().await;
