@@ -73,6 +73,13 @@ fn start_redis_executor(
     .map_err(|error| match error {
         RedisSetupError::Threads(source) => ServerError::Executor(source),
         RedisSetupError::NoRuntime => ServerError::Executor(io::Error::other(error)),
+        // Each names the setting to fix.
+        RedisSetupError::InvalidUrl { .. } => {
+            ServerError::InvalidConfig(format!("redis_url: {error}"))
+        }
+        RedisSetupError::TlsFile { .. } => {
+            ServerError::InvalidConfig(format!("redis_tls: {error}"))
+        }
         other => ServerError::InvalidConfig(format!("redis: {other}")),
     })?;
     Ok(Arc::new(executor))
