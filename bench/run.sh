@@ -103,7 +103,7 @@ openssl req -x509 -newkey rsa:2048 -nodes -keyout "$RSA_KEY" -out "$RSA_CERT" -d
 # connections send hundreds of thousands a second from one machine, so the
 # rate is switched off for the benchmark: the one default that would throttle
 # its own load. Every other limit stays as shipped.
-CIRCLE_FLAGS=(--port 0 --workers 1 --script-threads 1 --max-requests-per-second 0)
+CIRCLE_FLAGS=(--port 0 --connection-threads 1 --script-threads 1 --max-requests-per-second 0)
 # Raised only where a row needs it: the idle-connection rows hold 10,000
 # connections from one address.
 CIRCLE_HOLD_FLAGS=(--max-connections 30000)

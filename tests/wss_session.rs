@@ -178,7 +178,7 @@ async fn the_server_stopping_mid_request_is_an_error_not_a_hang() {
             },
             script_limits: ScriptLimits {
                 max_operations: u64::MAX,
-                max_wall_time: Duration::from_secs(60),
+                max_run_time: Duration::from_secs(60),
                 ..Default::default()
             },
             ..Default::default()
@@ -250,7 +250,7 @@ async fn reconnects_and_reauthenticates_after_a_restart() {
         enable_auth: true,
         cert_path: Some(dev_cert().display().to_string()),
         key_path: Some(dev_key().display().to_string()),
-        workers: 1,
+        connection_threads: 1,
         script_threads: 1,
         ..Default::default()
     })

@@ -231,7 +231,7 @@ async fn a_reconnect_signs_in_again_through_the_signer() {
         enable_auth: true,
         cert_path: Some(dev_cert().display().to_string()),
         key_path: Some(dev_key().display().to_string()),
-        workers: 1,
+        connection_threads: 1,
         script_threads: 1,
         ..Default::default()
     })

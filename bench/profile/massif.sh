@@ -4,7 +4,7 @@
 #
 #   bench/profile/massif.sh NAME N "GENERATOR ARGS" SERVER COMMAND...
 #   bench/profile/massif.sh circle-auth 1000 "--auth" target/release/circle-server --port 0 --auth \
-#       --tls --cert cert.pem --key key.pem --workers 1 --script-threads 1
+#       --tls --cert cert.pem --key key.pem --connection-threads 1 --script-threads 1
 set -euo pipefail
 name=$1 count=$2 gen_args=$3
 shift 3

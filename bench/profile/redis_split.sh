@@ -15,7 +15,7 @@ PORT=$((20000 + RANDOM % 20000))
 taskset -c 0 redis-server --port "$PORT" --bind 127.0.0.1 --save '' --appendonly no >"$OUT/redis.log" 2>&1 &
 RP=$!
 sleep 0.5
-taskset -c 0 "$S" --port 0 --tls --cert "$ROOT/cert.pem" --key "$ROOT/key.pem" --workers 1 --script-threads 1 \
+taskset -c 0 "$S" --port 0 --tls --cert "$ROOT/cert.pem" --key "$ROOT/key.pem" --connection-threads 1 --script-threads 1 \
     --redis-url "redis://127.0.0.1:$PORT" --circle-public-key "$KEY" >"$OUT/redis-server-side.out" 2>&1 &
 SP=$!
 for _ in $(seq 100); do grep -q 'listening on' "$OUT/redis-server-side.out" && break; sleep 0.1; done

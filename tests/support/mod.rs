@@ -43,7 +43,7 @@ impl TestServer {
         let (task, handle) = spawn_circle_server(ServerConfig {
             host: "127.0.0.1".into(),
             port: 0,
-            workers: 2,
+            connection_threads: 2,
             script_threads: 2,
             ..config
         })

@@ -31,7 +31,7 @@ enum Link {
     Failed(String),
 }
 
-struct Shared {
+struct ClientState {
     dialer: Dialer,
     request_timeout: Duration,
     reconnect: Option<ReconnectPolicy>,
@@ -64,7 +64,7 @@ struct Shared {
 /// Build one with [`CircleWsClientBuilder`](crate::CircleWsClientBuilder).
 #[derive(Clone)]
 pub struct CircleWsClient {
-    shared: Arc<Shared>,
+    shared: Arc<ClientState>,
 }
 
 impl std::fmt::Debug for CircleWsClient {
@@ -79,7 +79,7 @@ impl std::fmt::Debug for CircleWsClient {
 
 impl CircleWsClient {
     // In a browser a signer may hold the page's JavaScript objects, so
-    // `Shared` is not `Send` there; the page has one thread, and the `Arc`
+    // `ClientState` is not `Send` there; the page has one thread, and the `Arc`
     // shares it between the clones and tasks on it.
     #[cfg_attr(target_arch = "wasm32", allow(clippy::arc_with_non_send_sync))]
     pub(crate) fn new(
@@ -91,7 +91,7 @@ impl CircleWsClient {
         #[cfg(feature = "crypto")] signer: Option<Arc<dyn crate::Signer>>,
     ) -> CircleWsClient {
         CircleWsClient {
-            shared: Arc::new(Shared {
+            shared: Arc::new(ClientState {
                 dialer,
                 request_timeout,
                 reconnect,
@@ -372,7 +372,7 @@ impl CircleWsClient {
 /// Holds only weak references, so dropping every clone of the client (or
 /// the connection being replaced) ends the supervisor.
 async fn supervise(
-    shared: Weak<Shared>,
+    shared: Weak<ClientState>,
     connection: Weak<Connection>,
     mut ended: watch::Receiver<bool>,
     policy: ReconnectPolicy,

@@ -68,7 +68,7 @@ struct Args {
     #[arg(long, env = "CIRCLE_SCRIPT_MAX_OPERATIONS", default_value_t = ScriptLimits::default().max_operations)]
     script_max_operations: u64,
     /// Wall-clock time one script may run, in milliseconds.
-    #[arg(long, env = "CIRCLE_SCRIPT_TIMEOUT_MS", default_value_t = ScriptLimits::default().max_wall_time.as_millis() as u64)]
+    #[arg(long, env = "CIRCLE_SCRIPT_TIMEOUT_MS", default_value_t = ScriptLimits::default().max_run_time.as_millis() as u64)]
     script_timeout_ms: u64,
     /// Bytes of output one script may produce.
     #[arg(long, env = "CIRCLE_SCRIPT_MAX_OUTPUT_BYTES", default_value_t = ScriptLimits::default().max_output_bytes)]
@@ -122,7 +122,7 @@ async fn main() -> ExitCode {
         hold_for: Duration::from_millis(args.hold_ms),
         limits: ScriptLimits {
             max_operations: args.script_max_operations,
-            max_wall_time: Duration::from_millis(args.script_timeout_ms),
+            max_run_time: Duration::from_millis(args.script_timeout_ms),
             max_output_bytes: args.script_max_output_bytes,
             max_memory_bytes: args.script_max_memory_bytes,
             ..ScriptLimits::default()

@@ -10,7 +10,7 @@ use circle_protocol::codes;
 pub enum LimitKind {
     /// [`ScriptLimits::max_operations`](crate::ScriptLimits::max_operations).
     Operations,
-    /// [`ScriptLimits::max_wall_time`](crate::ScriptLimits::max_wall_time), or the caller's
+    /// [`ScriptLimits::max_run_time`](crate::ScriptLimits::max_run_time), or the caller's
     /// own deadline (see [`ExecutorError::DeadlineExceeded`]).
     WallTime,
     /// [`ScriptLimits::max_call_depth`](crate::ScriptLimits::max_call_depth).

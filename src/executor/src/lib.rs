@@ -88,7 +88,7 @@ pub struct ScriptJob {
     pub context: Arc<ScriptContext>,
     /// When the caller stops waiting. A job still queued at that moment is not started
     /// and is answered [`ExecutorError::DeadlineExceeded`]. A started script is bounded
-    /// by [`ScriptLimits::max_wall_time`] instead.
+    /// by [`ScriptLimits::max_run_time`] instead.
     pub deadline: Option<Instant>,
 }
 

@@ -18,21 +18,22 @@ use std::time::Duration;
 /// use std::time::Duration;
 /// use circle_executor::ScriptLimits;
 ///
-/// let limits = ScriptLimits { max_wall_time: Duration::from_secs(1), ..ScriptLimits::default() };
+/// let limits = ScriptLimits { max_run_time: Duration::from_secs(1), ..ScriptLimits::default() };
 /// assert_eq!(limits.max_operations, 10_000_000);
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ScriptLimits {
     /// Rhai operations (roughly: statements, expressions and function calls evaluated)
     /// one run may take. Default `10_000_000` (a fraction of a second to a few seconds of
-    /// CPU). This is the deterministic CPU cap; `max_wall_time` is the backstop.
+    /// CPU). This is the deterministic CPU cap; `max_run_time` is the backstop.
     pub max_operations: u64,
-    /// Wall-clock time one run may take, measured from the start of the run.
-    /// Default 5 s. Checked about every 1024 operations, so a script overshoots it by at
+    /// Wall-clock time one run may take on its thread, measured from the start of the
+    /// run (time spent waiting in a queue does not count: that is the job's
+    /// deadline, [`ScriptJob::deadline`](crate::ScriptJob)). Default 5 s. Checked about every 1024 operations, so a script overshoots it by at
     /// most the time of ~1024 operations.
-    pub max_wall_time: Duration,
+    pub max_run_time: Duration,
     /// Nesting of script-defined function calls (recursion depth). Default `64`.
-    /// Protects the worker thread's native stack.
+    /// Protects the script thread's native stack.
     pub max_call_depth: usize,
     /// Nesting of expressions and statement blocks, checked when the script is parsed,
     /// both at global level and inside functions. Default `64`. Protects the parser's and
@@ -72,7 +73,7 @@ impl Default for ScriptLimits {
     fn default() -> Self {
         ScriptLimits {
             max_operations: 10_000_000,
-            max_wall_time: Duration::from_secs(5),
+            max_run_time: Duration::from_secs(5),
             max_call_depth: 64,
             max_expr_depth: 64,
             max_string_size: 1024 * 1024,

@@ -18,7 +18,7 @@
 //! by every core on every allocation; a thread-local [`Cell`] costs one add on a
 //! cache line no other core touches.
 //!
-//! Memory allocated on one thread and freed on another (a job handed to a worker thread,
+//! Memory allocated on one thread and freed on another (a job handed to a script thread,
 //! an answer handed back) makes the absolute counters drift: up on the allocating
 //! thread, down on the freeing one. That is why the sandbox only ever compares the counter
 //! with its own value at the start of the run: a run's data is allocated and freed on its

@@ -20,7 +20,7 @@ fn pool(threads: usize, queue_capacity: usize, wall_time: Duration) -> EmbeddedE
         queue_capacity,
         limits: ScriptLimits {
             max_operations: u64::MAX,
-            max_wall_time: wall_time,
+            max_run_time: wall_time,
             ..ScriptLimits::default()
         },
         ast_cache_entries: 8,
@@ -174,7 +174,7 @@ async fn limits_apply_in_the_pool() {
 async fn shutdown_waits_for_the_workers() {
     let executor = pool(2, 8, Duration::from_secs(5));
     assert_eq!(executor.execute(job("1")).await.unwrap().output, "1");
-    assert_eq!(executor.live_workers(), 2);
+    assert_eq!(executor.live_threads(), 2);
     tokio::task::spawn_blocking(move || executor.shutdown())
         .await
         .unwrap();

@@ -107,7 +107,7 @@ async fn a_panicking_host_function_gives_32003_and_the_thread_keeps_serving() {
         assert!(!err.to_string().contains("host bug"), "{err}");
     }
     // Both threads still run, with their host functions (engines rebuilt after a panic).
-    assert_eq!(executor.live_workers(), 2);
+    assert_eq!(executor.live_threads(), 2);
     for _ in 0..4 {
         let out = executor.execute(job("balance()", "alice")).await.unwrap();
         assert_eq!(out.output, "100");

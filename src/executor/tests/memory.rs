@@ -81,7 +81,7 @@ const MIB: usize = 1024 * 1024;
 fn memory_limits(max_memory_bytes: usize) -> ScriptLimits {
     ScriptLimits {
         max_operations: u64::MAX,
-        max_wall_time: Duration::from_secs(120),
+        max_run_time: Duration::from_secs(120),
         max_memory_bytes,
         ..ScriptLimits::default()
     }
@@ -316,7 +316,7 @@ fn the_embedded_executor_enforces_the_default_limit() {
             threads: 1,
             limits: ScriptLimits {
                 max_operations: u64::MAX,
-                max_wall_time: Duration::from_secs(120),
+                max_run_time: Duration::from_secs(120),
                 ..ScriptLimits::default()
             },
             ..EmbeddedConfig::default()

@@ -114,7 +114,7 @@ fn operation_limit() {
 fn wall_time_limit() {
     let limits = ScriptLimits {
         max_operations: u64::MAX,
-        max_wall_time: Duration::from_millis(200),
+        max_run_time: Duration::from_millis(200),
         ..ScriptLimits::default()
     };
     let started = Instant::now();
@@ -132,7 +132,7 @@ fn wall_time_limit_cannot_be_caught() {
     // the sandbox must still end the script.
     let limits = ScriptLimits {
         max_operations: u64::MAX,
-        max_wall_time: Duration::from_millis(200),
+        max_run_time: Duration::from_millis(200),
         ..ScriptLimits::default()
     };
     let script = "fn spin() { loop {} } loop { try { spin(); } catch (e) { print(e); } }";

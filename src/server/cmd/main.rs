@@ -68,9 +68,16 @@ struct Args {
     /// Serve the static files of this folder at / (e.g. the browser console page).
     #[arg(long, env = "CIRCLE_WEB_ROOT", value_name = "DIR")]
     web_root: Option<std::path::PathBuf>,
-    /// Connection-serving threads (0 = one per core).
-    #[arg(long, env = "CIRCLE_WORKERS", default_value_t = 0)]
-    workers: usize,
+    /// Connection-serving threads: TLS, HTTP, WebSocket sessions (0 = one per core).
+    // `--workers` is the name older binaries have, kept as a hidden alias so
+    // bench/compare.sh can run an old and a new binary with the same flags.
+    #[arg(
+        long,
+        alias = "workers",
+        env = "CIRCLE_CONNECTION_THREADS",
+        default_value_t = 0
+    )]
+    connection_threads: usize,
     /// Script-running threads (0 = one per core).
     #[arg(long, env = "CIRCLE_SCRIPT_THREADS", default_value_t = 0)]
     script_threads: usize,
@@ -134,7 +141,7 @@ struct Args {
     #[arg(long, env = "CIRCLE_SCRIPT_MAX_MEMORY_BYTES", default_value_t = ScriptLimits::default().max_memory_bytes)]
     script_max_memory_bytes: usize,
     /// Wall-clock time one script may run, in milliseconds.
-    #[arg(long, env = "CIRCLE_SCRIPT_TIMEOUT_MS", default_value_t = ScriptLimits::default().max_wall_time.as_millis() as u64)]
+    #[arg(long, env = "CIRCLE_SCRIPT_TIMEOUT_MS", default_value_t = ScriptLimits::default().max_run_time.as_millis() as u64)]
     script_timeout_ms: u64,
     /// Folder of the circle's store (the file store.redb, created owner-only; default: none, the store is kept in memory and lost at exit).
     #[arg(long, env = "CIRCLE_DATA_DIR", value_name = "DIR")]
@@ -229,7 +236,7 @@ async fn main() -> ExitCode {
         redirect_http_to_https: args.redirect_http_to_https,
         hsts_max_age: Duration::from_secs(args.hsts_max_age),
         web_root: args.web_root,
-        workers: args.workers,
+        connection_threads: args.connection_threads,
         script_threads: args.script_threads,
         script_queue_capacity: args.script_queue,
         limits: ServerLimits {
@@ -250,7 +257,7 @@ async fn main() -> ExitCode {
         },
         script_limits: ScriptLimits {
             max_operations: args.script_max_operations,
-            max_wall_time: Duration::from_millis(args.script_timeout_ms),
+            max_run_time: Duration::from_millis(args.script_timeout_ms),
             max_memory_bytes: args.script_max_memory_bytes,
             ..ScriptLimits::default()
         },

@@ -19,18 +19,18 @@ use futures_util::future::{self, LocalBoxFuture, MaybeDone};
 use serde_json::value::RawValue;
 
 use crate::pacing::Gate;
-use crate::router::{self, Connection, Reply};
-use crate::state::Shared;
+use crate::router::{self, Answer, ConnectionState};
+use crate::state::ServerState;
 
 /// What became of a frame: answered (now or later), or a batch waiting at
 /// the gate with some of its requests still to go.
 pub(crate) enum Handled {
-    Done(Reply),
+    Done(Answer),
     Waiting(WaitingBatch),
 }
 
 /// A batch that stopped at the gate: its frame, where each request lies in
-/// it, and the replies of those already handled.
+/// it, and the answers of those already handled.
 pub(crate) struct WaitingBatch {
     text: String,
     spans: Vec<Range<usize>>,
@@ -38,47 +38,47 @@ pub(crate) struct WaitingBatch {
     /// Kept polled while the batch waits ([`WaitingBatch::drive`]): a
     /// script's answer future is what counts it out of the connection's
     /// scripts in flight, so an unpolled one would hold the gate shut.
-    replies: Vec<MaybeDone<LocalBoxFuture<'static, Option<String>>>>,
+    answers: Vec<MaybeDone<LocalBoxFuture<'static, Option<String>>>>,
 }
 
 impl WaitingBatch {
-    fn new(text: String, spans: Vec<Range<usize>>, next: usize, replies: Vec<Reply>) -> Self {
-        let replies = replies
+    fn new(text: String, spans: Vec<Range<usize>>, next: usize, answers: Vec<Answer>) -> Self {
+        let answers = answers
             .into_iter()
-            .map(|reply| match reply {
-                Reply::Now(answer) => MaybeDone::Done(answer),
-                Reply::Later(answer) => MaybeDone::Future(answer),
+            .map(|answer| match answer {
+                Answer::Now(answer) => MaybeDone::Done(answer),
+                Answer::Later(answer) => MaybeDone::Future(answer),
             })
             .collect();
         WaitingBatch {
             text,
             spans,
             next,
-            replies,
+            answers,
         }
     }
 
     /// Goes on with the batch's next request (the gate may be open again).
-    pub fn resume(self, shared: &Shared, conn: &mut Connection) -> Handled {
+    pub fn resume(self, shared: &ServerState, conn: &mut ConnectionState) -> Handled {
         let WaitingBatch {
             text,
             spans,
             next,
-            replies,
+            answers,
         } = self;
-        let replies = replies
+        let answers = answers
             .into_iter()
-            .map(|reply| match reply {
-                MaybeDone::Future(answer) => Reply::Later(answer),
-                MaybeDone::Done(answer) => Reply::Now(answer),
+            .map(|answer| match answer {
+                MaybeDone::Future(answer) => Answer::Later(answer),
+                MaybeDone::Done(answer) => Answer::Now(answer),
                 // Outputs are taken only by `finish`, never while waiting.
-                MaybeDone::Gone => Reply::Now(None),
+                MaybeDone::Gone => Answer::Now(None),
             })
             .collect();
-        match run(shared, conn, &text, &spans, next, replies) {
-            Progress::Done(reply) => Handled::Done(reply),
-            Progress::Blocked { next, replies } => {
-                Handled::Waiting(WaitingBatch::new(text, spans, next, replies))
+        match run(shared, conn, &text, &spans, next, answers) {
+            Progress::Done(answer) => Handled::Done(answer),
+            Progress::Blocked { next, answers } => {
+                Handled::Waiting(WaitingBatch::new(text, spans, next, answers))
             }
         }
     }
@@ -87,8 +87,8 @@ impl WaitingBatch {
     /// themselves out (which opens the gate). Never resolves.
     pub fn drive(&mut self) -> impl Future<Output = ()> + '_ {
         std::future::poll_fn(move |cx| {
-            for reply in &mut self.replies {
-                let _ = Pin::new(reply).poll(cx);
+            for answer in &mut self.answers {
+                let _ = Pin::new(answer).poll(cx);
             }
             Poll::Pending
         })
@@ -97,14 +97,14 @@ impl WaitingBatch {
 
 /// Starts the batch in `text`, whose requests are `items`.
 pub(crate) fn start(
-    shared: &Shared,
-    conn: &mut Connection,
+    shared: &ServerState,
+    conn: &mut ConnectionState,
     text: &str,
     items: &[&RawValue],
 ) -> Handled {
     if items.is_empty() {
         let error = RpcError::invalid_request("an empty batch is not a valid request");
-        return Handled::Done(Reply::Now(Some(write_error(NULL_ID, &error))));
+        return Handled::Done(Answer::Now(Some(write_error(NULL_ID, &error))));
     }
     if items.len() > shared.limits.max_batch_len {
         let error = RpcError::invalid_request(format!(
@@ -112,7 +112,7 @@ pub(crate) fn start(
             items.len(),
             shared.limits.max_batch_len
         ));
-        return Handled::Done(Reply::Now(Some(write_error(NULL_ID, &error))));
+        return Handled::Done(Answer::Now(Some(write_error(NULL_ID, &error))));
     }
     let spans: Vec<Range<usize>> = items.iter().map(|item| span_of(text, item.get())).collect();
     match run(
@@ -123,66 +123,71 @@ pub(crate) fn start(
         0,
         Vec::with_capacity(spans.len()),
     ) {
-        Progress::Done(reply) => Handled::Done(reply),
+        Progress::Done(answer) => Handled::Done(answer),
         // Copied only now: a batch that never waits borrows its frame.
-        Progress::Blocked { next, replies } => {
-            Handled::Waiting(WaitingBatch::new(text.to_owned(), spans, next, replies))
+        Progress::Blocked { next, answers } => {
+            Handled::Waiting(WaitingBatch::new(text.to_owned(), spans, next, answers))
         }
     }
 }
 
 enum Progress {
-    Done(Reply),
-    Blocked { next: usize, replies: Vec<Reply> },
+    Done(Answer),
+    Blocked { next: usize, answers: Vec<Answer> },
 }
 
 /// Handles the requests from `next` on, in order (a batch may sign in and
 /// then play), until the batch is done or has to wait.
 fn run(
-    shared: &Shared,
-    conn: &mut Connection,
+    shared: &ServerState,
+    conn: &mut ConnectionState,
     text: &str,
     spans: &[Range<usize>],
     mut next: usize,
-    mut replies: Vec<Reply>,
+    mut answers: Vec<Answer>,
 ) -> Progress {
     let limits = &shared.limits;
     while let Some(span) = spans.get(next) {
         if conn.auth.failed_attempts() >= limits.max_failed_auth_attempts {
             // The connection is about to be closed (1008): what is running
             // has nobody to answer to, so only the answers at hand go out.
-            return Progress::Done(answers_at_hand(replies));
+            return Progress::Done(answers_at_hand(answers));
         }
         if conn.gate(limits) != Gate::Open {
-            return Progress::Blocked { next, replies };
+            return Progress::Blocked { next, answers };
         }
-        replies.push(router::handle_one(shared, conn, &text[span.clone()]));
+        answers.push(router::handle_one(shared, conn, &text[span.clone()]));
         next += 1;
     }
-    Progress::Done(finish(replies))
+    Progress::Done(finish(answers))
 }
 
-/// The batch's answer from its requests' replies.
-fn finish(replies: Vec<Reply>) -> Reply {
-    if replies.iter().all(|reply| matches!(reply, Reply::Now(_))) {
-        return answers_at_hand(replies);
+/// The batch's answer from its requests' answers.
+fn finish(answers: Vec<Answer>) -> Answer {
+    if answers
+        .iter()
+        .all(|answer| matches!(answer, Answer::Now(_)))
+    {
+        return answers_at_hand(answers);
     }
-    let pending = replies.into_iter().map(|reply| match reply {
-        Reply::Now(answer) => Box::pin(future::ready(answer)) as LocalBoxFuture<'static, _>,
-        Reply::Later(future) => future,
+    let pending = answers.into_iter().map(|answer| match answer {
+        Answer::Now(answer) => Box::pin(future::ready(answer)) as LocalBoxFuture<'static, _>,
+        Answer::Later(future) => future,
     });
     let joined = future::join_all(pending);
-    Reply::Later(Box::pin(
+    Answer::Later(Box::pin(
         async move { join(joined.await.into_iter().flatten()) },
     ))
 }
 
-/// The batch answer of the replies that are ready, leaving out the rest.
-fn answers_at_hand(replies: Vec<Reply>) -> Reply {
-    Reply::Now(join(replies.into_iter().filter_map(|reply| match reply {
-        Reply::Now(answer) => answer,
-        Reply::Later(_) => None,
-    })))
+/// The batch answer of the answers that are ready, leaving out the rest.
+fn answers_at_hand(answers: Vec<Answer>) -> Answer {
+    Answer::Now(join(answers.into_iter().filter_map(
+        |answer| match answer {
+            Answer::Now(answer) => answer,
+            Answer::Later(_) => None,
+        },
+    )))
 }
 
 /// A batch answer from its responses; nothing at all when every request was

@@ -84,8 +84,10 @@ pub struct ServerConfig {
     /// its WASM bundle) served at `/`, with `index.html` for directories.
     /// Over TLS the responses carry HSTS like every other.
     pub web_root: Option<std::path::PathBuf>,
-    /// Number of actix worker threads serving connections; `0` = one per core.
-    pub workers: usize,
+    /// Threads accepting and serving connections (TLS, HTTP, WebSocket
+    /// sessions); `0` = one per core. Scripts run elsewhere: see
+    /// `script_threads`.
+    pub connection_threads: usize,
     /// Number of threads running scripts in the embedded executor; `0` = one
     /// per core.
     pub script_threads: usize,
@@ -163,7 +165,7 @@ impl Default for ServerConfig {
             hsts_max_age: Duration::from_secs(365 * 24 * 60 * 60),
             redirect_http_to_https: false,
             web_root: None,
-            workers: 0,
+            connection_threads: 0,
             script_threads: 0,
             script_queue_capacity: 0,
             limits: ServerLimits::default(),
@@ -229,8 +231,10 @@ pub struct ServerLimits {
     pub tls_handshake_timeout: Duration,
     /// How long a graceful stop waits for in-flight scripts before closing.
     pub shutdown_grace: Duration,
-    /// How long a script may wait for a free executor thread and run, all
-    /// told, before its caller gets an error instead.
+    /// The deadline of every `play`: how long its script may wait for a free
+    /// script thread (or a Redis worker) and run, all told, before its caller
+    /// gets an error instead. The run alone is capped by
+    /// `script_limits.max_run_time`.
     pub script_deadline: Duration,
 }
 

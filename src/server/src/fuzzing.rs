@@ -12,13 +12,13 @@ use crate::batch::Handled;
 use crate::circle::CircleIdentity;
 use crate::config::{ServerConfig, ServerLimits};
 use crate::listen::Listener;
-use crate::router::{self, Connection, Reply};
-use crate::state::Shared;
+use crate::router::{self, Answer, ConnectionState};
+use crate::state::ServerState;
 
 /// One connection's router, fed frames directly.
 pub struct RouterHarness {
-    shared: Shared,
-    conn: Connection,
+    shared: ServerState,
+    conn: ConnectionState,
     _shutdown: watch::Sender<bool>,
 }
 
@@ -31,7 +31,7 @@ impl RouterHarness {
             queue_capacity: 8,
             limits: ScriptLimits {
                 max_operations: 10_000,
-                max_wall_time: Duration::from_millis(50),
+                max_run_time: Duration::from_millis(50),
                 ..ScriptLimits::default()
             },
             ..EmbeddedConfig::default()
@@ -50,12 +50,12 @@ impl RouterHarness {
             },
             ..ServerConfig::default()
         };
-        let shared = Shared::new(&config, circle, Arc::new(executor), None, shutdown);
+        let shared = ServerState::new(&config, circle, Arc::new(executor), None, shutdown);
         let origin = ChallengeOrigin {
             domain: "localhost".to_owned(),
             uri: "wss://localhost/ws".to_owned(),
         };
-        let conn = Connection::new(&shared, origin, Listener::Tls, None);
+        let conn = ConnectionState::new(&shared, origin, Listener::Tls, None);
         Ok(RouterHarness {
             shared,
             conn,
@@ -68,8 +68,8 @@ impl RouterHarness {
     /// so is a batch that would wait at the connection's gate.
     pub fn handle_text(&mut self, text: &str) -> Option<String> {
         match router::handle_text(&self.shared, &mut self.conn, text) {
-            Handled::Done(Reply::Now(answer)) => answer,
-            Handled::Done(Reply::Later(_)) | Handled::Waiting(_) => None,
+            Handled::Done(Answer::Now(answer)) => answer,
+            Handled::Done(Answer::Later(_)) | Handled::Waiting(_) => None,
         }
     }
 }

@@ -10,7 +10,7 @@ use tokio::sync::watch;
 use tracing::{info, warn};
 
 use crate::error::ServerError;
-use crate::state::Shared;
+use crate::state::ServerState;
 use crate::tls::{CertificateInfo, TlsReloader, rfc3339, warn_if_expiring};
 
 /// Controls a running server: where it listens, and how to stop it.
@@ -20,7 +20,7 @@ pub struct ServerHandle {
     pub(crate) shutdown: Arc<watch::Sender<bool>>,
     pub(crate) ws_addr: Option<SocketAddr>,
     pub(crate) wss_addr: Option<SocketAddr>,
-    pub(crate) shared: Arc<Shared>,
+    pub(crate) shared: Arc<ServerState>,
     pub(crate) tls: Option<Arc<TlsReloader>>,
 }
 
@@ -107,7 +107,7 @@ impl ServerHandle {
             }
         }
         self.shutdown.send_replace(true);
-        // Sessions run as tasks of their own on the worker threads: let
+        // Sessions run as tasks of their own on the connection threads: let
         // them finish (drain, close frame, close handshake) before the
         // workers go away.
         let patience = self.shared.limits.shutdown_grace + Duration::from_secs(3);

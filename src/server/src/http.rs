@@ -14,7 +14,7 @@ use actix_web::{App, HttpRequest, HttpResponse, web};
 use futures_util::future::{self, Either};
 
 use crate::listen::Listener;
-use crate::state::Shared;
+use crate::state::ServerState;
 use crate::upgrade::WEBSOCKET_PATH;
 
 /// What the HTTP side of one listener adds to every response.
@@ -47,7 +47,7 @@ impl HttpPolicy {
 
 /// The actix-web application of one listener: the routes and the policy.
 pub(crate) fn app(
-    shared: Arc<Shared>,
+    shared: Arc<ServerState>,
     policy: HttpPolicy,
     web_root: Option<PathBuf>,
 ) -> App<
@@ -144,7 +144,7 @@ fn https_location(request: &HttpRequest, https_port: u16) -> String {
 }
 
 /// `GET /metrics`: Prometheus text format.
-async fn metrics(shared: web::Data<Shared>) -> HttpResponse {
+async fn metrics(shared: web::Data<ServerState>) -> HttpResponse {
     let expires_in = shared
         .tls
         .as_ref()
@@ -161,7 +161,7 @@ async fn metrics(shared: web::Data<Shared>) -> HttpResponse {
 /// `GET /health`: a small JSON body for load balancers; `503` from the
 /// start of a drain or stop (protocol 1.1), so a balancer stops sending new
 /// clients while the connections still open finish.
-async fn health(shared: web::Data<Shared>) -> HttpResponse {
+async fn health(shared: web::Data<ServerState>) -> HttpResponse {
     let status = if *shared.shutdown.borrow() {
         "stopping"
     } else if shared.draining.load(std::sync::atomic::Ordering::Relaxed) {

@@ -32,11 +32,11 @@ use crate::batch::{self, Handled};
 use crate::config::ServerLimits;
 use crate::listen::Listener;
 use crate::pacing::{Gate, InFlightCount, RateLimiter};
-use crate::state::Shared;
+use crate::state::ServerState;
 use crate::tls::ClientIdentity;
 
 /// Per-connection state the router reads and changes.
-pub(crate) struct Connection {
+pub(crate) struct ConnectionState {
     pub auth: AuthState,
     pub origin: ChallengeOrigin,
     pub listener: Listener,
@@ -50,14 +50,14 @@ pub(crate) struct Connection {
     client_certificate_json: Option<Box<RawValue>>,
 }
 
-impl Connection {
+impl ConnectionState {
     pub fn new(
-        shared: &Shared,
+        shared: &ServerState,
         origin: ChallengeOrigin,
         listener: Listener,
         client: Option<&ClientIdentity>,
     ) -> Self {
-        Connection {
+        ConnectionState {
             auth: AuthState::default(),
             origin,
             listener,
@@ -101,7 +101,7 @@ impl Connection {
 /// The answer to one frame, or to one request of a batch: ready now, or
 /// later once a script finishes. `None` means nothing is sent back
 /// (notifications only).
-pub(crate) enum Reply {
+pub(crate) enum Answer {
     Now(Option<String>),
     Later(LocalBoxFuture<'static, Option<String>>),
 }
@@ -110,18 +110,18 @@ pub(crate) enum Reply {
 type Outcome = Result<Box<RawValue>, RpcError>;
 
 /// A method's outcome, now or later; the id is added by the caller.
-enum Answer {
+enum MethodOutcome {
     Now(Outcome),
     Later(LocalBoxFuture<'static, Outcome>),
 }
 
 /// Handles one text frame: a request or a batch. The caller has checked
 /// the connection's [`Gate`] (a single request never waits here).
-pub(crate) fn handle_text(shared: &Shared, conn: &mut Connection, text: &str) -> Handled {
+pub(crate) fn handle_text(shared: &ServerState, conn: &mut ConnectionState, text: &str) -> Handled {
     match parse_frame(text) {
         Ok(Frame::Single(text)) => Handled::Done(handle_one(shared, conn, text)),
         Ok(Frame::Batch(items)) => batch::start(shared, conn, text, &items),
-        Err(not_json) => Handled::Done(Reply::Now(Some(not_json.response()))),
+        Err(not_json) => Handled::Done(Answer::Now(Some(not_json.response()))),
     }
 }
 
@@ -135,10 +135,10 @@ pub(crate) fn binary_frame_reply() -> String {
 
 /// Handles one request given as JSON text. The caller has checked the
 /// connection's [`Gate`]: this spends one token of its request rate.
-pub(crate) fn handle_one(shared: &Shared, conn: &mut Connection, text: &str) -> Reply {
+pub(crate) fn handle_one(shared: &ServerState, conn: &mut ConnectionState, text: &str) -> Answer {
     let request = match Request::parse(text) {
         Ok(request) => request,
-        Err(bad) => return Reply::Now(Some(bad.response())),
+        Err(bad) => return Answer::Now(Some(bad.response())),
     };
     let method = request.method.as_ref();
     shared.metrics.request(method);
@@ -146,15 +146,15 @@ pub(crate) fn handle_one(shared: &Shared, conn: &mut Connection, text: &str) -> 
     let answer = route(shared, conn, &request);
     // A notification (no id) is carried out but never answered.
     match answer {
-        Answer::Now(outcome) => {
+        MethodOutcome::Now(outcome) => {
             count_error(shared, method, &outcome);
-            Reply::Now(request.id.map(|id| respond(id, &outcome)))
+            Answer::Now(request.id.map(|id| respond(id, &outcome)))
         }
-        Answer::Later(future) => {
+        MethodOutcome::Later(future) => {
             let id = request.id.map(RawValue::to_owned);
             let metrics = shared.metrics.clone();
             let method = method.to_owned();
-            Reply::Later(Box::pin(async move {
+            Answer::Later(Box::pin(async move {
                 let outcome = future.await;
                 if let Err(error) = &outcome {
                     metrics.error(&method, error.code);
@@ -165,15 +165,15 @@ pub(crate) fn handle_one(shared: &Shared, conn: &mut Connection, text: &str) -> 
     }
 }
 
-fn count_error(shared: &Shared, method: &str, outcome: &Outcome) {
+fn count_error(shared: &ServerState, method: &str, outcome: &Outcome) {
     if let Err(error) = outcome {
         shared.metrics.error(method, error.code);
     }
 }
 
-fn route(shared: &Shared, conn: &mut Connection, request: &Request<'_>) -> Answer {
+fn route(shared: &ServerState, conn: &mut ConnectionState, request: &Request<'_>) -> MethodOutcome {
     match request.method.as_ref() {
-        method::FETCH_NONCE => Answer::Now(
+        method::FETCH_NONCE => MethodOutcome::Now(
             request
                 .parse_params::<FetchNonceParams>()
                 .and_then(|params| {
@@ -197,9 +197,9 @@ fn route(shared: &Shared, conn: &mut Connection, request: &Request<'_>) -> Answe
                     ..(*conn.script_context).clone()
                 });
             }
-            Answer::Now(result.and_then(|result| to_json(&result)))
+            MethodOutcome::Now(result.and_then(|result| to_json(&result)))
         }
-        method::WHOAMI => Answer::Now(to_json(&Whoami {
+        method::WHOAMI => MethodOutcome::Now(to_json(&Whoami {
             authenticated: conn.auth.caller().is_some(),
             pubkey: conn
                 .auth
@@ -209,7 +209,7 @@ fn route(shared: &Shared, conn: &mut Connection, request: &Request<'_>) -> Answe
             client_certificate: conn.client_certificate_json.as_deref(),
         })),
         method::PLAY => play(shared, conn, request),
-        other => Answer::Now(Err(RpcError::method_not_found(other))),
+        other => MethodOutcome::Now(Err(RpcError::method_not_found(other))),
     }
 }
 
@@ -225,13 +225,13 @@ struct Whoami<'a> {
     client_certificate: Option<&'a RawValue>,
 }
 
-fn play(shared: &Shared, conn: &mut Connection, request: &Request<'_>) -> Answer {
+fn play(shared: &ServerState, conn: &mut ConnectionState, request: &Request<'_>) -> MethodOutcome {
     let params = match request.parse_params::<PlayParams>() {
         Ok(params) => params,
-        Err(error) => return Answer::Now(Err(error)),
+        Err(error) => return MethodOutcome::Now(Err(error)),
     };
     if shared.enable_auth && conn.auth.caller().is_none() {
-        return Answer::Now(Err(RpcError::new(
+        return MethodOutcome::Now(Err(RpcError::new(
             codes::AUTHENTICATION_REQUIRED,
             "authentication required: call fetch_nonce and authenticate before play",
         )));
@@ -245,7 +245,7 @@ fn play(shared: &Shared, conn: &mut Connection, request: &Request<'_>) -> Answer
     let metrics = shared.metrics.clone();
     let started = Instant::now();
     let execution = shared.executor.execute(job);
-    Answer::Later(Box::pin(async move {
+    MethodOutcome::Later(Box::pin(async move {
         let result = execution.await;
         metrics.script_finished(started.elapsed());
         drop(in_flight);

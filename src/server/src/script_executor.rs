@@ -66,7 +66,7 @@ fn start_redis_executor(
     let circle_public_key = parse_circle_public_key(&config.circle_public_key)
         .map_err(|e| ServerError::InvalidConfig(format!("circle_public_key: {e}")))?;
     let executor = RedisExecutor::new(RedisExecutorConfig {
-        default_deadline: config.limits.script_deadline,
+        fallback_deadline: config.limits.script_deadline,
         tls: config.redis_tls.clone(),
         ..RedisExecutorConfig::new(url, circle_public_key)
     })

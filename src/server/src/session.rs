@@ -22,8 +22,8 @@ use tracing::{debug, info, warn};
 use crate::batch::{Handled, WaitingBatch};
 use crate::metrics::LimitHit;
 use crate::pacing::Gate;
-use crate::router::{self, Connection, Reply};
-use crate::state::{ConnectionSlot, Shared};
+use crate::router::{self, Answer, ConnectionState};
+use crate::state::{ConnectionSlot, ServerState};
 
 /// Why a session ended, for the log.
 #[derive(Debug)]
@@ -66,9 +66,9 @@ type PendingAnswers = FuturesUnordered<LocalBoxFuture<'static, Option<String>>>;
 
 /// One connection's state while it runs.
 struct Session<T> {
-    shared: Arc<Shared>,
+    shared: Arc<ServerState>,
     socket: WebSocketStream<T>,
-    conn: Connection,
+    conn: ConnectionState,
     pending: PendingAnswers,
     /// A batch that stopped at the gate; nothing more is read until it is
     /// through.
@@ -82,9 +82,9 @@ struct Session<T> {
 
 /// Runs one connection until it ends. `_slot` keeps the connection counted.
 pub(crate) async fn run<T>(
-    shared: Arc<Shared>,
+    shared: Arc<ServerState>,
     socket: WebSocketStream<T>,
-    conn: Connection,
+    conn: ConnectionState,
     _slot: ConnectionSlot,
 ) where
     T: AsyncRead + AsyncWrite + Unpin,
@@ -288,9 +288,9 @@ where
     /// cap on failed sign-ins (the attempt that reached it was answered).
     async fn take_handled(&mut self, handled: Handled) -> Result<(), Ending> {
         match handled {
-            Handled::Done(Reply::Now(Some(answer))) => send(&mut self.socket, answer).await?,
-            Handled::Done(Reply::Now(None)) => {}
-            Handled::Done(Reply::Later(answer)) => self.pending.push(answer),
+            Handled::Done(Answer::Now(Some(answer))) => send(&mut self.socket, answer).await?,
+            Handled::Done(Answer::Now(None)) => {}
+            Handled::Done(Answer::Later(answer)) => self.pending.push(answer),
             Handled::Waiting(batch) => self.waiting = Some(batch),
         }
         if self.conn.auth.failed_attempts() >= self.shared.limits.max_failed_auth_attempts {

@@ -27,7 +27,7 @@ use crate::listen::{Listener, bind_error, bind_listeners, http_service, local_ad
 use crate::proxy::{Front, plain_stack, tls_stack};
 use crate::refusal_log::RefusalLog;
 use crate::script_executor::start_executor;
-use crate::state::Shared;
+use crate::state::ServerState;
 use crate::tls::{ClientIdentity, load_tls, watch_certificate_expiry};
 use crate::upgrade::Upgrader;
 
@@ -64,7 +64,7 @@ pub fn spawn_circle_server(
     let wss_addr = tls_listener.as_ref().map(local_addr).transpose()?;
 
     let (shutdown_sender, shutdown) = watch::channel(false);
-    let shared = Arc::new(Shared::new(
+    let shared = Arc::new(ServerState::new(
         &config,
         circle,
         executor,
@@ -115,8 +115,8 @@ pub fn spawn_circle_server(
         // to a graceful stop itself.
         .disable_signals()
         .shutdown_timeout(config.limits.shutdown_grace.as_secs() + 2);
-    if config.workers > 0 {
-        server = server.workers(config.workers);
+    if config.connection_threads > 0 {
+        server = server.workers(config.connection_threads);
     }
     let graceful_stop = server.graceful_shutdown_signal();
     if let (Some(listener), Some(addr)) = (plain_listener, ws_addr) {

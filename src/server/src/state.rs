@@ -17,8 +17,8 @@ use crate::metrics::Metrics;
 use crate::proxy::TrustedProxies;
 use crate::tls::TlsReloader;
 
-/// Shared by all sessions on all worker threads.
-pub(crate) struct Shared {
+/// What every session on every HTTP thread shares: one per server.
+pub(crate) struct ServerState {
     pub circle: CircleIdentity,
     /// `circle` as `whoami` shows it, rendered once.
     pub circle_json: Box<RawValue>,
@@ -43,7 +43,7 @@ pub(crate) struct Shared {
     pub drain_period: std::time::Duration,
 }
 
-impl Shared {
+impl ServerState {
     /// What the sessions of a server started with `config` share.
     pub fn new(
         config: &ServerConfig,
@@ -53,7 +53,7 @@ impl Shared {
         shutdown: watch::Receiver<bool>,
     ) -> Self {
         let limits = &config.limits;
-        Shared {
+        ServerState {
             challenge: ChallengeSettings {
                 circle_name: circle.name.clone(),
                 circle_public_key: circle.public_key.clone(),

@@ -32,9 +32,9 @@ use crate::listen::Listener;
 use crate::metrics::LimitHit;
 use crate::proxy::client_address;
 use crate::refusal_log::RefusalLog;
-use crate::router::Connection;
+use crate::router::ConnectionState;
 use crate::session;
-use crate::state::{Refusal, Shared};
+use crate::state::{Refusal, ServerState};
 use crate::tls::ClientIdentity;
 
 /// The path WebSockets are served on.
@@ -51,7 +51,7 @@ const WRITE_BUFFER_BYTES: usize = 16 * 1024;
 
 /// What every upgrade on one listener needs.
 pub(crate) struct Upgrader {
-    pub shared: Arc<Shared>,
+    pub shared: Arc<ServerState>,
     pub listener: Listener,
     /// The listener's own address: the challenge URI's host when the
     /// request names none.
@@ -189,7 +189,7 @@ impl Upgrader {
             self.listener,
             self.local_addr,
         );
-        let conn = Connection::new(shared, origin, self.listener, identity);
+        let conn = ConnectionState::new(shared, origin, self.listener, identity);
         // The session's own task; `ServerHandle::stop` waits for it through
         // the connection count that `slot` holds.
         actix_web::rt::spawn(session::run(shared.clone(), socket, conn, slot).instrument(span));

@@ -35,7 +35,7 @@ async fn per_client_budget_is_per_64() {
     let (task, handle) = spawn_circle_server(ServerConfig {
         host: SERVER.into(),
         port: 0,
-        workers: 1,
+        connection_threads: 1,
         script_threads: 1,
         limits: ServerLimits {
             max_connections_per_ip: 2,

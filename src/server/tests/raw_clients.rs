@@ -139,7 +139,7 @@ async fn a_frame_that_is_not_json_gets_one_parse_error_object() {
 async fn health_answers_503_while_the_server_stops() {
     let server = TestServer::start(ServerConfig {
         script_limits: ScriptLimits {
-            max_wall_time: Duration::from_secs(2),
+            max_run_time: Duration::from_secs(2),
             ..ScriptLimits::default()
         },
         ..tls_config()

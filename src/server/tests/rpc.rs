@@ -571,7 +571,7 @@ async fn runaway_script_is_stopped_while_others_are_served() {
     let server = TestServer::start(ServerConfig {
         script_limits: ScriptLimits {
             max_operations: u64::MAX,
-            max_wall_time: Duration::from_millis(1500),
+            max_run_time: Duration::from_millis(1500),
             ..ScriptLimits::default()
         },
         ..tls_config()

@@ -2,7 +2,7 @@
 //! by one bounded queue.
 //!
 //! Scripts are CPU-bound and rhai is synchronous, so they must not run on the async
-//! runtime's threads. Each worker owns a single-threaded sandbox (no locks while a script
+//! runtime's threads. Each script thread owns a single-threaded sandbox (no locks while a script
 //! runs); the bounded queue is the back-pressure: when it is full, `execute` answers
 //! [`ExecutorError::Overloaded`] at once instead of letting work pile up.
 
@@ -14,12 +14,12 @@ use std::time::Instant;
 use crossbeam_channel::{Sender, TrySendError};
 use tokio::sync::oneshot;
 
-mod reply;
+mod answer_to;
 mod thread;
 
-pub(crate) use reply::AnswerFn;
-use reply::{Reply, Task};
-use thread::{RunnerFactory, Shared, worker_loop};
+pub(crate) use answer_to::AnswerFn;
+use answer_to::{AnswerTo, Task};
+use thread::{PoolState, RunnerFactory, script_thread};
 
 use crate::host::ScriptEnvironment;
 use crate::sandbox::{MIN_STACK_BYTES, Sandbox};
@@ -32,16 +32,16 @@ pub struct EmbeddedConfig {
     /// Worker threads, i.e. scripts that can run at the same time. Default: the machine's
     /// available parallelism. `0` is taken as `1`.
     pub threads: usize,
-    /// Jobs that may wait for a free worker; beyond that, `execute` answers
+    /// Jobs that may wait for a free script thread; beyond that, `execute` answers
     /// [`ExecutorError::Overloaded`]. Default `1024`. `0` means no waiting at all: a job is
-    /// accepted only when a worker is idle.
+    /// accepted only when a script thread is idle.
     pub queue_capacity: usize,
     /// The limits every script runs under.
     pub limits: ScriptLimits,
-    /// Compiled scripts each worker keeps, so repeated scripts are not parsed again.
+    /// Compiled scripts each script thread keeps, so repeated scripts are not parsed again.
     /// Default `256`. `0` disables the cache.
     pub ast_cache_entries: usize,
-    /// Host functions added to every worker's engine. Default: the stock environment.
+    /// Host functions added to every script thread's engine. Default: the stock environment.
     pub environment: ScriptEnvironment,
     /// The store behind the `store::` and `circle::` modules. `None` (the default): the
     /// modules do not exist, and a script calling them gets a runtime error.
@@ -64,10 +64,10 @@ impl Default for EmbeddedConfig {
 /// Runs scripts on a bounded pool of OS threads, each owning its own [`Sandbox`].
 ///
 /// `execute` never blocks: it pushes the job onto the queue without waiting (a full queue
-/// answers [`ExecutorError::Overloaded`]) and returns a future that resolves when a worker
+/// answers [`ExecutorError::Overloaded`]) and returns a future that resolves when a script thread
 /// answers.
 ///
-/// Dropping the executor closes the queue: workers finish the script they are running,
+/// Dropping the executor closes the queue: script threads finish the script they are running,
 /// answer it, and exit; jobs still queued are answered [`ExecutorError::Unavailable`].
 /// Dropping does not wait for the threads; [`EmbeddedExecutor::shutdown`] does.
 ///
@@ -84,9 +84,9 @@ impl Default for EmbeddedConfig {
 /// # }
 /// ```
 pub struct EmbeddedExecutor {
-    /// `None` once closed; dropping the last sender wakes idle workers so they can exit.
+    /// `None` once closed; dropping the last sender wakes idle script threads so they can exit.
     sender: Option<Sender<Task>>,
-    shared: Arc<Shared>,
+    shared: Arc<PoolState>,
     handles: Vec<JoinHandle<()>>,
     queue_capacity: usize,
 }
@@ -95,7 +95,7 @@ impl std::fmt::Debug for EmbeddedExecutor {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("EmbeddedExecutor")
             .field("threads", &self.handles.len())
-            .field("live_workers", &self.live_workers())
+            .field("live_threads", &self.live_threads())
             .field("queue_capacity", &self.queue_capacity)
             .field("queue_depth", &self.queue_depth())
             .finish()
@@ -103,7 +103,7 @@ impl std::fmt::Debug for EmbeddedExecutor {
 }
 
 impl EmbeddedExecutor {
-    /// Starts `config.threads` worker threads (named `circle-executor-N`).
+    /// Starts `config.threads` script threads (named `circle-executor-N`).
     ///
     /// Logs a warning if [`ScriptLimits::max_memory_bytes`] cannot be enforced because
     /// the process did not install [`CountingAllocator`](crate::memory::CountingAllocator)
@@ -139,26 +139,26 @@ impl EmbeddedExecutor {
     ) -> std::io::Result<Self> {
         let threads = threads.max(1);
         let (sender, receiver) = crossbeam_channel::bounded::<Task>(queue_capacity);
-        let shared = Arc::new(Shared {
+        let shared = Arc::new(PoolState {
             closing: AtomicBool::new(false),
-            live_workers: AtomicUsize::new(0),
+            live_threads: AtomicUsize::new(0),
         });
         let mut handles = Vec::with_capacity(threads);
         for index in 0..threads {
             let receiver = receiver.clone();
-            let shared_for_worker = Arc::clone(&shared);
+            let shared_for_thread = Arc::clone(&shared);
             let factory = Arc::clone(&factory);
-            // Counted before the spawn so `live_workers` never under-reports a thread
+            // Counted before the spawn so `live_threads` never under-reports a thread
             // that is starting; `LiveGuard` gives the count back when the thread ends.
-            shared.live_workers.fetch_add(1, Ordering::SeqCst);
+            shared.live_threads.fetch_add(1, Ordering::SeqCst);
             let spawned = std::thread::Builder::new()
                 .name(format!("circle-executor-{index}"))
                 .stack_size(MIN_STACK_BYTES)
-                .spawn(move || worker_loop(receiver, shared_for_worker, factory));
+                .spawn(move || script_thread(receiver, shared_for_thread, factory));
             match spawned {
                 Ok(handle) => handles.push(handle),
                 Err(err) => {
-                    shared.live_workers.fetch_sub(1, Ordering::SeqCst);
+                    shared.live_threads.fetch_sub(1, Ordering::SeqCst);
                     shared.closing.store(true, Ordering::SeqCst);
                     return Err(err);
                 }
@@ -173,7 +173,7 @@ impl EmbeddedExecutor {
         })
     }
 
-    /// Number of worker threads started.
+    /// Number of script threads started.
     pub fn threads(&self) -> usize {
         self.handles.len()
     }
@@ -185,8 +185,8 @@ impl EmbeddedExecutor {
 
     /// Worker threads still running (they exit after the executor is closed, or if one
     /// ever dies). For health checks and tests.
-    pub fn live_workers(&self) -> usize {
-        self.shared.live_workers.load(Ordering::SeqCst)
+    pub fn live_threads(&self) -> usize {
+        self.shared.live_threads.load(Ordering::SeqCst)
     }
 
     /// Queues `job` and has `answer` called with its result: on a script thread once it
@@ -210,33 +210,33 @@ impl EmbeddedExecutor {
         };
         let task = Task {
             job,
-            reply: Reply::Call(answer),
+            answer_to: AnswerTo::Call(answer),
         };
         let (task, refusal) = match sender.try_send(task) {
             Ok(()) => return,
             Err(TrySendError::Full(task)) => (
                 task,
                 ExecutorError::Overloaded(format!(
-                    "all script workers are busy and the queue is full ({} jobs waiting); try again later",
+                    "all script threads are busy and the queue is full ({} jobs waiting); try again later",
                     self.queue_capacity
                 )),
             ),
             Err(TrySendError::Disconnected(task)) => (
                 task,
-                ExecutorError::Unavailable("no script worker is running".into()),
+                ExecutorError::Unavailable("no script thread is running".into()),
             ),
         };
-        task.reply.send(Err(refusal));
+        task.answer_to.send(Err(refusal));
     }
 
-    /// Closes the queue and waits for every worker to finish its current script and exit.
+    /// Closes the queue and waits for every script thread to finish its current script and exit.
     ///
     /// This blocks for up to one script's wall-time limit: call it from a blocking
     /// context (for example `tokio::task::spawn_blocking`), not from async code.
     pub fn shutdown(mut self) {
         self.close();
         for handle in std::mem::take(&mut self.handles) {
-            // A worker never panics out of its loop (runs are caught), and if one did
+            // A script thread never panics out of its loop (runs are caught), and if one did
             // there would be nothing left to clean up; either way, keep joining the rest.
             let _ = handle.join();
         }
@@ -267,14 +267,14 @@ impl Executor for EmbeddedExecutor {
                 "the executor is shut down".into(),
             ))));
         };
-        let (reply, answer) = oneshot::channel();
+        let (answer_sender, answer) = oneshot::channel();
         match sender.try_send(Task {
             job,
-            reply: Reply::Future(reply),
+            answer_to: AnswerTo::Future(answer_sender),
         }) {
             Ok(()) => Box::pin(async move {
                 answer.await.unwrap_or_else(|_| {
-                    // The worker dropped the job unanswered: it is shutting down.
+                    // The script thread dropped the job unanswered: it is shutting down.
                     Err(ExecutorError::Unavailable(
                         "the executor shut down before running the script".into(),
                     ))
@@ -282,12 +282,12 @@ impl Executor for EmbeddedExecutor {
             }),
             Err(TrySendError::Full(_)) => {
                 Box::pin(std::future::ready(Err(ExecutorError::Overloaded(format!(
-                    "all script workers are busy and the queue is full ({} jobs waiting); try again later",
+                    "all script threads are busy and the queue is full ({} jobs waiting); try again later",
                     self.queue_capacity
                 )))))
             }
             Err(TrySendError::Disconnected(_)) => Box::pin(std::future::ready(Err(
-                ExecutorError::Unavailable("no script worker is running".into()),
+                ExecutorError::Unavailable("no script thread is running".into()),
             ))),
         }
     }
@@ -338,7 +338,7 @@ mod tests {
         assert_eq!(err.code(), -32005);
         let ok = executor.execute(job("still here")).await.unwrap();
         assert_eq!(ok.output, "still here");
-        assert_eq!(executor.live_workers(), 1);
+        assert_eq!(executor.live_threads(), 1);
     }
 
     #[cfg(feature = "redis")]
@@ -371,7 +371,10 @@ mod tests {
         submit(&executor, job("wait"), "running");
         let give_up = Instant::now() + std::time::Duration::from_secs(5);
         while executor.queue_depth() > 0 {
-            assert!(Instant::now() < give_up, "the worker never took the job");
+            assert!(
+                Instant::now() < give_up,
+                "the script thread never took the job"
+            );
             std::thread::sleep(std::time::Duration::from_millis(2));
         }
         submit(&executor, job("queued"), "queued");
@@ -416,7 +419,7 @@ mod tests {
             queue_capacity: 4,
             limits: ScriptLimits {
                 max_operations: u64::MAX,
-                max_wall_time: std::time::Duration::from_millis(300),
+                max_run_time: std::time::Duration::from_millis(300),
                 ..ScriptLimits::default()
             },
             ast_cache_entries: 4,
@@ -424,12 +427,15 @@ mod tests {
         })
         .unwrap();
         let shared = Arc::clone(&executor.shared);
-        assert_eq!(shared.live_workers.load(Ordering::SeqCst), 1);
+        assert_eq!(shared.live_threads.load(Ordering::SeqCst), 1);
 
         let running = executor.execute(job("loop {}"));
         let give_up = Instant::now() + std::time::Duration::from_secs(5);
         while executor.queue_depth() > 0 {
-            assert!(Instant::now() < give_up, "the worker never took the job");
+            assert!(
+                Instant::now() < give_up,
+                "the script thread never took the job"
+            );
             tokio::time::sleep(std::time::Duration::from_millis(2)).await;
         }
         let queued = executor.execute(job("1"));
@@ -445,8 +451,8 @@ mod tests {
         let err = queued.await.unwrap_err();
         assert!(matches!(err, ExecutorError::Unavailable(_)), "{err:?}");
 
-        while shared.live_workers.load(Ordering::SeqCst) > 0 {
-            assert!(Instant::now() < give_up, "worker threads did not exit");
+        while shared.live_threads.load(Ordering::SeqCst) > 0 {
+            assert!(Instant::now() < give_up, "script threads did not exit");
             tokio::time::sleep(std::time::Duration::from_millis(5)).await;
         }
     }

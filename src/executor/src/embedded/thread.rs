@@ -8,46 +8,50 @@ use std::time::Instant;
 
 use crossbeam_channel::Receiver;
 
-use super::reply::Task;
+use super::answer_to::Task;
 use crate::{ExecutorError, ScriptContext, ScriptOutput};
 
-/// What a worker runs a script with. A boxed closure rather than [`Sandbox`] itself so
+/// What a script thread runs a script with. A boxed closure rather than [`Sandbox`] itself so
 /// tests can exercise the pool's own failure handling (a panicking run) honestly.
 pub(super) type RunFn =
     Box<dyn FnMut(&str, &Arc<ScriptContext>) -> Result<ScriptOutput, ExecutorError>>;
 
-/// Makes a worker's runner. Called on the worker thread (the sandbox is not `Send`), and
+/// Makes a script thread's runner. Called on the script thread (the sandbox is not `Send`), and
 /// again after a run panicked, since the old runner's state can no longer be trusted.
 pub(super) type RunnerFactory = Arc<dyn Fn() -> RunFn + Send + Sync>;
 
-/// State shared by the executor handle and its workers.
-pub(super) struct Shared {
-    /// Set when the executor is dropped or shut down: workers stop taking jobs.
+/// State shared by the executor handle and its script threads.
+pub(super) struct PoolState {
+    /// Set when the executor is dropped or shut down: script threads stop taking jobs.
     pub(super) closing: AtomicBool,
-    /// Worker threads still running (for [`EmbeddedExecutor::live_workers`]).
-    pub(super) live_workers: AtomicUsize,
+    /// Worker threads still running (for [`EmbeddedExecutor::live_threads`]).
+    pub(super) live_threads: AtomicUsize,
 }
 
-/// Gives a worker's place in `live_workers` back however the thread ends.
-struct LiveGuard(Arc<Shared>);
+/// Gives a script thread's place in `live_threads` back however the thread ends.
+struct LiveGuard(Arc<PoolState>);
 
 impl Drop for LiveGuard {
     fn drop(&mut self) {
-        self.0.live_workers.fetch_sub(1, Ordering::SeqCst);
+        self.0.live_threads.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
-pub(super) fn worker_loop(receiver: Receiver<Task>, shared: Arc<Shared>, factory: RunnerFactory) {
+pub(super) fn script_thread(
+    receiver: Receiver<Task>,
+    shared: Arc<PoolState>,
+    factory: RunnerFactory,
+) {
     let _live = LiveGuard(Arc::clone(&shared));
     let mut run = factory();
     // `recv` fails once every sender is gone and the queue is empty.
-    while let Ok(Task { job, reply }) = receiver.recv() {
+    while let Ok(Task { job, answer_to }) = receiver.recv() {
         if shared.closing.load(Ordering::SeqCst) {
-            // Dropping `reply` answers the caller with `Unavailable`; so does dropping
-            // the jobs still queued, once the last worker has gone.
+            // Dropping `answer_to` answers the caller with `Unavailable`; so does dropping
+            // the jobs still queued, once the last script thread has gone.
             break;
         }
-        if reply.is_closed() {
+        if answer_to.is_closed() {
             // The caller gave up waiting; running the script would be wasted work.
             continue;
         }
@@ -55,7 +59,7 @@ pub(super) fn worker_loop(receiver: Receiver<Task>, shared: Arc<Shared>, factory
             .deadline
             .is_some_and(|deadline| Instant::now() >= deadline)
         {
-            reply.send(Err(ExecutorError::DeadlineExceeded));
+            answer_to.send(Err(ExecutorError::DeadlineExceeded));
             continue;
         }
         let result = match catch_unwind(AssertUnwindSafe(|| run(&job.script, &job.context))) {
@@ -74,7 +78,7 @@ pub(super) fn worker_loop(receiver: Receiver<Task>, shared: Arc<Shared>, factory
                 ))
             }
         };
-        reply.send(result);
+        answer_to.send(result);
     }
-    tracing::debug!("script worker exiting");
+    tracing::debug!("script thread exiting");
 }

@@ -40,7 +40,7 @@ pub(crate) fn limit_error(limit: LimitKind, limits: &ScriptLimits, pos: Position
         ),
         LimitKind::WallTime => format!(
             "script exceeded the wall-time limit ({} ms)",
-            limits.max_wall_time.as_millis()
+            limits.max_run_time.as_millis()
         ),
         LimitKind::CallDepth => format!(
             "script exceeded the call-depth limit ({} nested function calls)",

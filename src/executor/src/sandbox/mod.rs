@@ -286,7 +286,7 @@ impl Sandbox {
 
         self.state
             .deadline
-            .set(deadline_after(self.limits.max_wall_time));
+            .set(deadline_after(self.limits.max_run_time));
         self.state.stopped.set(None);
         self.state.failed.set(false);
         self.state.failure.take();

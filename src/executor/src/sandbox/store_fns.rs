@@ -26,14 +26,14 @@ enum Which {
     /// `store::`: the caller's namespace.
     Own,
     /// `circle::`: the circle's namespace.
-    Shared,
+    Circle,
 }
 
 impl Which {
     fn module(self) -> &'static str {
         match self {
             Which::Own => "store",
-            Which::Shared => "circle",
+            Which::Circle => "circle",
         }
     }
 }
@@ -67,7 +67,7 @@ impl StoreRun {
             state,
             max_listed,
         });
-        for which in [Which::Own, Which::Shared] {
+        for which in [Which::Own, Which::Circle] {
             let mut module = Module::new();
             // Volatile: a store call must never be folded into a constant by the optimiser.
             let function = |name: &str| {
@@ -138,11 +138,11 @@ impl StoreRun {
         }
         match which {
             Which::Own => Ok(Namespace::Caller(caller.clone())),
-            Which::Shared if writing && !self.store.is_admin(caller) => Err(
+            Which::Circle if writing && !self.store.is_admin(caller) => Err(
                 "circle:: is written by the circle's admin keys only; use store:: for your own keys"
                     .into(),
             ),
-            Which::Shared => Ok(Namespace::Circle),
+            Which::Circle => Ok(Namespace::Circle),
         }
     }
 

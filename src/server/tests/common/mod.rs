@@ -55,7 +55,7 @@ impl TestServer {
         let config = ServerConfig {
             host: "127.0.0.1".into(),
             port: 0,
-            workers: 2,
+            connection_threads: 2,
             script_threads: 2,
             ..config
         };

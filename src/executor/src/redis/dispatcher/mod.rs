@@ -56,8 +56,9 @@ pub struct RedisExecutorConfig {
     /// Jobs of this server waiting for an answer at once; beyond that `execute` answers
     /// [`ExecutorError::Overloaded`]. Default `10_000`.
     pub max_in_flight: usize,
-    /// How long a job without a deadline may wait for its answer. Default 30 s.
-    pub default_deadline: Duration,
+    /// The deadline given to a job submitted without one ([`ScriptJob::deadline`]):
+    /// how long it may wait for its answer. Default 30 s.
+    pub fallback_deadline: Duration,
     /// Time to establish a TCP connection to Redis. Default 1 s.
     pub connect_timeout: Duration,
     /// Time Redis has to answer one command (or one pipeline of queued jobs). Default 2 s.
@@ -78,7 +79,7 @@ impl RedisExecutorConfig {
             circle_public_key: circle_public_key.into(),
             max_queued_jobs: 10_000,
             max_in_flight: 10_000,
-            default_deadline: Duration::from_secs(30),
+            fallback_deadline: Duration::from_secs(30),
             connect_timeout: Duration::from_secs(1),
             command_timeout: Duration::from_secs(2),
             reconnect_interval: Duration::from_millis(250),
@@ -142,7 +143,7 @@ impl Submission {
 /// Starting it never fails because Redis is down: it connects lazily, answers
 /// [`ExecutorError::Unavailable`] (`-32005`) while Redis cannot be reached, and recovers by
 /// itself when Redis is back. Every answer arrives by the job's deadline (or
-/// [`RedisExecutorConfig::default_deadline`]): if no worker answered by then, the caller
+/// [`RedisExecutorConfig::fallback_deadline`]): if no worker answered by then, the caller
 /// gets [`ExecutorError::NoAnswer`].
 ///
 /// Two background tasks run on the tokio runtime it was created on: one pipelines queued
@@ -262,7 +263,7 @@ impl Executor for RedisExecutor {
         let started = Instant::now();
         let deadline = job
             .deadline
-            .unwrap_or_else(|| started + self.dispatch.config.default_deadline);
+            .unwrap_or_else(|| started + self.dispatch.config.fallback_deadline);
         if started >= deadline {
             return ready(Err(ExecutorError::DeadlineExceeded));
         }

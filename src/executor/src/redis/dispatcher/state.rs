@@ -12,10 +12,10 @@ use tokio::sync::oneshot;
 use super::{QUEUE_LENGTH_TRUSTED_MS, RedisExecutorConfig};
 use crate::{ExecutorError, ScriptOutput};
 
-pub(super) type Reply = oneshot::Sender<Result<ScriptOutput, ExecutorError>>;
+pub(super) type AnswerSender = oneshot::Sender<Result<ScriptOutput, ExecutorError>>;
 
 /// Callers waiting for an answer, by job sequence number.
-pub(super) type Waiting = HashMap<u64, Reply, BuildHasherDefault<SequenceHasher>>;
+pub(super) type Waiting = HashMap<u64, AnswerSender, BuildHasherDefault<SequenceHasher>>;
 
 /// Hashes the sequence numbers that key [`Waiting`]: they are unique and made by this
 /// process (no peer chooses them, so no flooding to fear), and one multiplication spreads

@@ -18,7 +18,7 @@ use crate::store::StoreLimits;
 /// let key = format!("02{}", "ab".repeat(32));
 /// let config = WorkerConfig {
 ///     concurrency: 8,
-///     limits: ScriptLimits { max_wall_time: Duration::from_secs(2), ..ScriptLimits::default() },
+///     limits: ScriptLimits { max_run_time: Duration::from_secs(2), ..ScriptLimits::default() },
 ///     ..WorkerConfig::new("redis://127.0.0.1:6379", key)
 /// };
 /// assert_eq!(config.max_retries, 2);

@@ -6,7 +6,7 @@ use tokio::sync::oneshot;
 use crate::{ExecutorError, ScriptJob, ScriptOutput};
 
 /// Where a job's answer goes.
-pub(super) enum Reply {
+pub(super) enum AnswerTo {
     /// A caller awaiting [`Executor::execute`]'s future.
     Future(oneshot::Sender<Result<ScriptOutput, ExecutorError>>),
     /// A function the script thread calls with the answer (`EmbeddedExecutor::submit`,
@@ -15,20 +15,20 @@ pub(super) enum Reply {
     Call(AnswerFn),
 }
 
-impl Reply {
+impl AnswerTo {
     /// The caller stopped waiting: running the script would be wasted work.
     pub(super) fn is_closed(&self) -> bool {
         match self {
-            Reply::Future(sender) => sender.is_closed(),
-            Reply::Call(_) => false,
+            AnswerTo::Future(sender) => sender.is_closed(),
+            AnswerTo::Call(_) => false,
         }
     }
 
     pub(super) fn send(self, result: Result<ScriptOutput, ExecutorError>) {
         match self {
             // An error means the caller stopped waiting: nothing to do.
-            Reply::Future(sender) => drop(sender.send(result)),
-            Reply::Call(answer) => answer.call(result),
+            AnswerTo::Future(sender) => drop(sender.send(result)),
+            AnswerTo::Call(answer) => answer.call(result),
         }
     }
 }
@@ -69,5 +69,5 @@ impl Drop for AnswerFn {
 /// One queued job and where its answer goes.
 pub(super) struct Task {
     pub(super) job: ScriptJob,
-    pub(super) reply: Reply,
+    pub(super) answer_to: AnswerTo,
 }
