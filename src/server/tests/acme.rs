@@ -381,3 +381,54 @@ async fn http_get(addr: SocketAddr, path: &str) -> String {
     let _ = tokio::time::timeout(Duration::from_secs(10), tcp.read_to_string(&mut response)).await;
     response
 }
+
+/// (5) The same through `circle-server`: the log says what failed and why,
+/// and when the next attempt comes.
+#[tokio::test]
+async fn cli_logs_a_clear_line_when_the_ca_is_unreachable() {
+    let files = TempFiles::new();
+    let log = files.path("server.log");
+    let directory = format!("https://localhost:{}/dir", free_port());
+    let cache = path_text(files.path("acme-cache"));
+    let (_server, plain) = circle_server(
+        &[
+            "--tls",
+            "--tls-port",
+            "0",
+            "--acme-domain",
+            DOMAIN,
+            "--acme-contact",
+            "mailto:ops@circle.test",
+            "--acme-cache",
+            &cache,
+            "--acme-directory",
+            &directory,
+        ],
+        &log,
+    );
+    let line = wait_for_log_line(&log, &["ACME certificate order failed", "retry_in_ms"]).await;
+    assert!(
+        line.contains("Connection refused") || line.contains("connection refused"),
+        "{line}"
+    );
+    let health = http_get(plain, "/health").await;
+    assert!(health.contains("\"status\":\"ok\""), "{health}");
+}
+
+/// ACME and certificate files exclude each other, with a typed error.
+#[tokio::test]
+async fn acme_with_certificate_files_is_refused() {
+    let config = ServerConfig {
+        acme: Some(AcmeConfig {
+            domains: vec![DOMAIN.to_owned()],
+            ..AcmeConfig::default()
+        }),
+        port: 0,
+        ..tls_config()
+    };
+    let error = circle_server::spawn_circle_server(config).expect_err("refused");
+    assert!(
+        matches!(error, circle_server::ServerError::AcmeWithCertificateFiles),
+        "{error}"
+    );
+}
