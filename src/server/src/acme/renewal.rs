@@ -67,9 +67,18 @@ impl AcmeManager {
         Ok(true)
     }
 
-    /// Orders a certificate, caches it and serves it.
-    async fn obtain(&self) -> Result<CertificateInfo, AcmeError> {
+    /// Orders a certificate, caches it and serves it. Unless `forced`, a
+    /// certificate another server sharing the cache obtained meanwhile (not
+    /// yet due) is served instead.
+    async fn obtain(&self, forced: bool) -> Result<CertificateInfo, AcmeError> {
         let _lock = self.cache.lock(self.config.order_timeout).await?;
+        if !forced
+            && self.load_cached().unwrap_or(false)
+            && let Some(certificate) = self.reloader.certificate()
+            && renewal_time(&certificate) > SystemTime::now()
+        {
+            return Ok(certificate);
+        }
         let account = account(&self.config, &self.cache).await?;
         self.metrics.acme_order();
         let issued = order_certificate(
@@ -119,7 +128,7 @@ pub(crate) async fn run(manager: Arc<AcmeManager>, mut shutdown: watch::Receiver
             continue;
         }
         let started = std::time::Instant::now();
-        match manager.obtain().await {
+        match manager.obtain(forced).await {
             Ok(certificate) => {
                 forced = false;
                 backoff = manager.config.retry_initial;
