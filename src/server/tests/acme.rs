@@ -432,3 +432,37 @@ async fn acme_with_certificate_files_is_refused() {
         "{error}"
     );
 }
+
+/// (5) The CA answers but the challenge fails (Pebble validates on a port
+/// where nothing listens): counted as failures, retried, no certificate
+/// served, `/health` answers; each attempt places a new order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failing_challenge_is_retried_and_the_server_keeps_running() {
+    let pebble = Pebble::start(free_port(), free_port()).await;
+    let cache = pebble.files.path("acme-cache");
+    let server = start_on(server_config(
+        free_port(),
+        Some(free_port()),
+        pebble.acme(AcmeChallenge::TlsAlpn01, &cache),
+    ));
+    let plain = server.handle.ws_addr().expect("plain listener");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let metrics = http_get(plain, "/metrics").await;
+        if metric(&metrics, "circle_acme_failures_total") >= 2.0 {
+            assert!(
+                metric(&metrics, "circle_acme_orders_total") >= 2.0,
+                "{metrics}"
+            );
+            assert_eq!(metric(&metrics, "circle_acme_certificates_total"), 0.0);
+            break;
+        }
+        assert!(Instant::now() < deadline, "no failed attempts:\n{metrics}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(server.handle.tls_certificate().is_none());
+    let health = http_get(plain, "/health").await;
+    assert!(health.contains("\"status\":\"ok\""), "{health}");
+    assert!(pebble.orders() >= 2, "each attempt is a new order");
+    server.stop().await;
+}
