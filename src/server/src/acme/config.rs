@@ -92,3 +92,28 @@ impl AcmeConfig {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn checks_domains_and_retries() {
+        let good = AcmeConfig {
+            domains: vec!["circle.example.com".into()],
+            ..AcmeConfig::default()
+        };
+        assert!(good.check().is_ok());
+        assert!(AcmeConfig::default().check().is_err());
+        let bad_name = AcmeConfig {
+            domains: vec!["circle example".into()],
+            ..AcmeConfig::default()
+        };
+        assert!(bad_name.check().unwrap_err().contains("not a DNS name"));
+        let bad_retry = AcmeConfig {
+            retry_initial: Duration::ZERO,
+            ..good
+        };
+        assert!(bad_retry.check().is_err());
+    }
+}

@@ -160,3 +160,24 @@ pub(crate) async fn run(manager: Arc<AcmeManager>, mut shutdown: watch::Receiver
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renews_when_a_third_of_the_lifetime_is_left() {
+        let not_before = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
+        let certificate = CertificateInfo {
+            subject: String::new(),
+            serial: String::new(),
+            not_before,
+            not_after: not_before + Duration::from_secs(90 * 86_400),
+            chain_len: 2,
+        };
+        assert_eq!(
+            renewal_time(&certificate),
+            not_before + Duration::from_secs(60 * 86_400)
+        );
+    }
+}
