@@ -252,6 +252,12 @@ async fn tls_alpn_01_then_cache_restart_then_renewal() {
     assert_eq!(served_serial(addr, &root).await, first);
     let mut ws = sign_in_and_play(addr, &root).await;
     drop(ws);
+    // The expiry gauge and the counters, as for file certificates.
+    let (status, metrics) = get(addr, &root, DOMAIN, "/metrics").await;
+    assert_eq!(status, 200);
+    assert!(metric(&metrics, "circle_tls_certificate_expiry_seconds") > 86_400.0);
+    assert_eq!(metric(&metrics, "circle_acme_certificates_total"), 1.0);
+    assert_eq!(metric(&metrics, "circle_acme_failures_total"), 0.0);
     let orders = pebble.orders();
     assert!(orders >= 1, "Pebble saw the order");
     #[cfg(unix)]

@@ -15,7 +15,9 @@ use super::config::AcmeConfig;
 use super::error::AcmeError;
 use super::order::order_certificate;
 use crate::metrics::Metrics;
-use crate::tls::{CertificateInfo, TlsOptions, TlsReloader, load_certified_key, rfc3339};
+use crate::tls::{
+    CertificateInfo, TlsOptions, TlsReloader, load_certified_key, rfc3339, warn_if_expiring,
+};
 
 /// Everything the renewal task needs, shared with the server's handle.
 pub(crate) struct AcmeManager {
@@ -63,6 +65,7 @@ impl AcmeManager {
             "ACME certificate loaded from the cache {}",
             certificate_path.display()
         );
+        warn_if_expiring(&certificate);
         self.reloader.install(key, certificate);
         Ok(true)
     }
