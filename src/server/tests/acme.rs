@@ -266,6 +266,7 @@ async fn tls_alpn_01_then_cache_restart_then_renewal() {
         let mode =
             |path: &Path| std::fs::metadata(path).expect("cache").permissions().mode() & 0o777;
         assert_eq!(mode(&cache), 0o700);
+        assert_eq!(mode(&cache.join("lock")), 0o600);
         let folder = std::fs::read_dir(&cache)
             .expect("cache folder")
             .filter_map(Result::ok)

@@ -114,12 +114,14 @@ impl AcmeCache {
     /// server that holds it. Dropping the guard releases it.
     pub async fn lock(&self, patience: Duration) -> Result<CacheLock, AcmeError> {
         let path = self.root.join("lock");
-        let file = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&path)
-            .map_err(cache_error(&path))?;
+        let mut options = OpenOptions::new();
+        options.write(true).create(true).truncate(false);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            options.mode(0o600);
+        }
+        let file = options.open(&path).map_err(cache_error(&path))?;
         let deadline = Instant::now() + patience;
         loop {
             match file.try_lock() {

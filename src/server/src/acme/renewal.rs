@@ -149,6 +149,7 @@ pub(crate) async fn run(manager: Arc<AcmeManager>, mut shutdown: watch::Receiver
                 manager.metrics.acme_failure();
                 warn!(
                     %error,
+                    directory = %manager.config.directory_url,
                     retry_in_ms = backoff.as_millis() as u64,
                     serving = manager.reloader.certificate().is_some(),
                     "ACME certificate order failed; retrying"
