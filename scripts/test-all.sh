@@ -32,8 +32,10 @@ started=$SECONDS
 # haproxy, nginx: the load balancers circle-server runs behind in
 #   src/server/tests/behind_proxies.rs (with deploy/'s configurations).
 # systemd: `systemd-analyze verify` checks deploy/'s service units.
+# pebble: a test ACME CA and its DNS server (pebble-challtestsrv) for the
+#   automatic-certificate tests, src/server/tests/acme.rs.
 ensure_packages redis-server openssl libssl-dev pkg-config ca-certificates iproute2 \
-    haproxy nginx systemd
+    haproxy nginx systemd pebble
 
 log=$(mktemp "${TMPDIR:-/tmp}/circles-tests.XXXXXX")
 trap 'rm -f "$log"' EXIT

@@ -8,8 +8,8 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use circle_server::{
-    AddressPrefixes, IpCidr, RedisTls, ScriptLimits, ServerConfig, ServerLimits,
-    spawn_circle_server,
+    AcmeChallenge, AcmeConfig, AddressPrefixes, IpCidr, LETS_ENCRYPT_PRODUCTION,
+    LETS_ENCRYPT_STAGING, RedisTls, ScriptLimits, ServerConfig, ServerLimits, spawn_circle_server,
 };
 use clap::Parser;
 
@@ -29,7 +29,7 @@ struct Args {
     /// Port of the main listener (TLS when --tls is given without --tls-port); 0 picks a free port.
     #[arg(long, short, env = "CIRCLE_PORT", default_value_t = 8080)]
     port: u16,
-    /// Serve TLS (wss://); needs --cert and --key.
+    /// Serve TLS (wss://); needs --cert and --key, or --acme-domain.
     #[arg(long, env = "CIRCLE_TLS")]
     tls: bool,
     /// PEM certificate chain, leaf first (Let's Encrypt's fullchain.pem works as it is).
@@ -194,6 +194,68 @@ struct Args {
     /// issuing; make with `openssl rand 48`), so sessions resume on any server; reread on SIGHUP.
     #[arg(long, env = "CIRCLE_TLS_TICKET_KEY_FILE", value_name = "FILE")]
     tls_ticket_key_file: Option<String>,
+    /// Get the certificate automatically over ACME for this name (repeat for more names); needs
+    /// --tls and --acme-cache, excludes --cert/--key. DNS must point here, port 443 (or 80) reachable.
+    #[arg(
+        long = "acme-domain",
+        env = "CIRCLE_ACME_DOMAINS",
+        value_name = "DOMAIN",
+        value_delimiter = ',',
+        requires = "acme_cache",
+        conflicts_with_all = ["cert", "key"]
+    )]
+    acme_domains: Vec<String>,
+    /// Contact of the ACME account, e.g. mailto:ops@example.com (repeatable).
+    #[arg(
+        long = "acme-contact",
+        env = "CIRCLE_ACME_CONTACTS",
+        value_name = "URL",
+        value_delimiter = ','
+    )]
+    acme_contacts: Vec<String>,
+    /// Folder of the ACME account key and certificates (created 0700, files 0600; may be shared).
+    #[arg(long, env = "CIRCLE_ACME_CACHE", value_name = "DIR")]
+    acme_cache: Option<std::path::PathBuf>,
+    /// The ACME CA's directory URL, or `letsencrypt-staging` / `letsencrypt` (the default).
+    #[arg(
+        long,
+        env = "CIRCLE_ACME_DIRECTORY",
+        value_name = "URL",
+        default_value = "letsencrypt"
+    )]
+    acme_directory: String,
+    /// PEM root the ACME CA's own HTTPS chains to (private or test CAs such as Pebble).
+    #[arg(long, env = "CIRCLE_ACME_CA", value_name = "FILE")]
+    acme_ca: Option<std::path::PathBuf>,
+    /// Which challenge to answer: auto (TLS-ALPN-01, else HTTP-01), tls-alpn-01 or http-01.
+    #[arg(long, env = "CIRCLE_ACME_CHALLENGE", value_name = "TYPE", default_value = "auto", value_parser = ["auto", "tls-alpn-01", "http-01"])]
+    acme_challenge: String,
+}
+
+/// `--acme-*` flags to the ACME configuration (none without `--acme-domain`).
+fn acme_config(args: &Args) -> Option<AcmeConfig> {
+    if args.acme_domains.is_empty() {
+        return None;
+    }
+    let directory_url = match args.acme_directory.as_str() {
+        "letsencrypt" => LETS_ENCRYPT_PRODUCTION.to_owned(),
+        "letsencrypt-staging" => LETS_ENCRYPT_STAGING.to_owned(),
+        url => url.to_owned(),
+    };
+    let challenge = match args.acme_challenge.as_str() {
+        "tls-alpn-01" => AcmeChallenge::TlsAlpn01,
+        "http-01" => AcmeChallenge::Http01,
+        _ => AcmeChallenge::Auto,
+    };
+    Some(AcmeConfig {
+        domains: args.acme_domains.clone(),
+        contacts: args.acme_contacts.clone(),
+        cache_dir: args.acme_cache.clone().unwrap_or_default(),
+        directory_url,
+        ca_file: args.acme_ca.clone(),
+        challenge,
+        ..AcmeConfig::default()
+    })
 }
 
 const EXAMPLES: &str = "\
@@ -201,6 +263,10 @@ Examples:
   circle-server                                        plain ws://127.0.0.1:8080/ws
   circle-server --tls --cert cert.pem --key key.pem    wss://127.0.0.1:8080/ws
   circle-server --port 8080 --tls --tls-port 8443 --cert cert.pem --key key.pem --auth
+  circle-server --host :: --port 443 --tls --acme-domain circle.example.com \
+      --acme-contact mailto:ops@example.com --acme-cache /var/lib/circle/acme
+                                                       automatic certificates (try
+                                                       --acme-directory letsencrypt-staging first)
 
 Logs go to stderr (RUST_LOG=debug for more); the listening URLs are also printed on stdout.
 Signals: SIGHUP reloads the TLS certificate and key; SIGINT/SIGTERM stop gracefully (after
@@ -217,6 +283,7 @@ async fn main() -> ExitCode {
         )
         .init();
 
+    let acme = acme_config(&args);
     let config = ServerConfig {
         circle_name: args.circle_name,
         circle_public_key: args.circle_public_key.unwrap_or_default(),
@@ -270,6 +337,7 @@ async fn main() -> ExitCode {
             client_key_path: args.redis_client_key,
         },
         tls_ticket_key_file: args.tls_ticket_key_file,
+        acme,
         data_dir: args.data_dir,
         admin_keys: args.admin_keys,
         ..ServerConfig::default()

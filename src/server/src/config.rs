@@ -142,6 +142,11 @@ pub struct ServerConfig {
     /// on [`reload_tls`](crate::ServerHandle::reload_tls) (SIGHUP) for
     /// rotation. `None`: each process has its own ticket keys.
     pub tls_ticket_key_file: Option<String>,
+    /// Automatic certificates over ACME (RFC 8555) instead of
+    /// `cert_path`/`key_path` (setting both is refused): obtained at start
+    /// (handshakes fail with an alert until the first arrives), kept in
+    /// the cache folder, renewed in the background. Needs `enable_tls`.
+    pub acme: Option<crate::acme::AcmeConfig>,
 }
 
 impl Default for ServerConfig {
@@ -179,6 +184,7 @@ impl Default for ServerConfig {
             drain_period: Duration::ZERO,
             redis_tls: RedisTls::default(),
             tls_ticket_key_file: None,
+            acme: None,
         }
     }
 }

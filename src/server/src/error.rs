@@ -10,6 +10,15 @@ pub enum ServerError {
     /// The TLS files are missing or wrong; the message says which and how.
     #[error(transparent)]
     Tls(#[from] TlsConfigError),
+    /// `acme` is set together with `cert_path` or `key_path`: a certificate
+    /// comes from one or the other.
+    #[error(
+        "acme and cert_path/key_path exclude each other: choose automatic or file certificates"
+    )]
+    AcmeWithCertificateFiles,
+    /// The ACME cache folder cannot be made.
+    #[error(transparent)]
+    Acme(#[from] crate::acme::AcmeError),
     /// A listener could not be bound.
     #[error("cannot listen on {addr}: {source}")]
     Bind {

@@ -22,6 +22,7 @@ pub struct ServerHandle {
     pub(crate) wss_addr: Option<SocketAddr>,
     pub(crate) shared: Arc<ServerState>,
     pub(crate) tls: Option<Arc<TlsReloader>>,
+    pub(crate) acme: Option<Arc<crate::acme::AcmeManager>>,
 }
 
 impl std::fmt::Debug for ServerHandle {
@@ -58,7 +59,7 @@ impl ServerHandle {
     /// Reloads the TLS certificate and key from their files (what SIGHUP
     /// does in `circle-server`). New handshakes use the new certificate,
     /// open connections are untouched. A bad file is refused with its
-    /// [`TlsConfigError`] and the old certificate keeps serving.
+    /// [`TlsConfigError`](crate::TlsConfigError) and the old certificate keeps serving.
     pub fn reload_tls(&self) -> Result<CertificateInfo, ServerError> {
         let Some(reloader) = &self.tls else {
             return Err(ServerError::InvalidConfig(
@@ -78,9 +79,26 @@ impl ServerHandle {
         }
     }
 
-    /// The certificate the TLS listener serves, if TLS is on.
+    /// With ACME: orders a new certificate now instead of when a third of
+    /// the current one's lifetime is left (or retries a failed order at
+    /// once). The new certificate is swapped in like a renewal: open
+    /// connections keep theirs. `false` when ACME is not configured.
+    pub fn renew_certificate(&self) -> bool {
+        match &self.acme {
+            Some(acme) => {
+                acme.renew_now.notify_one();
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// The certificate the TLS listener serves, if TLS is on (with ACME:
+    /// once the first one has arrived).
     pub fn tls_certificate(&self) -> Option<CertificateInfo> {
-        self.tls.as_ref().map(|reloader| reloader.certificate())
+        self.tls
+            .as_ref()
+            .and_then(|reloader| reloader.certificate())
     }
 
     /// Stops the server gracefully. First, for the configured

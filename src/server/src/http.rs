@@ -65,6 +65,10 @@ pub(crate) fn app(
         .route(WEBSOCKET_PATH, web::get().to(upgrade_required))
         .route("/health", web::get().to(health))
         .route("/metrics", web::get().to(metrics))
+        .route(
+            "/.well-known/acme-challenge/{token}",
+            web::get().to(acme_challenge),
+        )
         .configure(|app| {
             if let Some(root) = &web_root {
                 app.service(actix_files::Files::new("/", root).index_file("index.html"));
@@ -82,7 +86,8 @@ where
     S: Service<ServiceRequest, Response = ServiceResponse<BoxBody>, Error = actix_web::Error>,
     S::Future: 'static,
 {
-    if let Some(port) = policy.redirect_to_port {
+    let acme_challenge = request.path().starts_with(ACME_CHALLENGE_PREFIX);
+    if let Some(port) = policy.redirect_to_port.filter(|_| !acme_challenge) {
         let location = https_location(request.request(), port);
         let redirect = HttpResponse::PermanentRedirect()
             .insert_header((header::LOCATION, location))
@@ -143,12 +148,32 @@ fn https_location(request: &HttpRequest, https_port: u16) -> String {
     format!("https://{hostname}:{https_port}{path}")
 }
 
+/// Where HTTP-01 challenges are asked (RFC 8555 §8.3); never redirected.
+const ACME_CHALLENGE_PREFIX: &str = "/.well-known/acme-challenge/";
+
+/// `GET /.well-known/acme-challenge/{token}`: the key authorization of an
+/// HTTP-01 challenge being answered (the CA asks on the plain listener); 404
+/// otherwise.
+async fn acme_challenge(shared: web::Data<ServerState>, token: web::Path<String>) -> HttpResponse {
+    let answer = shared
+        .acme_challenges
+        .as_ref()
+        .and_then(|challenges| challenges.http_answer(&token));
+    match answer {
+        Some(key_authorization) => HttpResponse::Ok()
+            .content_type("application/octet-stream")
+            .body(key_authorization),
+        None => HttpResponse::NotFound().finish(),
+    }
+}
+
 /// `GET /metrics`: Prometheus text format.
 async fn metrics(shared: web::Data<ServerState>) -> HttpResponse {
     let expires_in = shared
         .tls
         .as_ref()
-        .map(|tls| tls.certificate().expires_in());
+        .and_then(|tls| tls.certificate())
+        .map(|certificate| certificate.expires_in());
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4; charset=utf-8")
         .body(

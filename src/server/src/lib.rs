@@ -25,6 +25,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod acme;
 mod address;
 mod auth;
 mod batch;
@@ -49,6 +50,9 @@ mod store;
 mod tls;
 mod upgrade;
 
+pub use acme::{
+    AcmeChallenge, AcmeConfig, AcmeError, LETS_ENCRYPT_PRODUCTION, LETS_ENCRYPT_STAGING,
+};
 pub use address::AddressPrefixes;
 pub use config::{ServerConfig, ServerLimits};
 pub use error::ServerError;

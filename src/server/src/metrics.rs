@@ -69,6 +69,9 @@ pub(crate) struct Metrics {
     connections_open: [AtomicU64; 2],
     connections_total: [AtomicU64; 2],
     tls_handshakes: AtomicU64,
+    acme_orders: AtomicU64,
+    acme_issued: AtomicU64,
+    acme_failures: AtomicU64,
     auth_success: AtomicU64,
     auth_failure: AtomicU64,
     requests: [AtomicU64; METHODS.len()],
@@ -105,6 +108,18 @@ impl Metrics {
 
     pub fn tls_handshake(&self) {
         self.tls_handshakes.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn acme_order(&self) {
+        self.acme_orders.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn acme_issued(&self) {
+        self.acme_issued.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn acme_failure(&self) {
+        self.acme_failures.fetch_add(1, Ordering::Relaxed);
     }
 
     pub fn request(&self, method: &str) {
@@ -183,6 +198,26 @@ impl Metrics {
             "Completed TLS handshakes.",
         );
         out.sample("circle_tls_handshakes_total", "", get(&self.tls_handshakes));
+        for (name, help, counter) in [
+            (
+                "circle_acme_orders_total",
+                "ACME orders placed.",
+                &self.acme_orders,
+            ),
+            (
+                "circle_acme_certificates_total",
+                "Certificates obtained over ACME.",
+                &self.acme_issued,
+            ),
+            (
+                "circle_acme_failures_total",
+                "Failed ACME attempts (each is retried).",
+                &self.acme_failures,
+            ),
+        ] {
+            out.family(name, "counter", help);
+            out.sample(name, "", get(counter));
+        }
         out.family(
             "circle_auth_total",
             "counter",

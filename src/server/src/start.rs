@@ -18,6 +18,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
+use crate::acme::{self, AcmeCache, AcmeCertResolver, AcmeConfig, AcmeManager, Challenges};
 use crate::circle::CircleIdentity;
 use crate::config::ServerConfig;
 use crate::error::ServerError;
@@ -28,7 +29,9 @@ use crate::proxy::{Front, plain_stack, tls_stack};
 use crate::refusal_log::RefusalLog;
 use crate::script_executor::start_executor;
 use crate::state::ServerState;
-use crate::tls::{ClientIdentity, load_tls, watch_certificate_expiry};
+use crate::tls::{
+    ClientIdentity, TlsOptions, TlsReloader, acme_server_tls, load_tls, watch_certificate_expiry,
+};
 use crate::upgrade::Upgrader;
 
 /// Starts a circle server on the current tokio runtime.
@@ -56,21 +59,25 @@ pub fn spawn_circle_server(
         .map_err(|e| ServerError::InvalidConfig(format!("hsts_max_age: {e}")))?;
     let circle = CircleIdentity::from_config(&config)?;
     let tls = load_tls(&config)?;
+    let acme = prepare_acme(&config)?;
     let executor = start_executor(&config)?;
 
-    let tls_reloader = tls.as_ref().map(|loaded| loaded.reloader.clone());
+    let (rustls_config, tls_reloader) = match (tls, &acme) {
+        (Some(loaded), _) => (Some(loaded.config), Some(loaded.reloader)),
+        (None, Some(acme)) => (
+            Some(acme.rustls_config.clone()),
+            Some(acme.reloader.clone()),
+        ),
+        (None, None) => (None, None),
+    };
     let (plain_listener, tls_listener) = bind_listeners(&config)?;
     let ws_addr = plain_listener.as_ref().map(local_addr).transpose()?;
     let wss_addr = tls_listener.as_ref().map(local_addr).transpose()?;
 
     let (shutdown_sender, shutdown) = watch::channel(false);
-    let shared = Arc::new(ServerState::new(
-        &config,
-        circle,
-        executor,
-        tls_reloader.clone(),
-        shutdown,
-    ));
+    let mut shared = ServerState::new(&config, circle, executor, tls_reloader.clone(), shutdown);
+    shared.acme_challenges = acme.as_ref().map(|acme| acme.challenges.clone());
+    let shared = Arc::new(shared);
 
     // Only meaningful with both listeners: the redirect points at the TLS one.
     let https_port = wss_addr
@@ -144,8 +151,9 @@ pub fn spawn_circle_server(
             })
             .map_err(|source| bind_error(ws_addr, source))?;
     }
-    if let (Some(listener), Some(addr), Some(tls)) = (tls_listener, wss_addr, tls) {
-        let rustls_config = tls.config;
+    if let (Some(listener), Some(addr), Some(rustls_config)) =
+        (tls_listener, wss_addr, rustls_config)
+    {
         let handshake_timeout = config.limits.tls_handshake_timeout;
         let handshake_metrics = shared.metrics.clone();
         let graceful_stop = graceful_stop.clone();
@@ -188,7 +196,26 @@ pub fn spawn_circle_server(
             shared.shutdown.clone(),
         ));
     }
+    let acme_manager = acme.map(|acme| {
+        let manager = Arc::new(AcmeManager {
+            config: acme.config,
+            cache: acme.cache,
+            challenges: acme.challenges,
+            reloader: acme.reloader,
+            metrics: shared.metrics.clone(),
+            http_listener: ws_addr.is_some(),
+            renew_now: tokio::sync::Notify::new(),
+        });
+        match manager.load_cached() {
+            Ok(true) => {}
+            Ok(false) => info!(domains = ?manager.config.domains, "no cached ACME certificate: ordering one; TLS handshakes fail until it arrives"),
+            Err(error) => warn!(%error, "the cached ACME certificate is unusable: ordering a new one"),
+        }
+        tokio::spawn(acme::run(manager.clone(), shared.shutdown.clone()));
+        manager
+    });
     let handle = ServerHandle {
+        acme: acme_manager,
         server: server.handle(),
         shutdown: Arc::new(shutdown_sender),
         ws_addr,
@@ -205,4 +232,51 @@ pub fn spawn_circle_server(
         info!("listening on wss://{addr}/ws");
     }
     Ok((tokio::spawn(server), handle))
+}
+
+/// What an ACME server starts with: its TLS configuration without a
+/// certificate, the reloader the certificates go through, the challenges.
+struct AcmeStart {
+    config: AcmeConfig,
+    rustls_config: rustls::ServerConfig,
+    reloader: Arc<TlsReloader>,
+    challenges: Arc<Challenges>,
+    cache: AcmeCache,
+}
+
+fn prepare_acme(config: &ServerConfig) -> Result<Option<AcmeStart>, ServerError> {
+    let Some(acme) = &config.acme else {
+        return Ok(None);
+    };
+    if config.cert_path.is_some() || config.key_path.is_some() {
+        return Err(ServerError::AcmeWithCertificateFiles);
+    }
+    if !config.enable_tls {
+        return Err(ServerError::InvalidConfig(
+            "acme needs enable_tls: the certificate is for the TLS listener".to_owned(),
+        ));
+    }
+    acme.check().map_err(ServerError::InvalidConfig)?;
+    let challenges = Arc::new(Challenges::default());
+    let options = TlsOptions {
+        client_ca_path: config.client_ca_path.clone(),
+        client_auth_required: config.client_auth_required,
+        ticket_key_file: config.tls_ticket_key_file.clone(),
+        ..TlsOptions::default()
+    };
+    let (rustls_config, reloader) = acme_server_tls(&options, |served| {
+        Arc::new(AcmeCertResolver {
+            challenges: challenges.clone(),
+            served,
+        })
+    })?;
+    let cache = AcmeCache::new(&acme.cache_dir, &acme.directory_url, &acme.domains);
+    cache.create()?;
+    Ok(Some(AcmeStart {
+        config: acme.clone(),
+        rustls_config,
+        reloader,
+        challenges,
+        cache,
+    }))
 }

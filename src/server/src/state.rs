@@ -41,6 +41,8 @@ pub(crate) struct ServerState {
     pub draining: AtomicBool,
     /// How long a stop drains before it closes connections.
     pub drain_period: std::time::Duration,
+    /// The HTTP-01 tokens being answered (ACME), for the plain listener.
+    pub acme_challenges: Option<Arc<crate::acme::Challenges>>,
 }
 
 impl ServerState {
@@ -77,6 +79,7 @@ impl ServerState {
             trusted_proxies: Arc::new(TrustedProxies::new(config.trusted_proxies.clone())),
             draining: AtomicBool::new(false),
             drain_period: config.drain_period,
+            acme_challenges: None,
         }
     }
 }

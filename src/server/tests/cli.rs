@@ -186,6 +186,8 @@ fn bad_files_and_flags_give_one_clear_line_and_a_nonzero_exit() {
         "--tls-port",
         "--auth",
         "--redis-url",
+        "--acme-domain",
+        "--acme-directory",
         "CIRCLE_PORT",
     ] {
         assert!(help.contains(flag), "--help mentions {flag}");

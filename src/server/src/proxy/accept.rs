@@ -121,7 +121,13 @@ where
 {
     // HTTP/1.1 only: h2 first breaks WebSocket upgrades for clients that
     // follow ALPN (actix-http's http2 feature stays off too).
+    // ACME's TLS-ALPN-01 adds `acme-tls/1`, which keeps its place after it.
+    let acme = crate::acme::ACME_TLS_ALPN.to_vec();
+    let wants_acme = config.alpn_protocols.contains(&acme);
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    if wants_acme {
+        config.alpn_protocols.push(acme);
+    }
     let mut acceptor = Acceptor::new(config);
     acceptor.set_handshake_timeout(handshake_timeout);
     fn_service(move |mut io: TcpStream| {

@@ -24,6 +24,9 @@ pub(crate) fn load_tls(config: &ServerConfig) -> Result<Option<LoadedTls>, Serve
         }
         return Ok(None);
     }
+    if config.acme.is_some() {
+        return Ok(None);
+    }
     let (Some(cert_path), Some(key_path)) = (&config.cert_path, &config.key_path) else {
         return Err(TlsConfigError::ConfigurationError(
             "enable_tls needs both cert_path and key_path".to_owned(),
@@ -91,7 +94,7 @@ pub(crate) async fn watch_certificate_expiry(
     every.tick().await; // the first tick is immediate; start-up already warned
     loop {
         tokio::select! {
-            _ = every.tick() => warn_if_expiring(&reloader.certificate()),
+            _ = every.tick() => if let Some(certificate) = reloader.certificate() { warn_if_expiring(&certificate) },
             changed = shutdown.changed() => if changed.is_err() || *shutdown.borrow() { return },
         }
     }

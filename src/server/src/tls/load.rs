@@ -112,6 +112,23 @@ pub fn load_server_tls(options: &TlsOptions) -> Result<LoadedTls, TlsConfigError
         shared_tickets.clone(),
     ));
 
+    let config = server_config(options, &provider, resolver, shared_tickets)?;
+    Ok(LoadedTls {
+        config,
+        certificate,
+        accepted_problem,
+        reloader,
+    })
+}
+
+/// The rustls configuration of the TLS listener around `resolver`: TLS 1.2
+/// and 1.3, ALPN `http/1.1`, client certificates as `options` say, tickets.
+pub(crate) fn server_config(
+    options: &TlsOptions,
+    provider: &Arc<CryptoProvider>,
+    resolver: Arc<dyn rustls::server::ResolvesServerCert>,
+    shared_tickets: Option<Arc<FileTicketer>>,
+) -> Result<rustls::ServerConfig, TlsConfigError> {
     let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
         .with_protocol_versions(&[&version::TLS13, &version::TLS12])
         .map_err(|e| TlsConfigError::ConfigurationError(e.to_string()))?;
@@ -138,7 +155,7 @@ pub fn load_server_tls(options: &TlsOptions) -> Result<LoadedTls, TlsConfigError
         }
         None => builder.with_no_client_auth(),
     };
-    let mut config = builder.with_cert_resolver(resolver.clone());
+    let mut config = builder.with_cert_resolver(resolver);
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     // The server picks the cipher suite from its own order (the provider's:
     // AES-256-GCM, AES-128-GCM, ChaCha20-Poly1305, ECDHE only, AEAD only), so
@@ -154,12 +171,33 @@ pub fn load_server_tls(options: &TlsOptions) -> Result<LoadedTls, TlsConfigError
             .map_err(|e| TlsConfigError::ConfigurationError(format!("session tickets: {e}")))?,
     };
     config.session_storage = rustls::server::ServerSessionMemoryCache::new(4096);
-    Ok(LoadedTls {
-        config,
-        certificate,
-        accepted_problem,
-        reloader,
-    })
+    Ok(config)
+}
+
+/// The TLS configuration of an ACME server: no certificate yet; `wrap`
+/// puts the challenge resolver around the one the reloader fills.
+pub(crate) fn acme_server_tls(
+    options: &TlsOptions,
+    wrap: impl FnOnce(Arc<ReloadableCertResolver>) -> Arc<dyn rustls::server::ResolvesServerCert>,
+) -> Result<(rustls::ServerConfig, Arc<TlsReloader>), TlsConfigError> {
+    let provider = Arc::new(crypto_provider());
+    let resolver = Arc::new(ReloadableCertResolver::empty());
+    let shared_tickets = options
+        .ticket_key_file
+        .as_deref()
+        .map(FileTicketer::load)
+        .transpose()?
+        .map(Arc::new);
+    let reloader = Arc::new(TlsReloader::for_acme(
+        provider.clone(),
+        resolver.clone(),
+        shared_tickets.clone(),
+    ));
+    let mut config = server_config(options, &provider, wrap(resolver), shared_tickets)?;
+    config
+        .alpn_protocols
+        .push(crate::acme::ACME_TLS_ALPN.to_vec());
+    Ok((config, reloader))
 }
 
 /// The crypto provider every TLS configuration of the server uses.

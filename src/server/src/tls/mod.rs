@@ -16,4 +16,5 @@ pub(crate) use expiry::{load_tls, warn_if_expiring, watch_certificate_expiry};
 pub(crate) use identity::ClientIdentity;
 pub(crate) use load::rfc3339;
 pub use load::{CertificateInfo, load_rustls_config};
-pub(crate) use reload::TlsReloader;
+pub(crate) use load::{TlsOptions, acme_server_tls, load_certified_key};
+pub(crate) use reload::{ReloadableCertResolver, TlsReloader};

@@ -19,7 +19,10 @@ pub struct TlsReloader {
     options: TlsOptions,
     provider: Arc<CryptoProvider>,
     resolver: Arc<ReloadableCertResolver>,
-    current: RwLock<CertificateInfo>,
+    current: RwLock<Option<CertificateInfo>>,
+    /// Certificates come from ACME, not from files: a reload rereads the
+    /// ticket keys only.
+    acme: bool,
     /// The shared session-ticket keys, reread with the certificate.
     tickets: Option<Arc<FileTicketer>>,
 }
@@ -38,9 +41,41 @@ impl TlsReloader {
             options,
             provider,
             resolver,
-            current: RwLock::new(certificate),
+            current: RwLock::new(Some(certificate)),
+            acme: false,
             tickets,
         }
+    }
+
+    /// A reloader for ACME: no certificate until [`install`](Self::install).
+    pub(crate) fn for_acme(
+        provider: Arc<CryptoProvider>,
+        resolver: Arc<ReloadableCertResolver>,
+        tickets: Option<Arc<FileTicketer>>,
+    ) -> Self {
+        TlsReloader {
+            options: TlsOptions::default(),
+            provider,
+            resolver,
+            current: RwLock::new(None),
+            acme: true,
+            tickets,
+        }
+    }
+
+    /// Serves `key` (described by `certificate`) from the next handshake
+    /// on; open connections keep theirs.
+    pub(crate) fn install(&self, key: CertifiedKey, certificate: CertificateInfo) {
+        self.resolver.replace(key);
+        *self
+            .current
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(certificate);
+    }
+
+    /// The crypto provider keys are loaded with.
+    pub(crate) fn provider(&self) -> &Arc<CryptoProvider> {
+        &self.provider
     }
 
     /// Reads the certificate and key files again and serves them from the
@@ -51,6 +86,13 @@ impl TlsReloader {
         if let Some(tickets) = &self.tickets {
             let keys = tickets.reload()?;
             tracing::info!(keys, "TLS session-ticket keys reloaded");
+        }
+        if self.acme {
+            return self.certificate().ok_or_else(|| {
+                TlsConfigError::ConfigurationError(
+                    "no ACME certificate has been obtained yet".to_owned(),
+                )
+            });
         }
         let (key, certificate, accepted_problem) =
             load_certified_key(&self.options, &self.provider)?;
@@ -65,12 +107,12 @@ impl TlsReloader {
             .current
             .write()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        *current = certificate.clone();
+        *current = Some(certificate.clone());
         Ok(certificate)
     }
 
-    /// The certificate being served.
-    pub fn certificate(&self) -> CertificateInfo {
+    /// The certificate being served (`None`: ACME has none yet).
+    pub fn certificate(&self) -> Option<CertificateInfo> {
         self.current
             .read()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
@@ -82,14 +124,22 @@ impl TlsReloader {
 /// handshakes get the new certificate, open connections keep theirs.
 #[derive(Debug)]
 pub struct ReloadableCertResolver {
-    current: RwLock<Arc<CertifiedKey>>,
+    current: RwLock<Option<Arc<CertifiedKey>>>,
 }
 
 impl ReloadableCertResolver {
     /// A resolver serving `key`.
     pub fn new(key: CertifiedKey) -> Self {
         ReloadableCertResolver {
-            current: RwLock::new(Arc::new(key)),
+            current: RwLock::new(Some(Arc::new(key))),
+        }
+    }
+
+    /// A resolver with no certificate yet (ACME before the first one):
+    /// handshakes fail with an alert until [`replace`](Self::replace).
+    pub fn empty() -> Self {
+        ReloadableCertResolver {
+            current: RwLock::new(None),
         }
     }
 
@@ -99,7 +149,7 @@ impl ReloadableCertResolver {
             .current
             .write()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        *current = Arc::new(key);
+        *current = Some(Arc::new(key));
     }
 }
 
@@ -109,6 +159,6 @@ impl ResolvesServerCert for ReloadableCertResolver {
             .current
             .read()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        Some(current.clone())
+        current.clone()
     }
 }

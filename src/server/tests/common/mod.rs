@@ -66,6 +66,17 @@ impl TestServer {
         }
     }
 
+    /// A test server around one started elsewhere.
+    pub fn from_parts(
+        handle: ServerHandle,
+        task: tokio::task::JoinHandle<std::io::Result<()>>,
+    ) -> TestServer {
+        TestServer {
+            handle,
+            task: Some(task),
+        }
+    }
+
     pub fn plain() -> TestServer {
         Self::start(ServerConfig::default())
     }
