@@ -140,6 +140,16 @@ pub struct ServerConfig {
     /// on [`reload_tls`](crate::ServerHandle::reload_tls) (SIGHUP) for
     /// rotation. `None`: each process has its own ticket keys.
     pub tls_ticket_key_file: Option<String>,
+    /// Redis under Sentinel: the Sentinels (`HOST:PORT`, `[v6]:PORT`) asked where the
+    /// master named `redis_master_name` is, on every new connection, so the server follows
+    /// a failover without a restart. Setting them hands scripts to `circle-worker`
+    /// processes as `redis_url` does; `redis_url` then only gives the scheme (`rediss://`
+    /// with `redis_tls`), user, password and database (default `redis://`, no password).
+    /// Needs `redis_master_name`. Empty: `redis_url`'s host is Redis.
+    pub redis_sentinels: Vec<String>,
+    /// The master's name in the Sentinels' configuration (`sentinel monitor NAME …`).
+    /// Needs `redis_sentinels`.
+    pub redis_master_name: Option<String>,
 }
 
 impl Default for ServerConfig {
@@ -177,6 +187,8 @@ impl Default for ServerConfig {
             drain_period: Duration::ZERO,
             redis_tls: RedisTls::default(),
             tls_ticket_key_file: None,
+            redis_sentinels: Vec::new(),
+            redis_master_name: None,
         }
     }
 }
