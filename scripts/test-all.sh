@@ -32,8 +32,10 @@ started=$SECONDS
 # haproxy, nginx: the load balancers circle-server runs behind in
 #   src/server/tests/behind_proxies.rs (with deploy/'s configurations).
 # systemd: `systemd-analyze verify` checks deploy/'s service units.
+# redis-sentinel: src/server/tests/sentinel.rs runs three Sentinels over a
+#   master and a replica and kills the master.
 ensure_packages redis-server openssl libssl-dev pkg-config ca-certificates iproute2 \
-    haproxy nginx systemd
+    haproxy nginx systemd redis-sentinel
 
 log=$(mktemp "${TMPDIR:-/tmp}/circles-tests.XXXXXX")
 trap 'rm -f "$log"' EXIT

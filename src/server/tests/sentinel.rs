@@ -54,7 +54,8 @@ impl Topology {
         let replica_port = free_port();
         let redis = |port: u16, extra: &[&str], name: &str| {
             let port = port.to_string();
-            let mut args = vec!["--port", &port, "--bind", "127.0.0.1"];
+            let data = dir.to_string_lossy().into_owned();
+            let mut args = vec!["--port", &port, "--bind", "127.0.0.1", "--dir", &data];
             args.extend(["--save", "", "--appendonly", "no"]);
             args.extend(extra);
             spawn_logged("redis-server", &args, &[], &dir.join(format!("{name}.log")))
