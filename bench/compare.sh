@@ -33,7 +33,7 @@ cp "$AFTER" "$OUT/bin/after"
 RUNS_FILE="$OUT/runs.jsonl"
 : >"$RUNS_FILE"
 
-FLAGS=(--port 0 --workers 1 --script-threads 1 --max-requests-per-second 0
+FLAGS=(--port 0 --connection-threads 1 --script-threads 1 --max-requests-per-second 0
     --tls --cert "$ROOT/cert.pem" --key "$ROOT/key.pem")
 SERVER_PID=""
 stop_server() {

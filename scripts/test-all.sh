@@ -34,8 +34,10 @@ started=$SECONDS
 # systemd: `systemd-analyze verify` checks deploy/'s service units.
 # pebble: a test ACME CA and its DNS server (pebble-challtestsrv) for the
 #   automatic-certificate tests, src/server/tests/acme.rs.
+# redis-sentinel: src/server/tests/sentinel.rs runs three Sentinels over a
+#   master and a replica and kills the master.
 ensure_packages redis-server openssl libssl-dev pkg-config ca-certificates iproute2 \
-    haproxy nginx systemd pebble
+    haproxy nginx systemd pebble redis-sentinel
 
 log=$(mktemp "${TMPDIR:-/tmp}/circles-tests.XXXXXX")
 trap 'rm -f "$log"' EXIT

@@ -4,7 +4,7 @@
 #
 #   bench/profile/callgrind.sh NAME MODE "GENERATOR ARGS" SERVER COMMAND...
 #   bench/profile/callgrind.sh circle-whoami rpc "-c 64 -w 16 --method whoami --params none" \
-#       target/release/circle-server --port 0 --tls --cert cert.pem --key key.pem --workers 1 --script-threads 1
+#       target/release/circle-server --port 0 --tls --cert cert.pem --key key.pem --connection-threads 1 --script-threads 1
 #
 # Writes bench/target/profile/cg.NAME; read it with callgrind_annotate.
 set -euo pipefail

@@ -2,13 +2,15 @@
 //!
 //! Start any number of these, on any machines, next to circle servers started with
 //! `--redis-url`: `circle-worker --redis-url redis://redis:6379 --circle-public-key 02ab…`.
+//! With Redis under Sentinel, `--redis-sentinel HOST:PORT` (repeated) and
+//! `--redis-master-name NAME` find the master, and follow it through a failover.
 //! Every flag has a `CIRCLE_…` environment variable. SIGTERM or Ctrl-C stops taking jobs,
 //! lets the scripts in hand finish and answers them, then exits 0.
 
 use std::process::ExitCode;
 use std::time::Duration;
 
-use circle_executor::redis::{WorkerConfig, WorkerError, run_worker};
+use circle_executor::redis::{RedisSentinel, WorkerConfig, WorkerError, run_worker};
 use circle_executor::{RedisTls, ScriptEnvironment, ScriptLimits};
 use clap::Parser;
 
@@ -22,9 +24,25 @@ static ALLOCATOR: circle_executor::memory::CountingAllocator =
 #[derive(Debug, Parser)]
 #[command(name = "circle-worker", version, about, long_about = None, after_help = EXAMPLES)]
 struct Args {
-    /// Redis the circle's servers queue scripts on: redis://[user:password@]host:port, or rediss:// for TLS.
-    #[arg(long, env = "CIRCLE_REDIS_URL", value_name = "URL")]
-    redis_url: String,
+    /// Redis the circle's servers queue scripts on: redis://[user:password@]host:port, or rediss:// for TLS. With --redis-sentinel only its scheme, user, password and database count (default then: redis://, no password).
+    #[arg(
+        long,
+        env = "CIRCLE_REDIS_URL",
+        value_name = "URL",
+        required_unless_present = "redis_sentinels"
+    )]
+    redis_url: Option<String>,
+    /// A Redis Sentinel (HOST:PORT) to ask where the master is; repeat (or separate by commas) for each Sentinel. Needs --redis-master-name.
+    #[arg(
+        long = "redis-sentinel",
+        env = "CIRCLE_REDIS_SENTINELS",
+        value_name = "HOST:PORT",
+        value_delimiter = ','
+    )]
+    redis_sentinels: Vec<String>,
+    /// The master's name in the Sentinels' configuration (sentinel monitor NAME …). Needs --redis-sentinel.
+    #[arg(long, env = "CIRCLE_REDIS_MASTER_NAME", value_name = "NAME")]
+    redis_master_name: Option<String>,
     /// PEM CA file Redis's certificate must chain to (rediss:// with a private CA; default: system roots).
     #[arg(long, env = "CIRCLE_REDIS_CA", value_name = "FILE")]
     redis_ca: Option<std::path::PathBuf>,
@@ -96,6 +114,7 @@ const EXAMPLES: &str = "\
 Examples:
   circle-worker --redis-url redis://127.0.0.1:6379 --circle-public-key 02ab…
   CIRCLE_REDIS_URL=redis://redis:6379 CIRCLE_PUBLIC_KEY=02ab… circle-worker -c 8
+  circle-worker --redis-sentinel 10.0.0.1:26379,10.0.0.2:26379,10.0.0.3:26379 --redis-master-name circle --circle-public-key 02ab…
 
 Logs go to stderr (RUST_LOG=debug for more). Exit codes: 0 stopped by a signal, 2 bad configuration.";
 
@@ -110,7 +129,15 @@ async fn main() -> ExitCode {
         )
         .init();
 
-    let defaults = WorkerConfig::new(args.redis_url, args.circle_public_key);
+    let sentinel =
+        match RedisSentinel::from_parts(&args.redis_sentinels, args.redis_master_name.as_deref()) {
+            Ok(sentinel) => sentinel,
+            Err(error) => return refused(&WorkerError::Setup(error.into())),
+        };
+    let redis_url = args
+        .redis_url
+        .unwrap_or_else(|| RedisSentinel::DEFAULT_URL.to_owned());
+    let defaults = WorkerConfig::new(redis_url, args.circle_public_key);
     let config = WorkerConfig {
         name: args.name.unwrap_or(defaults.name.clone()),
         concurrency: if args.concurrency == 0 {
@@ -135,6 +162,7 @@ async fn main() -> ExitCode {
             client_cert_path: args.redis_client_cert,
             client_key_path: args.redis_client_key,
         },
+        sentinel,
         ..defaults
     };
     // The stock worker: no host functions. A program with its own calls `run_worker` with

@@ -57,7 +57,8 @@ use std::time::Instant;
 
 #[cfg(feature = "redis")]
 pub use self::redis::{
-    RedisExecutor, RedisExecutorConfig, RedisSetupError, WorkerConfig, WorkerError, run_worker,
+    RedisExecutor, RedisExecutorConfig, RedisSentinel, RedisSetupError, SentinelConfigError,
+    WorkerConfig, WorkerError, run_worker,
 };
 pub use embedded::{EmbeddedConfig, EmbeddedExecutor};
 pub use error::{ExecutorError, LimitKind, UnknownLimitKind};

@@ -65,6 +65,17 @@ struct Args {
     /// Redis URL of a queue shared with circle-worker processes: redis://[user:password@]host:port, or rediss:// for TLS (default: run scripts in-process).
     #[arg(long, env = "CIRCLE_REDIS_URL", value_name = "URL")]
     redis_url: Option<String>,
+    /// A Redis Sentinel (HOST:PORT) to ask where the master is; repeat (or separate by commas) for each Sentinel. Needs --redis-master-name; --redis-url then only gives scheme, user, password and database.
+    #[arg(
+        long = "redis-sentinel",
+        env = "CIRCLE_REDIS_SENTINELS",
+        value_name = "HOST:PORT",
+        value_delimiter = ','
+    )]
+    redis_sentinels: Vec<String>,
+    /// The Redis master's name in the Sentinels' configuration (sentinel monitor NAME …). Needs --redis-sentinel.
+    #[arg(long, env = "CIRCLE_REDIS_MASTER_NAME", value_name = "NAME")]
+    redis_master_name: Option<String>,
     /// Serve the static files of this folder at / (e.g. the browser console page).
     #[arg(long, env = "CIRCLE_WEB_ROOT", value_name = "DIR")]
     web_root: Option<std::path::PathBuf>,
@@ -338,12 +349,15 @@ async fn main() -> ExitCode {
         },
         tls_ticket_key_file: args.tls_ticket_key_file,
         acme,
+        redis_sentinels: args.redis_sentinels,
+        redis_master_name: args.redis_master_name,
         data_dir: args.data_dir,
         admin_keys: args.admin_keys,
         ..ServerConfig::default()
     };
 
-    if config.data_dir.is_none() && config.redis_url.is_none() {
+    if config.data_dir.is_none() && config.redis_url.is_none() && config.redis_sentinels.is_empty()
+    {
         tracing::warn!(
             "no --data-dir: the circle's store is kept in memory and lost when the server stops"
         );

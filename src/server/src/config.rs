@@ -147,6 +147,16 @@ pub struct ServerConfig {
     /// (handshakes fail with an alert until the first arrives), kept in
     /// the cache folder, renewed in the background. Needs `enable_tls`.
     pub acme: Option<crate::acme::AcmeConfig>,
+    /// Redis under Sentinel: the Sentinels (`HOST:PORT`, `[v6]:PORT`) asked where the
+    /// master named `redis_master_name` is, on every new connection, so the server follows
+    /// a failover without a restart. Setting them hands scripts to `circle-worker`
+    /// processes as `redis_url` does; `redis_url` then only gives the scheme (`rediss://`
+    /// with `redis_tls`), user, password and database (default `redis://`, no password).
+    /// Needs `redis_master_name`. Empty: `redis_url`'s host is Redis.
+    pub redis_sentinels: Vec<String>,
+    /// The master's name in the Sentinels' configuration (`sentinel monitor NAME …`).
+    /// Needs `redis_sentinels`.
+    pub redis_master_name: Option<String>,
 }
 
 impl Default for ServerConfig {
@@ -185,6 +195,8 @@ impl Default for ServerConfig {
             redis_tls: RedisTls::default(),
             tls_ticket_key_file: None,
             acme: None,
+            redis_sentinels: Vec::new(),
+            redis_master_name: None,
         }
     }
 }

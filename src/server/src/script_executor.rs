@@ -14,8 +14,9 @@ use crate::store::open_store;
 
 /// The executor `config` asks for.
 pub(crate) fn start_executor(config: &ServerConfig) -> Result<Arc<dyn Executor>, ServerError> {
-    if let Some(url) = &config.redis_url {
-        return start_redis_executor(url, config);
+    let sentinel_set = !config.redis_sentinels.is_empty() || config.redis_master_name.is_some();
+    if config.redis_url.is_some() || sentinel_set {
+        return start_redis_executor(config);
     }
     let defaults = EmbeddedConfig::default();
     let executor = EmbeddedExecutor::new(EmbeddedConfig {
@@ -38,15 +39,28 @@ pub(crate) fn start_executor(config: &ServerConfig) -> Result<Arc<dyn Executor>,
     Ok(Arc::new(executor))
 }
 
-/// Hands scripts to `circle-worker` processes through the Redis at `url`.
-/// Never waits for Redis: an unreachable Redis is answered per request
-/// (`-32005`) and recovered from in the background.
+/// Hands scripts to `circle-worker` processes through the Redis at
+/// `redis_url`, or the master the Sentinels name. Never waits for Redis: an
+/// unreachable Redis is answered per request (`-32005`) and recovered from in
+/// the background.
 #[cfg(feature = "redis")]
-fn start_redis_executor(
-    url: &str,
-    config: &ServerConfig,
-) -> Result<Arc<dyn Executor>, ServerError> {
-    use circle_executor::redis::{RedisExecutor, RedisExecutorConfig, RedisSetupError};
+fn start_redis_executor(config: &ServerConfig) -> Result<Arc<dyn Executor>, ServerError> {
+    use circle_executor::redis::{
+        RedisExecutor, RedisExecutorConfig, RedisSentinel, RedisSetupError,
+    };
+
+    let sentinel =
+        RedisSentinel::from_parts(&config.redis_sentinels, config.redis_master_name.as_deref())
+            .map_err(|e| ServerError::InvalidConfig(format!("redis: {e}")))?;
+    let url = match (&config.redis_url, &sentinel) {
+        (Some(url), _) => url.as_str(),
+        (None, Some(_)) => RedisSentinel::DEFAULT_URL,
+        (None, None) => {
+            return Err(ServerError::InvalidConfig(
+                "redis: neither redis_url nor redis_sentinels is set".to_owned(),
+            ));
+        }
+    };
 
     if config.data_dir.is_some() || !config.admin_keys.is_empty() {
         tracing::warn!(
@@ -68,6 +82,7 @@ fn start_redis_executor(
     let executor = RedisExecutor::new(RedisExecutorConfig {
         fallback_deadline: config.limits.script_deadline,
         tls: config.redis_tls.clone(),
+        sentinel,
         ..RedisExecutorConfig::new(url, circle_public_key)
     })
     .map_err(|error| match error {
@@ -86,11 +101,8 @@ fn start_redis_executor(
 }
 
 #[cfg(not(feature = "redis"))]
-fn start_redis_executor(
-    url: &str,
-    _config: &ServerConfig,
-) -> Result<Arc<dyn Executor>, ServerError> {
-    Err(ServerError::InvalidConfig(format!(
-        "redis_url ({url}) needs a circle_server built with its `redis` feature: leave it unset to run scripts in-process"
-    )))
+fn start_redis_executor(_config: &ServerConfig) -> Result<Arc<dyn Executor>, ServerError> {
+    Err(ServerError::InvalidConfig(
+        "redis_url and redis_sentinels need a circle_server built with its `redis` feature: leave them unset to run scripts in-process".to_owned(),
+    ))
 }

@@ -8,16 +8,24 @@
 
 use std::time::{Duration, Instant};
 
+use std::sync::Arc;
+
 use ::redis::aio::MultiplexedConnection;
-use ::redis::{AsyncConnectionConfig, Client, RedisError};
+use ::redis::{AsyncConnectionConfig, RedisError};
 
 use super::CONSUMER_GROUP;
+use super::endpoint::Endpoint;
 
 /// Whether `err` means the connection itself is gone or unusable (I/O, timeout, protocol),
 /// as opposed to Redis answering a command with an error (`NOGROUP`, `WRONGTYPE`, …),
 /// after which the connection is still fine.
+///
+/// `READONLY` and `MASTERDOWN` count as gone too: the node was a master when dialled but
+/// has since been made a replica (a Sentinel failover while it was alive, or it came back
+/// after one). Keeping the connection would send every write to a replica forever; a new
+/// one asks Sentinel where the master is now.
 pub(crate) fn is_connection_error(err: &RedisError) -> bool {
-    err.code().is_none()
+    matches!(err.code(), None | Some("READONLY" | "MASTERDOWN"))
 }
 
 /// Whether Redis answered that the stream or its consumer group does not exist: after a
@@ -62,8 +70,10 @@ pub(crate) async fn ensure_group(
 
 /// One multiplexed connection shared by many tasks, replaced after it breaks.
 pub(crate) struct SharedConnection {
-    client: Client,
+    endpoint: Arc<Endpoint>,
     config: AsyncConnectionConfig,
+    /// The time allowed to dial one Sentinel (and have it answer), with Sentinel.
+    connect_timeout: Duration,
     /// Created on every new connection: a group lost in a Redis restart comes back before
     /// the first command that needs it.
     jobs_key: String,
@@ -81,14 +91,15 @@ struct State {
 
 impl SharedConnection {
     pub(crate) fn new(
-        client: Client,
-        config: AsyncConnectionConfig,
+        endpoint: Arc<Endpoint>,
+        (connect_timeout, command_timeout): (Duration, Duration),
         jobs_key: String,
         retry_after: Duration,
     ) -> Self {
         SharedConnection {
-            client,
-            config,
+            endpoint,
+            config: connection_config(connect_timeout, command_timeout),
+            connect_timeout,
             jobs_key,
             retry_after,
             state: tokio::sync::Mutex::new(State::default()),
@@ -114,11 +125,11 @@ impl SharedConnection {
         }
         let connected = async {
             let mut connection = self
-                .client
-                .get_multiplexed_async_connection_with_config(&self.config)
+                .endpoint
+                .connect(&self.config, self.connect_timeout)
                 .await?;
             ensure_group(&mut connection, &self.jobs_key).await?;
-            Ok::<_, RedisError>(connection)
+            Ok::<_, super::endpoint::ConnectError>(connection)
         }
         .await;
         match connected {

@@ -58,12 +58,15 @@
 
 mod connection;
 mod dispatcher;
+pub(crate) mod endpoint;
+mod sentinel;
 mod tls;
 mod wire;
 mod worker;
 
 pub use crate::RedisTls;
 pub use dispatcher::{RedisExecutor, RedisExecutorConfig};
+pub use sentinel::{RedisSentinel, SentinelConfigError};
 pub(crate) use tls::open_client;
 pub use worker::{WorkerConfig, WorkerError, WorkerSummary, default_worker_name, run_worker};
 
@@ -124,6 +127,9 @@ pub enum RedisSetupError {
         /// Why it cannot be used.
         reason: String,
     },
+    /// The Sentinel setting (Sentinel addresses, master name) is refused.
+    #[error("invalid Redis Sentinel setting: {0}")]
+    Sentinel(#[from] SentinelConfigError),
 }
 
 /// The key in the canonical form used in Redis key names

@@ -228,8 +228,21 @@ impl Store {
     /// contacted here).
     #[cfg(feature = "redis")]
     pub fn redis(url: &str, circle_public_key: &str) -> Result<Store, StoreError> {
+        let endpoint =
+            crate::redis::endpoint::Endpoint::new(url, &crate::RedisTls::default(), None)
+                .map_err(|err| StoreError::Unavailable(err.to_string()))?;
+        Store::redis_at(Arc::new(endpoint), circle_public_key)
+    }
+
+    /// The store of the circle in the Redis `endpoint` reaches (a URL with its TLS files,
+    /// or the master Sentinel names): what [`run_worker`](crate::redis::run_worker) uses.
+    #[cfg(feature = "redis")]
+    pub(crate) fn redis_at(
+        endpoint: Arc<crate::redis::endpoint::Endpoint>,
+        circle_public_key: &str,
+    ) -> Result<Store, StoreError> {
         Ok(Store::with_backend(Arc::new(redis::RedisBackend::new(
-            url,
+            endpoint,
             circle_public_key,
         )?)))
     }

@@ -10,15 +10,18 @@
 //! and `appendfsync always` after the AOF is fsync'd (see the crate README).
 //!
 //! Each script thread keeps one synchronous connection (scripts are synchronous), opened
-//! on first use and dropped after any error, so the next call reconnects. Every command
+//! on first use and dropped after any error, so the next call reconnects (under Sentinel,
+//! to the master Sentinel names then). Every command
 //! is bounded by a timeout: a Redis that stopped answering costs a play `-32005`, never a
 //! hang.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use super::{Backend, Namespace, Session, StoreError, StoreLimits, Writes};
 use crate::LimitKind;
-use crate::redis::{canonical_circle_key, redacted_url};
+use crate::redis::canonical_circle_key;
+use crate::redis::endpoint::Endpoint;
 
 /// Time to open a connection, and for Redis to answer one command.
 const TIMEOUT: Duration = Duration::from_secs(2);
@@ -71,23 +74,21 @@ return 'ok'
 ";
 
 pub(super) struct RedisBackend {
-    client: ::redis::Client,
+    endpoint: Arc<Endpoint>,
     /// `circle:{circle key}:store:`.
     prefix: String,
-    url: String,
 }
 
 impl RedisBackend {
-    pub(super) fn new(url: &str, circle_public_key: &str) -> Result<RedisBackend, StoreError> {
+    pub(super) fn new(
+        endpoint: Arc<Endpoint>,
+        circle_public_key: &str,
+    ) -> Result<RedisBackend, StoreError> {
         let circle = canonical_circle_key(circle_public_key)
             .map_err(|err| StoreError::Unavailable(err.to_string()))?;
-        let client = ::redis::Client::open(url).map_err(|err| {
-            StoreError::Unavailable(format!("redis url {}: {err}", redacted_url(url)))
-        })?;
         Ok(RedisBackend {
-            client,
+            endpoint,
             prefix: format!("circle:{circle}:store:"),
-            url: redacted_url(url),
         })
     }
 }
@@ -95,19 +96,19 @@ impl RedisBackend {
 impl Backend for RedisBackend {
     fn session(&self) -> Result<Box<dyn Session>, StoreError> {
         Ok(Box::new(RedisSession {
-            client: self.client.clone(),
+            endpoint: Arc::clone(&self.endpoint),
             prefix: self.prefix.clone(),
             connection: None,
         }))
     }
 
     fn describe(&self) -> String {
-        format!("redis {}", self.url)
+        format!("redis {}", self.endpoint.describe())
     }
 }
 
 struct RedisSession {
-    client: ::redis::Client,
+    endpoint: Arc<Endpoint>,
     prefix: String,
     connection: Option<::redis::Connection>,
 }
@@ -126,13 +127,9 @@ impl RedisSession {
         let unavailable = |err: ::redis::RedisError| StoreError::Unavailable(err.to_string());
         if self.connection.is_none() {
             let connection = self
-                .client
-                .get_connection_with_timeout(TIMEOUT)
-                .map_err(unavailable)?;
-            connection
-                .set_read_timeout(Some(TIMEOUT))
-                .and_then(|()| connection.set_write_timeout(Some(TIMEOUT)))
-                .map_err(unavailable)?;
+                .endpoint
+                .connect_blocking(TIMEOUT)
+                .map_err(|err| StoreError::Unavailable(err.to_string()))?;
             self.connection = Some(connection);
         }
         let Some(connection) = self.connection.as_mut() else {

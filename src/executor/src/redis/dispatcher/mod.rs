@@ -16,10 +16,12 @@ use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::AbortHandle;
 
-use super::connection::{SharedConnection, connection_config};
+use super::connection::SharedConnection;
+use super::endpoint::Endpoint;
 use super::wire;
 use super::{
-    RedisSetupError, RedisTls, canonical_circle_key, jobs_stream_key, open_client, reply_stream_key,
+    RedisSentinel, RedisSetupError, RedisTls, canonical_circle_key, jobs_stream_key,
+    reply_stream_key,
 };
 use crate::{ExecuteFuture, Executor, ExecutorError, ScriptJob, ScriptOutput};
 use replies::reply_loop;
@@ -44,7 +46,9 @@ use submit::submit_loop;
 /// ```
 #[derive(Debug, Clone)]
 pub struct RedisExecutorConfig {
-    /// `redis://[user:password@]host[:port][/db]`.
+    /// `redis://[user:password@]host[:port][/db]`. With [`RedisExecutorConfig::sentinel`]
+    /// only its scheme, user, password and database are used: the master's host and port
+    /// come from Sentinel.
     pub redis_url: String,
     /// The circle's compressed public key (hex): it names the job stream the circle's
     /// workers read, so workers must be started with the same key.
@@ -69,6 +73,10 @@ pub struct RedisExecutorConfig {
     /// Certificate files for a `rediss://` URL (a private CA, a client
     /// certificate). Default: none, the system's roots verify Redis.
     pub tls: RedisTls,
+    /// Redis under Sentinel: every new connection goes to the master the Sentinels name
+    /// then, so the executor follows a failover without a restart. Default: none, the
+    /// URL's host is Redis.
+    pub sentinel: Option<RedisSentinel>,
 }
 
 impl RedisExecutorConfig {
@@ -84,6 +92,7 @@ impl RedisExecutorConfig {
             command_timeout: Duration::from_secs(2),
             reconnect_interval: Duration::from_millis(250),
             tls: RedisTls::default(),
+            sentinel: None,
         }
     }
 }
@@ -199,13 +208,17 @@ impl RedisExecutor {
                 "max_queued_jobs and max_in_flight must be at least 1".into(),
             ));
         }
-        let client = open_client(&config.redis_url, &config.tls)?;
+        let endpoint = Arc::new(Endpoint::new(
+            &config.redis_url,
+            &config.tls,
+            config.sentinel.as_ref(),
+        )?);
         let instance_id = new_instance_id();
         let jobs_key = jobs_stream_key(&circle_key);
         let reply_key = reply_stream_key(&circle_key, &instance_id);
         let submit_connection = SharedConnection::new(
-            client.clone(),
-            connection_config(config.connect_timeout, config.command_timeout),
+            Arc::clone(&endpoint),
+            (config.connect_timeout, config.command_timeout),
             jobs_key.clone(),
             config.reconnect_interval,
         );
@@ -222,9 +235,10 @@ impl RedisExecutor {
         });
         let (submissions, queue) = mpsc::channel(dispatch.config.max_in_flight);
         let submitter = runtime.spawn(submit_loop(Arc::clone(&dispatch), queue, submit_connection));
-        let reader = runtime.spawn(reply_loop(Arc::clone(&dispatch), client));
+        let redis = endpoint.describe().to_owned();
+        let reader = runtime.spawn(reply_loop(Arc::clone(&dispatch), endpoint));
         tracing::info!(
-            redis = %super::redacted_url(&dispatch.config.redis_url),
+            %redis,
             jobs = %dispatch.jobs_key,
             replies = %dispatch.reply_key,
             "scripts go to circle-worker processes through Redis"

@@ -10,11 +10,16 @@ use ::redis::aio::MultiplexedConnection;
 use super::state::Dispatch;
 use super::{MAX_BATCH, REPLY_BLOCK, REPLY_TRIM_INTERVAL};
 use crate::redis::connection::{connection_config, is_connection_error};
+use crate::redis::endpoint::Endpoint;
 use crate::redis::wire;
 
 /// Reads this instance's reply stream and resolves the waiting callers, reconnecting
 /// whenever the connection breaks.
-pub(super) async fn reply_loop(dispatch: Arc<Dispatch>, client: ::redis::Client) {
+///
+/// After a Sentinel failover it goes on from the last id it read: the promoted replica's
+/// copy of the stream may lack the newest answers (never replicated), but entries added
+/// after the promotion get ids from the clock, above every id read before.
+pub(super) async fn reply_loop(dispatch: Arc<Dispatch>, endpoint: Arc<Endpoint>) {
     // The stream is this instance's alone and new, so reading from the start misses
     // nothing and replays nothing.
     let mut last_id = "0-0".to_owned();
@@ -28,8 +33,8 @@ pub(super) async fn reply_loop(dispatch: Arc<Dispatch>, client: ::redis::Client)
     loop {
         let redis = match &mut connection {
             Some(redis) => redis,
-            None => match client
-                .get_multiplexed_async_connection_with_config(&config)
+            None => match endpoint
+                .connect(&config, dispatch.config.connect_timeout)
                 .await
             {
                 Ok(redis) => {

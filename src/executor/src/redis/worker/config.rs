@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use crate::ScriptLimits;
-use crate::redis::{RedisSetupError, RedisTls};
+use crate::redis::{RedisSentinel, RedisSetupError, RedisTls};
 use crate::store::StoreLimits;
 
 /// How a worker reaches Redis, how many scripts it runs at once, and under which limits.
@@ -25,7 +25,9 @@ use crate::store::StoreLimits;
 /// ```
 #[derive(Debug, Clone)]
 pub struct WorkerConfig {
-    /// `redis://[user:password@]host[:port][/db]`.
+    /// `redis://[user:password@]host[:port][/db]`. With [`WorkerConfig::sentinel`] only
+    /// its scheme, user, password and database are used: the master's host and port come
+    /// from Sentinel.
     pub redis_url: String,
     /// The compressed public key (hex) of the circle whose jobs this worker runs; the same
     /// key its servers are configured with.
@@ -84,6 +86,10 @@ pub struct WorkerConfig {
     /// Certificate files for a `rediss://` URL (a private CA, a client
     /// certificate). Default: none, the system's roots verify Redis.
     pub tls: RedisTls,
+    /// Redis under Sentinel: every new connection (job reads, answers, the store) goes to
+    /// the master the Sentinels name then, so the worker follows a failover without a
+    /// restart. Default: none, the URL's host is Redis.
+    pub sentinel: Option<RedisSentinel>,
 }
 
 impl WorkerConfig {
@@ -116,6 +122,7 @@ impl WorkerConfig {
             admin_keys: Vec::new(),
             store_limits: StoreLimits::default(),
             tls: RedisTls::default(),
+            sentinel: None,
         }
     }
 }

@@ -31,10 +31,10 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
 pub use config::{WorkerConfig, default_worker_name};
 pub use error::WorkerError;
 
-use super::connection::{SharedConnection, connection_config};
+use super::connection::SharedConnection;
+use super::endpoint::Endpoint;
 use super::{
-    CONSUMER_GROUP, RedisSetupError, canonical_circle_key, jobs_stream_key, open_client,
-    worker_jobs_key,
+    CONSUMER_GROUP, RedisSetupError, canonical_circle_key, jobs_stream_key, worker_jobs_key,
 };
 use crate::store::{Store, StoreError};
 use crate::{EmbeddedConfig, EmbeddedExecutor, ExecutorError, ScriptEnvironment, ScriptOutput};
@@ -78,9 +78,15 @@ pub async fn run_worker(
 ) -> Result<WorkerSummary, WorkerError> {
     let circle_key = canonical_circle_key(&config.circle_public_key)?;
     check(&config)?;
-    let client = open_client(&config.redis_url, &config.tls)?;
+    let endpoint = Arc::new(Endpoint::new(
+        &config.redis_url,
+        &config.tls,
+        config.sentinel.as_ref(),
+    )?);
     let invalid = |err: StoreError| RedisSetupError::InvalidConfig(err.to_string());
-    let store = Store::redis(&config.redis_url, &circle_key)
+    // The store dials through the same endpoint: the same TLS files, and the same master
+    // after a failover.
+    let store = Store::redis_at(Arc::clone(&endpoint), &circle_key)
         .map_err(invalid)?
         .with_admin_keys(&config.admin_keys)
         .map_err(invalid)?
@@ -102,8 +108,8 @@ pub async fn run_worker(
     let worker = Arc::new(Worker {
         finishes,
         commands: SharedConnection::new(
-            client.clone(),
-            connection_config(config.connect_timeout, config.command_timeout),
+            Arc::clone(&endpoint),
+            (config.connect_timeout, config.command_timeout),
             jobs_key.clone(),
             Duration::from_millis(250),
         ),
@@ -130,7 +136,7 @@ pub async fn run_worker(
     let slots = Arc::clone(&worker.slots);
 
     Arc::clone(&worker)
-        .take_jobs(&client, Arc::clone(&slots), stop)
+        .take_jobs(&endpoint, Arc::clone(&slots), stop)
         .await;
 
     tracing::info!(

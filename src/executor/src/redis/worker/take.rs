@@ -6,13 +6,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ::redis::aio::MultiplexedConnection;
-use ::redis::{AsyncConnectionConfig, Client, Value};
+use ::redis::{AsyncConnectionConfig, Value};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 
 use super::Worker;
 use crate::redis::CONSUMER_GROUP;
 use crate::redis::connection::{connection_config, is_connection_error, is_missing_group};
 use crate::redis::dispatcher::MAX_JOBS_PER_ENTRY;
+use crate::redis::endpoint::Endpoint;
 use crate::redis::wire;
 
 /// What the main loop keeps from one round to the next.
@@ -58,7 +59,7 @@ impl Worker {
     /// The main loop, until `stop` says so. Every job it takes is started before it returns.
     pub(super) async fn take_jobs(
         self: Arc<Self>,
-        client: &Client,
+        endpoint: &Endpoint,
         slots: Arc<Semaphore>,
         stop: watch::Receiver<bool>,
     ) {
@@ -79,7 +80,7 @@ impl Worker {
             unreachable_logged: false,
         };
         while let Some(permits) = free_slots(&slots, &mut taking.stop).await {
-            let Some(redis) = self.reader(client, &mut taking).await else {
+            let Some(redis) = self.reader(endpoint, &mut taking).await else {
                 continue;
             };
             let Some(permits) = self.claim_if_due(&mut taking, permits, &slots).await else {
@@ -91,10 +92,14 @@ impl Worker {
 
     /// The connection for blocking reads, connected (and the group joined, the first time)
     /// if need be. `None`: Redis cannot be reached now (after a pause).
-    async fn reader(&self, client: &Client, taking: &mut Taking) -> Option<MultiplexedConnection> {
+    async fn reader(
+        &self,
+        endpoint: &Endpoint,
+        taking: &mut Taking,
+    ) -> Option<MultiplexedConnection> {
         if taking.reader.is_none() {
-            match client
-                .get_multiplexed_async_connection_with_config(&taking.reader_config)
+            match endpoint
+                .connect(&taking.reader_config, self.config.connect_timeout)
                 .await
             {
                 Ok(redis) => {
