@@ -11,6 +11,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use circle_executor::redis::{RedisSentinel, WorkerConfig, WorkerError, run_worker};
+use circle_executor::store::StoreLimits;
 use circle_executor::{RedisTls, ScriptEnvironment, ScriptLimits};
 use clap::Parser;
 
@@ -108,6 +109,18 @@ struct Args {
         value_delimiter = ','
     )]
     admin_keys: Vec<String>,
+    /// Bytes of one store key (UTF-8); a longer key is refused with -32004.
+    #[arg(long, env = "CIRCLE_STORE_MAX_KEY_BYTES", value_name = "BYTES", default_value_t = StoreLimits::default().max_key_bytes)]
+    store_max_key_bytes: usize,
+    /// Bytes of one store value, as JSON text; a larger value is refused with -32004.
+    #[arg(long, env = "CIRCLE_STORE_MAX_VALUE_BYTES", value_name = "BYTES", default_value_t = StoreLimits::default().max_value_bytes)]
+    store_max_value_bytes: usize,
+    /// Keys one caller's store namespace may hold; a play adding more is refused with -32004.
+    #[arg(long, env = "CIRCLE_STORE_MAX_KEYS_PER_CALLER", value_name = "KEYS", default_value_t = StoreLimits::default().max_keys_per_caller)]
+    store_max_keys_per_caller: usize,
+    /// Bytes (keys plus JSON values) the circle's store (in Redis, all its workers together) may hold; a play growing it past this is refused with -32004.
+    #[arg(long, env = "CIRCLE_STORE_MAX_CIRCLE_BYTES", value_name = "BYTES", default_value_t = StoreLimits::default().max_circle_bytes)]
+    store_max_circle_bytes: u64,
 }
 
 const EXAMPLES: &str = "\
@@ -157,6 +170,13 @@ async fn main() -> ExitCode {
         claim_idle: Duration::from_millis(args.claim_idle_ms),
         max_retries: args.max_retries,
         admin_keys: args.admin_keys,
+        // Give every worker of a circle the same limits: each checks them itself.
+        store_limits: StoreLimits {
+            max_key_bytes: args.store_max_key_bytes,
+            max_value_bytes: args.store_max_value_bytes,
+            max_keys_per_caller: args.store_max_keys_per_caller,
+            max_circle_bytes: args.store_max_circle_bytes,
+        },
         tls: RedisTls {
             ca_path: args.redis_ca,
             client_cert_path: args.redis_client_cert,

@@ -755,6 +755,50 @@ async fn the_worker_process_caps_script_memory() {
 }
 
 #[tokio::test]
+async fn the_worker_process_takes_store_limits_from_its_flags() {
+    // The limits are checked by the worker that runs the play, so they come from its
+    // flags; the refusal's -32004 travels back to the server like any other limit.
+    let redis_server = RedisServer::start();
+    let url = redis_server.url();
+    let circle = circle_key(11);
+    let remote = executor(&url, &circle);
+    let _worker = WorkerProcess::start(
+        std::path::Path::new(WORKER_BIN),
+        &url,
+        &circle,
+        "store-limits",
+        &["--store-max-value-bytes", "16"],
+    );
+    // The store needs a caller with a real (compressed) public key.
+    let caller = format!("03{}", "a1".repeat(32));
+    let signed_in = |script: &str| {
+        let context = Arc::new(ScriptContext {
+            circle_name: "garden".into(),
+            circle_public_key: circle.clone(),
+            caller_public_key: caller.clone(),
+        });
+        ScriptJob::new(script, context).with_deadline(Instant::now() + Duration::from_secs(20))
+    };
+    // "0123456789abcdef" is 18 bytes of JSON (with its quotes): over 16.
+    let err = remote
+        .execute(signed_in(r#"store::set("v", "0123456789abcdef")"#))
+        .await
+        .unwrap_err();
+    assert_eq!(err.limit_kind(), Some(LimitKind::StoreValueSize), "{err:?}");
+    assert_eq!(err.code(), -32004);
+    assert!(
+        err.to_string()
+            .contains("store value size limit (16 bytes)"),
+        "{err}"
+    );
+    let output = remote
+        .execute(signed_in(r#"store::set("v", "short"); store::get("v")"#))
+        .await
+        .expect("a value under the limit is stored");
+    assert_eq!(output.output, "short");
+}
+
+#[tokio::test]
 async fn jobs_are_taken_and_answered_in_batches() {
     let redis_server = RedisServer::start();
     let url = redis_server.url();

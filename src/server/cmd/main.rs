@@ -7,6 +7,7 @@
 use std::process::ExitCode;
 use std::time::Duration;
 
+use circle_executor::store::StoreLimits;
 use circle_server::{
     AcmeChallenge, AcmeConfig, AddressPrefixes, IpCidr, LETS_ENCRYPT_PRODUCTION,
     LETS_ENCRYPT_STAGING, RedisTls, ScriptLimits, ServerConfig, ServerLimits, spawn_circle_server,
@@ -165,6 +166,18 @@ struct Args {
         value_delimiter = ','
     )]
     admin_keys: Vec<String>,
+    /// Bytes of one store key (UTF-8); a longer key is refused with -32004.
+    #[arg(long, env = "CIRCLE_STORE_MAX_KEY_BYTES", value_name = "BYTES", default_value_t = StoreLimits::default().max_key_bytes)]
+    store_max_key_bytes: usize,
+    /// Bytes of one store value, as JSON text; a larger value is refused with -32004.
+    #[arg(long, env = "CIRCLE_STORE_MAX_VALUE_BYTES", value_name = "BYTES", default_value_t = StoreLimits::default().max_value_bytes)]
+    store_max_value_bytes: usize,
+    /// Keys one caller's store namespace may hold; a play adding more is refused with -32004.
+    #[arg(long, env = "CIRCLE_STORE_MAX_KEYS_PER_CALLER", value_name = "KEYS", default_value_t = StoreLimits::default().max_keys_per_caller)]
+    store_max_keys_per_caller: usize,
+    /// Bytes (keys plus JSON values) the whole circle's store may hold; a play growing it past this is refused with -32004.
+    #[arg(long, env = "CIRCLE_STORE_MAX_CIRCLE_BYTES", value_name = "BYTES", default_value_t = StoreLimits::default().max_circle_bytes)]
+    store_max_circle_bytes: u64,
     /// Every connection starts with a PROXY protocol header (v1 or v2, e.g. HAProxy's send-proxy-v2)
     /// naming the client; connections without one are closed. Use with --trusted-proxy.
     #[arg(long, env = "CIRCLE_PROXY_PROTOCOL")]
@@ -353,6 +366,12 @@ async fn main() -> ExitCode {
         redis_master_name: args.redis_master_name,
         data_dir: args.data_dir,
         admin_keys: args.admin_keys,
+        store_limits: StoreLimits {
+            max_key_bytes: args.store_max_key_bytes,
+            max_value_bytes: args.store_max_value_bytes,
+            max_keys_per_caller: args.store_max_keys_per_caller,
+            max_circle_bytes: args.store_max_circle_bytes,
+        },
         ..ServerConfig::default()
     };
 

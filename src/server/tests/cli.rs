@@ -189,6 +189,8 @@ fn bad_files_and_flags_give_one_clear_line_and_a_nonzero_exit() {
         "--acme-domain",
         "--acme-directory",
         "CIRCLE_PORT",
+        "--store-max-value-bytes",
+        "CIRCLE_STORE_MAX_CIRCLE_BYTES",
     ] {
         assert!(help.contains(flag), "--help mentions {flag}");
     }

@@ -226,3 +226,34 @@ async fn admin_key_flag_and_store_refusals_on_the_wire() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("0xnope"), "{stderr}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn store_limit_flags_are_refused_on_the_wire() {
+    // In memory (no --data-dir): the limits are the same for both embedded backends.
+    let (_server, url) = start_server(&[
+        "--store-max-value-bytes",
+        "16",
+        "--store-max-keys-per-caller",
+        "2",
+    ]);
+    let mut ws = signed_in(&url, 1).await;
+    // "0123456789abcdef" is 18 bytes of JSON (with its quotes): over 16.
+    let answer = play(&mut ws, 3, r#"store::set("v", "0123456789abcdef")"#).await;
+    assert_eq!(error_code(&answer), -32004, "{answer}");
+    let message = answer["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("store value size limit (16 bytes)"),
+        "{message}"
+    );
+    // Under the limit, the same key is written.
+    let answer = play(&mut ws, 4, r#"store::set("v", "short"); store::get("v")"#).await;
+    assert_eq!(answer["result"]["output"], json!("short"), "{answer}");
+    // A third key for this caller is over --store-max-keys-per-caller 2.
+    let answer = play(&mut ws, 5, r#"store::set("a", 1); store::set("b", 2)"#).await;
+    assert_eq!(error_code(&answer), -32004, "{answer}");
+    let message = answer["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("store keys per caller limit (2 keys)"),
+        "{message}"
+    );
+}
