@@ -10,9 +10,9 @@
 use std::process::ExitCode;
 use std::time::Duration;
 
+use circle_executor::ScriptEnvironment;
+use circle_executor::args::{RedisArgs, ScriptLimitArgs, StoreArgs};
 use circle_executor::redis::{RedisSentinel, WorkerConfig, WorkerError, run_worker};
-use circle_executor::store::StoreLimits;
-use circle_executor::{RedisTls, ScriptEnvironment, ScriptLimits};
 use clap::Parser;
 
 /// Counts each thread's live heap bytes, which is what enforces `--script-max-memory-bytes`
@@ -33,36 +33,8 @@ struct Args {
         required_unless_present = "redis_sentinels"
     )]
     redis_url: Option<String>,
-    /// A Redis Sentinel (HOST:PORT) to ask where the master is; repeat (or separate by commas) for each Sentinel. Needs --redis-master-name.
-    #[arg(
-        long = "redis-sentinel",
-        env = "CIRCLE_REDIS_SENTINELS",
-        value_name = "HOST:PORT",
-        value_delimiter = ','
-    )]
-    redis_sentinels: Vec<String>,
-    /// The master's name in the Sentinels' configuration (sentinel monitor NAME …). Needs --redis-sentinel.
-    #[arg(long, env = "CIRCLE_REDIS_MASTER_NAME", value_name = "NAME")]
-    redis_master_name: Option<String>,
-    /// PEM CA file Redis's certificate must chain to (rediss:// with a private CA; default: system roots).
-    #[arg(long, env = "CIRCLE_REDIS_CA", value_name = "FILE")]
-    redis_ca: Option<std::path::PathBuf>,
-    /// PEM client certificate for Redis with tls-auth-clients (needs --redis-client-key).
-    #[arg(
-        long,
-        env = "CIRCLE_REDIS_CLIENT_CERT",
-        value_name = "FILE",
-        requires = "redis_client_key"
-    )]
-    redis_client_cert: Option<std::path::PathBuf>,
-    /// PEM private key of --redis-client-cert.
-    #[arg(
-        long,
-        env = "CIRCLE_REDIS_CLIENT_KEY",
-        value_name = "FILE",
-        requires = "redis_client_cert"
-    )]
-    redis_client_key: Option<std::path::PathBuf>,
+    #[command(flatten)]
+    redis: RedisArgs,
     /// The circle's public key (compressed hex, as circle-server prints it).
     #[arg(long, env = "CIRCLE_PUBLIC_KEY", value_name = "HEX")]
     circle_public_key: String,
@@ -83,44 +55,16 @@ struct Args {
     /// Jobs held beyond the threads and --prefetch, in time: as many more as the worker answered in this many milliseconds at its recent rate (up to 2048; 0 = none). Short scripts then travel in large batches; long scripts get none.
     #[arg(long, env = "CIRCLE_WORKER_HOLD_MS", default_value_t = WorkerConfig::DEFAULT_HOLD_FOR.as_millis() as u64)]
     hold_ms: u64,
-    /// Rhai operations one script may run.
-    #[arg(long, env = "CIRCLE_SCRIPT_MAX_OPERATIONS", default_value_t = ScriptLimits::default().max_operations)]
-    script_max_operations: u64,
-    /// Wall-clock time one script may run, in milliseconds.
-    #[arg(long, env = "CIRCLE_SCRIPT_TIMEOUT_MS", default_value_t = ScriptLimits::default().max_run_time.as_millis() as u64)]
-    script_timeout_ms: u64,
-    /// Bytes of output one script may produce.
-    #[arg(long, env = "CIRCLE_SCRIPT_MAX_OUTPUT_BYTES", default_value_t = ScriptLimits::default().max_output_bytes)]
-    script_max_output_bytes: usize,
-    /// Bytes of heap memory one script may hold.
-    #[arg(long, env = "CIRCLE_SCRIPT_MAX_MEMORY_BYTES", default_value_t = ScriptLimits::default().max_memory_bytes)]
-    script_max_memory_bytes: usize,
+    #[command(flatten)]
+    script: ScriptLimitArgs,
     /// Take over a job another worker left unanswered this long (milliseconds): how fast the jobs of a dead worker are recovered.
     #[arg(long, env = "CIRCLE_WORKER_CLAIM_IDLE_MS", default_value_t = 10_000)]
     claim_idle_ms: u64,
     /// Times a job whose worker died is started again before its caller gets an error.
     #[arg(long, env = "CIRCLE_WORKER_MAX_RETRIES", default_value_t = 2)]
     max_retries: u32,
-    /// A public key (compressed hex) allowed to write the store's circle namespace (`circle::set`); repeat for several. Give workers the servers' --admin-key list.
-    #[arg(
-        long = "admin-key",
-        env = "CIRCLE_ADMIN_KEYS",
-        value_name = "HEX",
-        value_delimiter = ','
-    )]
-    admin_keys: Vec<String>,
-    /// Bytes of one store key (UTF-8); a longer key is refused with -32004.
-    #[arg(long, env = "CIRCLE_STORE_MAX_KEY_BYTES", value_name = "BYTES", default_value_t = StoreLimits::default().max_key_bytes)]
-    store_max_key_bytes: usize,
-    /// Bytes of one store value, as JSON text; a larger value is refused with -32004.
-    #[arg(long, env = "CIRCLE_STORE_MAX_VALUE_BYTES", value_name = "BYTES", default_value_t = StoreLimits::default().max_value_bytes)]
-    store_max_value_bytes: usize,
-    /// Keys one caller's store namespace may hold; a play adding more is refused with -32004.
-    #[arg(long, env = "CIRCLE_STORE_MAX_KEYS_PER_CALLER", value_name = "KEYS", default_value_t = StoreLimits::default().max_keys_per_caller)]
-    store_max_keys_per_caller: usize,
-    /// Bytes (keys plus JSON values) the circle's store (in Redis, all its workers together) may hold; a play growing it past this is refused with -32004.
-    #[arg(long, env = "CIRCLE_STORE_MAX_CIRCLE_BYTES", value_name = "BYTES", default_value_t = StoreLimits::default().max_circle_bytes)]
-    store_max_circle_bytes: u64,
+    #[command(flatten)]
+    store: StoreArgs,
 }
 
 const EXAMPLES: &str = "\
@@ -142,11 +86,13 @@ async fn main() -> ExitCode {
         )
         .init();
 
-    let sentinel =
-        match RedisSentinel::from_parts(&args.redis_sentinels, args.redis_master_name.as_deref()) {
-            Ok(sentinel) => sentinel,
-            Err(error) => return refused(&WorkerError::Setup(error.into())),
-        };
+    let sentinel = match RedisSentinel::from_parts(
+        &args.redis.redis_sentinels,
+        args.redis.redis_master_name.as_deref(),
+    ) {
+        Ok(sentinel) => sentinel,
+        Err(error) => return refused(&WorkerError::Setup(error.into())),
+    };
     let redis_url = args
         .redis_url
         .unwrap_or_else(|| RedisSentinel::DEFAULT_URL.to_owned());
@@ -160,28 +106,13 @@ async fn main() -> ExitCode {
         },
         prefetch: args.prefetch,
         hold_for: Duration::from_millis(args.hold_ms),
-        limits: ScriptLimits {
-            max_operations: args.script_max_operations,
-            max_run_time: Duration::from_millis(args.script_timeout_ms),
-            max_output_bytes: args.script_max_output_bytes,
-            max_memory_bytes: args.script_max_memory_bytes,
-            ..ScriptLimits::default()
-        },
+        limits: args.script.limits(),
         claim_idle: Duration::from_millis(args.claim_idle_ms),
         max_retries: args.max_retries,
-        admin_keys: args.admin_keys,
         // Give every worker of a circle the same limits: each checks them itself.
-        store_limits: StoreLimits {
-            max_key_bytes: args.store_max_key_bytes,
-            max_value_bytes: args.store_max_value_bytes,
-            max_keys_per_caller: args.store_max_keys_per_caller,
-            max_circle_bytes: args.store_max_circle_bytes,
-        },
-        tls: RedisTls {
-            ca_path: args.redis_ca,
-            client_cert_path: args.redis_client_cert,
-            client_key_path: args.redis_client_key,
-        },
+        store_limits: args.store.limits(),
+        admin_keys: args.store.admin_keys,
+        tls: args.redis.tls(),
         sentinel,
         ..defaults
     };

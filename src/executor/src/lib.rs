@@ -36,6 +36,8 @@
 
 #![warn(missing_docs)]
 
+#[cfg(feature = "clap")]
+pub mod args;
 mod embedded;
 mod error;
 pub mod host;

@@ -7,10 +7,10 @@
 use std::process::ExitCode;
 use std::time::Duration;
 
-use circle_executor::store::StoreLimits;
+use circle_executor::args::{RedisArgs, ScriptLimitArgs, StoreArgs};
 use circle_server::{
     AcmeChallenge, AcmeConfig, AddressPrefixes, IpCidr, LETS_ENCRYPT_PRODUCTION,
-    LETS_ENCRYPT_STAGING, RedisTls, ScriptLimits, ServerConfig, ServerLimits, spawn_circle_server,
+    LETS_ENCRYPT_STAGING, ServerConfig, ServerLimits, spawn_circle_server,
 };
 use clap::Parser;
 
@@ -66,17 +66,8 @@ struct Args {
     /// Redis URL of a queue shared with circle-worker processes: redis://[user:password@]host:port, or rediss:// for TLS (default: run scripts in-process).
     #[arg(long, env = "CIRCLE_REDIS_URL", value_name = "URL")]
     redis_url: Option<String>,
-    /// A Redis Sentinel (HOST:PORT) to ask where the master is; repeat (or separate by commas) for each Sentinel. Needs --redis-master-name; --redis-url then only gives scheme, user, password and database.
-    #[arg(
-        long = "redis-sentinel",
-        env = "CIRCLE_REDIS_SENTINELS",
-        value_name = "HOST:PORT",
-        value_delimiter = ','
-    )]
-    redis_sentinels: Vec<String>,
-    /// The Redis master's name in the Sentinels' configuration (sentinel monitor NAME …). Needs --redis-sentinel.
-    #[arg(long, env = "CIRCLE_REDIS_MASTER_NAME", value_name = "NAME")]
-    redis_master_name: Option<String>,
+    #[command(flatten)]
+    redis: RedisArgs,
     /// Serve the static files of this folder at / (e.g. the browser console page).
     #[arg(long, env = "CIRCLE_WEB_ROOT", value_name = "DIR")]
     web_root: Option<std::path::PathBuf>,
@@ -146,38 +137,13 @@ struct Args {
     /// max-age of the Strict-Transport-Security header, in seconds.
     #[arg(long, env = "CIRCLE_HSTS_MAX_AGE", default_value_t = ServerConfig::default().hsts_max_age.as_secs())]
     hsts_max_age: u64,
-    /// Rhai operations one script may run.
-    #[arg(long, env = "CIRCLE_SCRIPT_MAX_OPERATIONS", default_value_t = ScriptLimits::default().max_operations)]
-    script_max_operations: u64,
-    /// Memory one script may hold, in bytes (enforced through the counting allocator this binary installs).
-    #[arg(long, env = "CIRCLE_SCRIPT_MAX_MEMORY_BYTES", default_value_t = ScriptLimits::default().max_memory_bytes)]
-    script_max_memory_bytes: usize,
-    /// Wall-clock time one script may run, in milliseconds.
-    #[arg(long, env = "CIRCLE_SCRIPT_TIMEOUT_MS", default_value_t = ScriptLimits::default().max_run_time.as_millis() as u64)]
-    script_timeout_ms: u64,
+    #[command(flatten)]
+    script: ScriptLimitArgs,
     /// Folder of the circle's store (the file store.redb, created owner-only; default: none, the store is kept in memory and lost at exit).
     #[arg(long, env = "CIRCLE_DATA_DIR", value_name = "DIR")]
     data_dir: Option<std::path::PathBuf>,
-    /// A public key (compressed hex) allowed to write the store's circle namespace (circle::set); repeat or comma-separate.
-    #[arg(
-        long = "admin-key",
-        env = "CIRCLE_ADMIN_KEYS",
-        value_name = "HEX",
-        value_delimiter = ','
-    )]
-    admin_keys: Vec<String>,
-    /// Bytes of one store key (UTF-8); a longer key is refused with -32004.
-    #[arg(long, env = "CIRCLE_STORE_MAX_KEY_BYTES", value_name = "BYTES", default_value_t = StoreLimits::default().max_key_bytes)]
-    store_max_key_bytes: usize,
-    /// Bytes of one store value, as JSON text; a larger value is refused with -32004.
-    #[arg(long, env = "CIRCLE_STORE_MAX_VALUE_BYTES", value_name = "BYTES", default_value_t = StoreLimits::default().max_value_bytes)]
-    store_max_value_bytes: usize,
-    /// Keys one caller's store namespace may hold; a play adding more is refused with -32004.
-    #[arg(long, env = "CIRCLE_STORE_MAX_KEYS_PER_CALLER", value_name = "KEYS", default_value_t = StoreLimits::default().max_keys_per_caller)]
-    store_max_keys_per_caller: usize,
-    /// Bytes (keys plus JSON values) the whole circle's store may hold; a play growing it past this is refused with -32004.
-    #[arg(long, env = "CIRCLE_STORE_MAX_CIRCLE_BYTES", value_name = "BYTES", default_value_t = StoreLimits::default().max_circle_bytes)]
-    store_max_circle_bytes: u64,
+    #[command(flatten)]
+    store: StoreArgs,
     /// Every connection starts with a PROXY protocol header (v1 or v2, e.g. HAProxy's send-proxy-v2)
     /// naming the client; connections without one are closed. Use with --trusted-proxy.
     #[arg(long, env = "CIRCLE_PROXY_PROTOCOL")]
@@ -195,25 +161,6 @@ struct Args {
     /// else, then stop gracefully (a second signal ends the drain at once).
     #[arg(long, env = "CIRCLE_DRAIN_SECONDS", default_value_t = 0)]
     drain_seconds: u64,
-    /// PEM CA file Redis's certificate must chain to (rediss:// with a private CA; default: system roots).
-    #[arg(long, env = "CIRCLE_REDIS_CA", value_name = "FILE")]
-    redis_ca: Option<std::path::PathBuf>,
-    /// PEM client certificate for Redis with tls-auth-clients (needs --redis-client-key).
-    #[arg(
-        long,
-        env = "CIRCLE_REDIS_CLIENT_CERT",
-        value_name = "FILE",
-        requires = "redis_client_key"
-    )]
-    redis_client_cert: Option<std::path::PathBuf>,
-    /// PEM private key of --redis-client-cert.
-    #[arg(
-        long,
-        env = "CIRCLE_REDIS_CLIENT_KEY",
-        value_name = "FILE",
-        requires = "redis_client_cert"
-    )]
-    redis_client_key: Option<std::path::PathBuf>,
     /// Session-ticket keys shared by the circle's servers (1-4 keys of 48 random bytes, first one
     /// issuing; make with `openssl rand 48`), so sessions resume on any server; reread on SIGHUP.
     #[arg(long, env = "CIRCLE_TLS_TICKET_KEY_FILE", value_name = "FILE")]
@@ -346,32 +293,18 @@ async fn main() -> ExitCode {
             idle_timeout: Duration::from_secs(args.idle_timeout),
             ..ServerLimits::default()
         },
-        script_limits: ScriptLimits {
-            max_operations: args.script_max_operations,
-            max_run_time: Duration::from_millis(args.script_timeout_ms),
-            max_memory_bytes: args.script_max_memory_bytes,
-            ..ScriptLimits::default()
-        },
+        script_limits: args.script.limits(),
         proxy_protocol: args.proxy_protocol,
         trusted_proxies: args.trusted_proxies,
         drain_period: Duration::from_secs(args.drain_seconds),
-        redis_tls: RedisTls {
-            ca_path: args.redis_ca,
-            client_cert_path: args.redis_client_cert,
-            client_key_path: args.redis_client_key,
-        },
+        redis_tls: args.redis.tls(),
         tls_ticket_key_file: args.tls_ticket_key_file,
         acme,
-        redis_sentinels: args.redis_sentinels,
-        redis_master_name: args.redis_master_name,
+        redis_sentinels: args.redis.redis_sentinels,
+        redis_master_name: args.redis.redis_master_name,
         data_dir: args.data_dir,
-        admin_keys: args.admin_keys,
-        store_limits: StoreLimits {
-            max_key_bytes: args.store_max_key_bytes,
-            max_value_bytes: args.store_max_value_bytes,
-            max_keys_per_caller: args.store_max_keys_per_caller,
-            max_circle_bytes: args.store_max_circle_bytes,
-        },
+        store_limits: args.store.limits(),
+        admin_keys: args.store.admin_keys,
         ..ServerConfig::default()
     };
 
