@@ -3,7 +3,9 @@
 #
 #   bench/run.sh            full matrix: each point 3 runs of 10 s, medians
 #   bench/run.sh --quick    smoke test: each point 1 run of 2 s, smaller hold
-#   bench/run.sh --only rpc,handshake,hold,capacity,redis   a part of it
+#   bench/run.sh --only rpc,handshake,hold,capacity,redis,store   a part of it
+#                           (a part of a full run writes bench/results/PART.md
+#                           and PART.jsonl, not RESULTS.md)
 #   bench/run.sh --no-build use the binaries already built
 #
 # Every server runs pinned to CPU 0 and the load generator to CPU 1
@@ -18,14 +20,15 @@ set -euo pipefail
 
 QUICK=0
 BUILD=1
-ONLY="rpc,handshake,hold,capacity,redis"
+ALL_GROUPS="rpc,handshake,hold,capacity,redis,store"
+ONLY=$ALL_GROUPS
 while [[ $# -gt 0 ]]; do
     case "$1" in
         --quick) QUICK=1 ;;
         --no-build) BUILD=0 ;;
         --only) ONLY="$2"; shift ;;
         --only=*) ONLY="${1#--only=}" ;;
-        -h|--help) sed -n '2,18p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
         *) echo "run.sh: unknown argument $1" >&2; exit 2 ;;
     esac
     shift
@@ -220,6 +223,22 @@ peer_cmd() { # NAME SCHEME CERT KEY -> the peer's command line
     fi
 }
 
+# A private redis-server on CPU 0 (with the server side); its arguments say
+# what it keeps on disk. Sets REDIS_URL.
+start_redis() {
+    local name=$1
+    shift
+    local port=$((20000 + RANDOM % 20000))
+    taskset -c 0 redis-server --port "$port" --bind 127.0.0.1 "$@" >"$OUT/$name.log" 2>&1 &
+    HELPER_PIDS+=($!)
+    for _ in $(seq 50); do redis-cli -p "$port" ping >/dev/null 2>&1 && break; sleep 0.1; done
+    REDIS_URL="redis://127.0.0.1:$port"
+}
+
+# Server and workers find each other's jobs by the circle's public key; any
+# valid key does (this one is secp256k1's generator point).
+KEY=0279be667ef9dcbbac55a06295ce870b07029bfcdb2dce28d959f2815b16f81798
+
 START=$SECONDS
 LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
 echo "== machine: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), $(nproc) cores; load: $(cut -d' ' -f1-3 /proc/loadavg)"
@@ -261,16 +280,8 @@ if wants redis; then
     if [[ ! -x $CIRCLE_WORKER ]] || ! command -v redis-server >/dev/null; then
         echo "   skipped: needs $CIRCLE_WORKER and redis-server on PATH"
     else
-        REDIS_PORT=$((20000 + RANDOM % 20000))
-        # A private, memory-only redis-server on CPU 0 with the server side.
-        taskset -c 0 redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save '' --appendonly no \
-            >"$OUT/redis.log" 2>&1 &
-        HELPER_PIDS+=($!)
-        for _ in $(seq 50); do redis-cli -p "$REDIS_PORT" ping >/dev/null 2>&1 && break; sleep 0.1; done
-        REDIS_URL="redis://127.0.0.1:$REDIS_PORT"
-        # Server and workers find each other's jobs by the circle's public
-        # key; any valid key does (this one is secp256k1's generator point).
-        KEY=0279be667ef9dcbbac55a06295ce870b07029bfcdb2dce28d959f2815b16f81798
+        # Memory only: this row measures the hand-off, not the disk.
+        start_redis redis --save '' --appendonly no
         if start_server circle-redis wss "$CIRCLE_SERVER" "${CIRCLE_FLAGS[@]}" --tls --cert "$ECDSA_CERT" \
             --key "$ECDSA_KEY" --redis-url "$REDIS_URL" --circle-public-key "$KEY"; then
             for n in 1 2; do
@@ -287,6 +298,50 @@ if wants redis; then
             echo "   skipped: circle-server did not start with --redis-url (see $OUT/circle-redis.err)"
         fi
         stop_helpers
+    fi
+fi
+
+if wants store; then
+    # One store::set per play, signed in (the store is per caller): what a
+    # durable write costs. Embedded: redb commits each play's writes with
+    # Durability::Immediate (an fsync before the answer). Redis: the store
+    # is one Lua script per play; the answer waits for Redis to accept it,
+    # and what reaches the disk is Redis's own setting, measured both ways
+    # (appendfsync everysec: up to a second lost on a crash; always: an
+    # fsync per write, like the embedded store).
+    echo "== store writes"
+    STORE_PLAY=(--auth --method play --params '{"script":"store::set(\"n\", 1); 40 + 2"}' --expect-output 42)
+    STORE_DATA="$OUT/store-data"
+    rm -rf "$STORE_DATA"
+    if start_server circle-store wss "$CIRCLE_SERVER" "${CIRCLE_FLAGS[@]}" --auth --data-dir "$STORE_DATA" \
+        --tls --cert "$ECDSA_CERT" --key "$ECDSA_KEY"; then
+        for ((run = 1; run <= RUNS; run++)); do
+            gen circle-store "wss store::set C=64 W=16" "$ECDSA_CERT" rpc -c 64 -w 16 \
+                --warmup "$WARMUP" -d "$DURATION" "${STORE_PLAY[@]}"
+        done
+        stop_server
+    fi
+    if [[ ! -x $CIRCLE_WORKER ]] || ! command -v redis-server >/dev/null; then
+        echo "   Redis rows skipped: needs $CIRCLE_WORKER and redis-server on PATH"
+    else
+        for fsync in everysec always; do
+            mkdir -p "$OUT/redis-$fsync"
+            start_redis "redis-$fsync" --dir "$OUT/redis-$fsync" --save '' --appendonly yes --appendfsync "$fsync"
+            if start_server "circle-redis-store-$fsync" wss "$CIRCLE_SERVER" "${CIRCLE_FLAGS[@]}" --auth \
+                --tls --cert "$ECDSA_CERT" --key "$ECDSA_KEY" --redis-url "$REDIS_URL" --circle-public-key "$KEY"; then
+                for n in 1 2; do
+                    taskset -c 0 "$CIRCLE_WORKER" --redis-url "$REDIS_URL" --circle-public-key "$KEY" \
+                        --name "bench-store-$n" >"$OUT/worker-store-$fsync-$n.log" 2>&1 &
+                    HELPER_PIDS+=($!)
+                done
+                for ((run = 1; run <= RUNS; run++)); do
+                    gen "circle-redis-store-$fsync" "wss store::set C=64 W=16" "$ECDSA_CERT" rpc -c 64 -w 16 \
+                        --warmup "$WARMUP" -d "$DURATION" "${STORE_PLAY[@]}"
+                done
+                stop_server
+            fi
+            stop_helpers
+        done
     fi
 fi
 
@@ -411,6 +466,13 @@ APPEND=()
 [[ -f $BENCH/PROFILE.md ]] && APPEND+=(--append "$BENCH/PROFILE.md")
 if [[ $QUICK == 1 ]]; then
     REPORT="$OUT/RESULTS.md"
+elif [[ $ONLY != "$ALL_GROUPS" ]]; then
+    # A part of the matrix: kept beside the full run, never in its place.
+    PART=${ONLY//,/-}
+    mkdir -p "$BENCH/results"
+    REPORT="$BENCH/results/$PART.md"
+    cp "$RUNS_FILE" "$BENCH/results/$PART.jsonl"
+    HOW="${HOW/raw runs in ${OUT#"$ROOT"/}\/runs.jsonl/raw runs in bench/results/$PART.jsonl}"
 else
     REPORT="$BENCH/RESULTS.md"
     # The raw lines of the run RESULTS.md quotes are kept with it.

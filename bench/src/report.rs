@@ -16,6 +16,13 @@ pub const CIRCLE: &str = "circle";
 pub const CIRCLE_REDIS: &str = "circle-redis";
 pub const ECHO: &str = "echo-wss";
 pub const JSONRPSEE: &str = "jsonrpsee-wss";
+/// The store rows (`run.sh --only store`): the embedded store, then Redis by its
+/// `appendfsync` setting, with what each keeps on disk before the answer.
+pub const STORE_SERVERS: [(&str, &str); 3] = [
+    ("circle-store", "embedded (redb, fsync per play)"),
+    ("circle-redis-store-everysec", "Redis, 2 workers, appendfsync everysec"),
+    ("circle-redis-store-always", "Redis, 2 workers, appendfsync always"),
+];
 
 /// All runs of one (server, point).
 #[derive(Default)]
@@ -137,7 +144,11 @@ fn render(m: &Matrix, points: &[String], how: &str, append: &[PathBuf]) -> Resul
     )?;
 
     let servers = [CIRCLE, ECHO, JSONRPSEE];
-    let rpc_points: Vec<&String> = points.iter().filter(|p| is_mode(m, p, "rpc")).collect();
+    // Rows of the peers' comparison only: the Redis and store rows have tables of their own.
+    let rpc_points: Vec<&String> = points
+        .iter()
+        .filter(|p| is_mode(m, p, "rpc") && servers.iter().any(|s| get(m, s, p).is_some()))
+        .collect();
     if !rpc_points.is_empty() {
         writeln!(page, "## Requests (medians)\n")?;
         write!(page, "| point |")?;
@@ -184,6 +195,21 @@ fn render(m: &Matrix, points: &[String], how: &str, append: &[PathBuf]) -> Resul
             writeln!(page, "| {point} | {} | {} | {} | {} | {} | {} |", f("/req_per_s", 0), f("/latency_us/p50", 0), f("/latency_us/p99", 0), f("/server_cpu_us_per_req", 2), fmt_num(e, 0), ratio(r.and_then(|r| r.median("/req_per_s")), e))?;
         }
         writeln!(page)?;
+    }
+
+    let store_points: Vec<&String> =
+        points.iter().filter(|p| STORE_SERVERS.iter().any(|(s, _)| get(m, s, p).is_some())).collect();
+    if !store_points.is_empty() {
+        writeln!(page, "## Store writes: one `store::set` per play, signed in (medians)\n")?;
+        writeln!(page, "| point | store | req/s | p50 | p99 | CPU µs/req | errors |\n|---|---|---|---|---|---|---|")?;
+        for point in &store_points {
+            for (server, what) in STORE_SERVERS {
+                let Some(r) = get(m, server, point) else { continue };
+                let f = |p: &str, d| fmt_num(r.median(p), d);
+                writeln!(page, "| {point} | {what} | {} | {} | {} | {} | {:.0} |", f("/req_per_s", 0), f("/latency_us/p50", 0), f("/latency_us/p99", 0), f("/server_cpu_us_per_req", 2), r.sum("/errors"))?;
+            }
+        }
+        writeln!(page, "\nCPU µs/req counts the circle-server process only (not redis-server or the workers). Every answer is checked (`42`).\n")?;
     }
 
     let hs_points: Vec<&String> = points.iter().filter(|p| is_mode(m, p, "handshake")).collect();
