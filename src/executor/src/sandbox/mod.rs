@@ -26,6 +26,7 @@ mod display;
 mod engine;
 mod errors;
 mod store_fns;
+mod watch;
 
 use std::cell::{Cell, RefCell};
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -39,10 +40,13 @@ pub use cache::CacheStats;
 
 use crate::host::{HostContext, ScriptEnvironment};
 use crate::store::Store;
-use crate::{ExecutorError, LimitKind, ScriptContext, ScriptLimits, ScriptOutput, memory};
+use crate::{
+    ExecutorError, LimitKind, ScriptContext, ScriptJob, ScriptLimits, ScriptOutput, memory,
+};
 use cache::AstCache;
 use engine::{build, memory_cap};
 use store_fns::StoreRun;
+use watch::{Streamed, Watch};
 
 /// Native stack a thread running a [`Sandbox`] should have, in bytes (64 MiB).
 ///
@@ -82,6 +86,8 @@ struct RunState {
     failure: RefCell<Option<ExecutorError>>,
     /// The lines printed so far in the current run.
     output: RefCell<Output>,
+    /// The current run's cancel flag and line sink.
+    watch: RefCell<Watch>,
 }
 
 #[derive(Default)]
@@ -136,6 +142,24 @@ impl RunState {
         }
         output.text.push_str(line);
         output.lines += 1;
+        drop(output);
+        self.stream(line);
+    }
+
+    /// Offers a printed line to the run's sink, if it streams.
+    fn stream(&self, line: &str) {
+        let streamed = self.watch.borrow().stream(line, self.deadline.get());
+        match streamed {
+            Streamed::Done => {}
+            Streamed::Closed => self.watch.borrow_mut().close_sink(),
+            Streamed::Cancelled => self.fail(ExecutorError::Cancelled),
+            Streamed::OutOfTime => self.stop(LimitKind::WallTime),
+        }
+    }
+
+    /// Whether the run's caller cancelled it.
+    fn is_cancelled(&self) -> bool {
+        self.watch.borrow().is_cancelled()
     }
 }
 
@@ -203,6 +227,7 @@ impl Sandbox {
             failed: Cell::new(false),
             failure: RefCell::new(None),
             output: RefCell::new(Output::default()),
+            watch: RefCell::new(Watch::default()),
         });
         let memory_cap = memory_cap(&limits);
         let host = HostContext::default();
@@ -267,6 +292,42 @@ impl Sandbox {
     /// panicked; [`ExecutorError::Limit`] with a store limit kind when the store refused
     /// the writes; [`ExecutorError::Unavailable`] when the store failed.
     pub fn run_shared(
+        &mut self,
+        script: &str,
+        context: &Arc<ScriptContext>,
+    ) -> Result<ScriptOutput, ExecutorError> {
+        self.run_watched(script, context, Watch::default())
+    }
+
+    /// Runs `job`: [`Sandbox::run_shared`], stopped when the job's
+    /// [`Cancel`](crate::Cancel) is raised (answered [`ExecutorError::Cancelled`],
+    /// nothing written to the store), and each printed line offered to the job's
+    /// [`OutputSink`](crate::OutputSink) as it is printed.
+    ///
+    /// # Errors
+    ///
+    /// Those of [`Sandbox::run_shared`], and [`ExecutorError::Cancelled`].
+    pub fn run_job(&mut self, job: &ScriptJob) -> Result<ScriptOutput, ExecutorError> {
+        if job.is_cancelled() {
+            return Err(ExecutorError::Cancelled);
+        }
+        self.run_watched(&job.script, &job.context, Watch::of(job))
+    }
+
+    fn run_watched(
+        &mut self,
+        script: &str,
+        context: &Arc<ScriptContext>,
+        watch: Watch,
+    ) -> Result<ScriptOutput, ExecutorError> {
+        // Whatever way the run ends, the job's flag and sink are not kept.
+        *self.state.watch.borrow_mut() = watch;
+        let result = self.run_unwatched(script, context);
+        *self.state.watch.borrow_mut() = Watch::default();
+        result
+    }
+
+    fn run_unwatched(
         &mut self,
         script: &str,
         context: &Arc<ScriptContext>,
