@@ -125,9 +125,7 @@ impl EmbeddedExecutor {
                 environment.clone(),
                 store.clone(),
             );
-            Box::new(move |job: &ScriptJob| {
-                sandbox.run_job(job)
-            })
+            Box::new(move |job: &ScriptJob| sandbox.run_job(job))
         });
         Self::with_runner(config.threads, config.queue_capacity, factory)
     }

@@ -25,6 +25,7 @@ mod dialect;
 mod display;
 mod engine;
 mod errors;
+mod run_state;
 mod store_fns;
 mod watch;
 
@@ -45,8 +46,9 @@ use crate::{
 };
 use cache::AstCache;
 use engine::{build, memory_cap};
+use run_state::{Output, RunState};
 use store_fns::StoreRun;
-use watch::{Streamed, Watch};
+use watch::Watch;
 
 /// Native stack a thread running a [`Sandbox`] should have, in bytes (64 MiB).
 ///
@@ -63,105 +65,6 @@ pub const MIN_STACK_BYTES: usize = 64 * 1024 * 1024;
 /// The value our progress callback terminates a script with. Scripts cannot observe it
 /// (termination is not catchable); the reason is kept in [`RunState::stopped`].
 const STOP_TOKEN: &str = "circle sandbox limit";
-
-/// Per-run state shared between the sandbox and the engine's callbacks.
-///
-/// `Rc` + `Cell`/`RefCell` because the callbacks must be `'static` and the engine is
-/// single-threaded; nothing here is ever touched from two threads.
-struct RunState {
-    /// When the current run must end.
-    deadline: Cell<Instant>,
-    /// [`memory::thread_live_bytes`] when the current run started: the memory limit caps
-    /// the growth from here.
-    memory_baseline: Cell<isize>,
-    /// The limit that stopped the current run, once one has. Sticky: after it is set every
-    /// further operation terminates the script, so neither a `try`/`catch` around a
-    /// function call (which can catch a wrapped termination) nor a native function that
-    /// ignores errors (rhai's `sort` with its comparator) can keep it going.
-    stopped: Cell<Option<LimitKind>>,
-    /// Set with `failure`: a host function ended the run (a store limit, the store
-    /// unavailable). Sticky like `stopped`, and a `Cell` for the progress callback.
-    failed: Cell<bool>,
-    /// What ends the run when `failed` is set: the answer the play gets.
-    failure: RefCell<Option<ExecutorError>>,
-    /// The lines printed so far in the current run.
-    output: RefCell<Output>,
-    /// The current run's cancel flag and line sink.
-    watch: RefCell<Watch>,
-}
-
-#[derive(Default)]
-struct Output {
-    /// The printed lines joined by `\n`.
-    text: String,
-    /// How many lines `text` holds (`print("")` adds an empty line, so `text` alone
-    /// cannot tell).
-    lines: usize,
-}
-
-impl RunState {
-    /// Records that `limit` stopped the run, unless another limit already did (the first
-    /// one is what the script ran into). The progress callback ends the script at its next
-    /// operation.
-    fn stop(&self, limit: LimitKind) {
-        if self.stopped.get().is_none() {
-            self.stopped.set(Some(limit));
-        }
-    }
-
-    /// Ends the run with `error` at its next operation, unless something already ended it.
-    /// Not catchable, like a limit: a store refusal must not let the script go on and
-    /// answer as if its writes were kept.
-    fn fail(&self, error: ExecutorError) {
-        if !self.failed.get() && self.stopped.get().is_none() {
-            self.failed.set(true);
-            *self.failure.borrow_mut() = Some(error);
-        }
-    }
-
-    /// Appends one printed line, or records that the output limit was hit.
-    fn push_line(&self, line: &str, max_output_bytes: usize) {
-        if self.stopped.get().is_some() || self.failed.get() {
-            return;
-        }
-        let mut output = self.output.borrow_mut();
-        let separator = usize::from(output.lines > 0);
-        let needed = output
-            .text
-            .len()
-            .saturating_add(separator)
-            .saturating_add(line.len());
-        if needed > max_output_bytes {
-            // Stop at the next operation (see the progress callback) rather than keep
-            // running a script whose answer can no longer be delivered.
-            self.stopped.set(Some(LimitKind::OutputSize));
-            return;
-        }
-        if separator == 1 {
-            output.text.push('\n');
-        }
-        output.text.push_str(line);
-        output.lines += 1;
-        drop(output);
-        self.stream(line);
-    }
-
-    /// Offers a printed line to the run's sink, if it streams.
-    fn stream(&self, line: &str) {
-        let streamed = self.watch.borrow().stream(line, self.deadline.get());
-        match streamed {
-            Streamed::Done => {}
-            Streamed::Closed => self.watch.borrow_mut().close_sink(),
-            Streamed::Cancelled => self.fail(ExecutorError::Cancelled),
-            Streamed::OutOfTime => self.stop(LimitKind::WallTime),
-        }
-    }
-
-    /// Whether the run's caller cancelled it.
-    fn is_cancelled(&self) -> bool {
-        self.watch.borrow().is_cancelled()
-    }
-}
 
 /// A Rhai engine locked down for untrusted scripts, with a cache of compiled scripts.
 ///
