@@ -6,7 +6,7 @@ use std::borrow::Cow;
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::rc::Rc;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use circle_executor::{Cancel, LineSink, Offer, OutputSink};
 use circle_protocol::method;
@@ -63,19 +63,23 @@ impl Plays {
     }
 
     /// Where the printed lines of the play with request id `id` go: an
-    /// `output` notification each, through the connection's line channel.
-    pub fn sink(&mut self, id: &RawValue, metrics: Arc<Metrics>) -> OutputSink {
+    /// `output` notification each, through the connection's line channel;
+    /// and the gate that stops them once the play is answered.
+    pub fn sink(&mut self, id: &RawValue, metrics: Arc<Metrics>) -> (OutputSink, LineGate) {
         let unclaimed = &mut self.unclaimed_lines;
         let sender = self.lines.get_or_insert_with(|| {
             let (sender, receiver) = mpsc::channel(QUEUED_LINES);
             *unclaimed = Some(receiver);
             sender
         });
-        OutputSink::new(NotificationSink {
+        let gate = LineGate::default();
+        let sink = OutputSink::new(NotificationSink {
             sender: sender.clone(),
             id: id.to_owned(),
             metrics,
-        })
+            gate: gate.clone(),
+        });
+        (sink, gate)
     }
 
     /// The reading end of the line channel, once the first streamed play
@@ -134,6 +138,24 @@ fn id_key(raw: &str) -> Cow<'_, str> {
     }
 }
 
+/// Whether a streamed play's lines may still go out: closed by the play's
+/// answer, so no line follows it.
+///
+/// A cancelled play is answered at once, while its script may still be
+/// printing on its script thread until it sees the flag. The session sends
+/// the lines already queued before the answer; the lock makes "still open?
+/// then queue the line" one step, so a line is either queued before the gate
+/// closes (and goes out before the answer) or not at all.
+#[derive(Clone, Default)]
+pub(crate) struct LineGate(Arc<Mutex<bool>>);
+
+impl LineGate {
+    /// No more lines: the play is being answered.
+    pub fn close(&self) {
+        *self.0.lock().unwrap_or_else(PoisonError::into_inner) = true;
+    }
+}
+
 /// Turns each printed line into an `output` notification on the
 /// connection's line channel.
 struct NotificationSink {
@@ -141,6 +163,7 @@ struct NotificationSink {
     /// The play's request id, as the client wrote it.
     id: Box<RawValue>,
     metrics: Arc<Metrics>,
+    gate: LineGate,
 }
 
 #[derive(Serialize)]
@@ -158,6 +181,12 @@ struct OutputParams<'a> {
 
 impl LineSink for NotificationSink {
     fn offer(&self, line: &str) -> Offer {
+        // Held until the line is queued (never waits for room: `Full` is
+        // answered instead), so the gate cannot close in between.
+        let closed = self.gate.0.lock().unwrap_or_else(PoisonError::into_inner);
+        if *closed {
+            return Offer::Closed;
+        }
         let permit = match self.sender.try_reserve() {
             Ok(permit) => permit,
             Err(mpsc::error::TrySendError::Full(())) => return Offer::Full,
@@ -193,6 +222,22 @@ mod tests {
         assert_eq!(id_key(r#""a""#), r#""a""#);
         let value: serde_json::Value = serde_json::from_str(r#""a""#).unwrap();
         assert_eq!(value.to_string(), id_key(r#""\u0061""#));
+    }
+
+    #[test]
+    fn no_line_is_taken_once_the_play_is_answered() {
+        let mut plays = Plays::default();
+        let id = RawValue::from_string("3".into()).unwrap();
+        let (sink, gate) = plays.sink(&id, Arc::default());
+        let mut lines = plays.take_lines().expect("the line channel");
+        assert_eq!(sink.offer("before"), Offer::Taken);
+        gate.close();
+        assert_eq!(sink.offer("after"), Offer::Closed);
+        assert_eq!(
+            lines.try_recv().unwrap(),
+            r#"{"jsonrpc":"2.0","method":"output","params":{"id":3,"line":"before"}}"#
+        );
+        assert!(lines.try_recv().is_err());
     }
 
     #[test]

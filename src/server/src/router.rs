@@ -248,9 +248,12 @@ fn play(shared: &ServerState, conn: &mut ConnectionState, request: &Request<'_>)
         .with_deadline(Instant::now() + shared.limits.script_deadline)
         .with_cancel(cancel.clone());
     // A notification has no id to stream under or be cancelled by.
+    let mut line_gate = None;
     let registration = request.id.map(|id| {
         if params.stream {
-            job.output = Some(conn.plays.sink(id, shared.metrics.clone()));
+            let (sink, gate) = conn.plays.sink(id, shared.metrics.clone());
+            job.output = Some(sink);
+            line_gate = Some(gate);
         }
         conn.plays.start(id, &cancel)
     });
@@ -265,6 +268,11 @@ fn play(shared: &ServerState, conn: &mut ConnectionState, request: &Request<'_>)
             Either::Left((result, _)) => result,
             Either::Right(((), _)) => Err(ExecutorError::Cancelled),
         };
+        // No line of this play after its answer: those queued until now go
+        // out first (the session drains them before any answer).
+        if let Some(gate) = &line_gate {
+            gate.close();
+        }
         metrics.script_finished(started.elapsed());
         if matches!(result, Err(ExecutorError::Cancelled)) {
             metrics.script_cancelled();
