@@ -330,11 +330,6 @@ where
     /// Says why the session ends (to the metrics, the log and the client)
     /// and closes the connection.
     async fn end(mut self, ending: Ending) {
-        // Nobody will read their answers: queued scripts are not started,
-        // running ones stop at their next operation.
-        for _ in 0..self.conn.plays.cancel_all() {
-            self.shared.metrics.script_cancelled();
-        }
         let close = match &ending {
             Ending::PeerClosed | Ending::PeerVanished => None,
             Ending::Unresponsive => Some((
@@ -391,7 +386,12 @@ where
             }
             _ => info!(?ending, "closing connection"),
         }
-        // Scripts still running have nobody to answer to.
+        // Scripts still running have nobody to answer to: queued ones are
+        // not started, running ones stop at their next operation. After the
+        // drain of a graceful stop, which lets them finish and answer.
+        for _ in 0..self.conn.plays.cancel_all() {
+            self.shared.metrics.script_cancelled();
+        }
         drop(self.pending);
         // Boxed for the same reason as the drain.
         Box::pin(close_connection(&mut self.socket, close, &ending)).await;
