@@ -302,6 +302,11 @@ impl Sandbox {
         // Last, after everything that could still fail the play: a play answered with an
         // error has written nothing.
         if let Some((_, store)) = &self.store {
+            // A cancel that came after the script's last operation: its caller has been
+            // told "cancelled", so nothing is written if it can still be helped.
+            if self.state.is_cancelled() {
+                return Err(ExecutorError::Cancelled);
+            }
             store.commit()?;
         }
         Ok(output)
@@ -411,6 +416,52 @@ mod tests {
         let err = sandbox.run(r#"print("0123456789")"#, &ctx).unwrap_err();
         assert_eq!(err.limit_kind(), Some(LimitKind::OutputSize));
         assert_eq!(sandbox.run(r#"print("ok")"#, &ctx).unwrap().output, "ok");
+    }
+
+    #[test]
+    fn a_job_streams_its_lines_and_stops_when_cancelled() {
+        use crate::{Cancel, LineSink, Offer, OutputSink};
+        use std::sync::Mutex;
+
+        struct Collect(Arc<Mutex<Vec<String>>>);
+        impl LineSink for Collect {
+            fn offer(&self, line: &str) -> Offer {
+                self.0.lock().unwrap().push(line.to_owned());
+                Offer::Taken
+            }
+        }
+        let mut sandbox = Sandbox::new(ScriptLimits::default(), 4);
+        let context = Arc::new(ScriptContext::default());
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let job = ScriptJob::new(r#"print("a"); print(""); 7"#, Arc::clone(&context))
+            .with_output(OutputSink::new(Collect(Arc::clone(&lines))));
+        assert_eq!(
+            sandbox.run_job(&job).unwrap().output,
+            "a
+
+7"
+        );
+        assert_eq!(*lines.lock().unwrap(), ["a", ""]);
+
+        let cancel = Cancel::new();
+        let job = ScriptJob::new("loop {}", Arc::clone(&context)).with_cancel(cancel.clone());
+        let raiser = std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_millis(50));
+            cancel.cancel();
+        });
+        let started = Instant::now();
+        assert!(matches!(
+            sandbox.run_job(&job),
+            Err(ExecutorError::Cancelled)
+        ));
+        assert!(started.elapsed() < std::time::Duration::from_secs(2));
+        raiser.join().unwrap();
+        // Cancelled before it starts: not run at all; the next job is not affected.
+        assert!(matches!(
+            sandbox.run_job(&job),
+            Err(ExecutorError::Cancelled)
+        ));
+        assert_eq!(sandbox.run("1", &context).unwrap().output, "1");
     }
 
     #[test]
