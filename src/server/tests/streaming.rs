@@ -366,3 +366,63 @@ async fn a_client_that_does_not_read_a_flood_holds_back_only_its_own_script() {
     assert!(next["result"].is_object(), "{next}");
     server.stop().await;
 }
+
+#[tokio::test]
+async fn a_client_that_never_reads_a_flood_is_cut_off_and_its_script_stopped() {
+    let server = TestServer::with_script_threads(
+        ServerConfig {
+            script_limits: ScriptLimits {
+                max_output_bytes: 256 * 1024 * 1024,
+                max_memory_bytes: 512 * 1024 * 1024,
+                ..waiting_limits()
+            },
+            limits: circle_server::ServerLimits {
+                ping_interval: Duration::from_secs(1),
+                ..circle_server::ServerLimits::default()
+            },
+            ..tls_config()
+        },
+        1,
+    );
+    let addr = server.wss_addr();
+    let mut flooding = connect_wss(addr).await;
+    let started = Instant::now();
+    send(
+        &mut flooding,
+        play(
+            1,
+            r#"let i = 0; loop { print(`line ${i}`); i += 1; }"#,
+            true,
+        ),
+    )
+    .await;
+    // Never read: after three ping intervals without progress in writing,
+    // the server closes the connection and cancels its play.
+    loop {
+        let text = scrape(addr).await;
+        if metric(&text, "circle_scripts_cancelled_total") == 1.0 {
+            assert_eq!(
+                metric(&text, r#"circle_limit_hits_total{limit="idle"}"#),
+                1.0,
+                "cut off as a client that does not read"
+            );
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(15),
+            "still serving a client that reads nothing"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    eprintln!("cut off after {:?}", started.elapsed());
+    // Its script thread, the only one, is free.
+    let mut next = connect_wss(addr).await;
+    let asked = Instant::now();
+    let answer = call(&mut next, 1, "play", json!({"script": "6 * 7"})).await;
+    let took = asked.elapsed();
+    eprintln!("the next connection's play answered in {took:?}");
+    assert_eq!(answer["result"]["output"], "42", "{answer}");
+    assert!(took < Duration::from_millis(500), "{took:?}");
+    drop(flooding);
+    server.stop().await;
+}
