@@ -137,6 +137,10 @@ pub enum ExecutorError {
     /// cannot fix it by changing the script.
     #[error("no script worker answered in time: {0}")]
     NoAnswer(String),
+    /// The caller cancelled the job ([`Cancel`](crate::Cancel)) before it finished:
+    /// it was not started, or stopped where it was. Code `-32006`.
+    #[error("the script was cancelled")]
+    Cancelled,
 }
 
 impl ExecutorError {
@@ -149,6 +153,7 @@ impl ExecutorError {
                 codes::EXECUTOR_UNAVAILABLE
             }
             ExecutorError::Overloaded(_) => codes::TOO_MANY_REQUESTS,
+            ExecutorError::Cancelled => codes::SCRIPT_CANCELLED,
         }
     }
 
@@ -183,6 +188,7 @@ mod tests {
         assert_eq!(ExecutorError::Unavailable("x".into()).code(), -32005);
         assert_eq!(ExecutorError::Overloaded("x".into()).code(), -32029);
         assert_eq!(ExecutorError::NoAnswer("x".into()).code(), -32005);
+        assert_eq!(ExecutorError::Cancelled.code(), -32006);
     }
 
     #[test]

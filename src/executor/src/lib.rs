@@ -38,6 +38,7 @@
 
 #[cfg(feature = "clap")]
 pub mod args;
+mod control;
 mod embedded;
 mod error;
 pub mod host;
@@ -62,6 +63,7 @@ pub use self::redis::{
     RedisExecutor, RedisExecutorConfig, RedisSentinel, RedisSetupError, SentinelConfigError,
     WorkerConfig, WorkerError, run_worker,
 };
+pub use control::{Cancel, LineSink, Offer, OutputSink};
 pub use embedded::{EmbeddedConfig, EmbeddedExecutor};
 pub use error::{ExecutorError, LimitKind, UnknownLimitKind};
 pub use host::{HostContext, ScriptEnvironment};
@@ -93,6 +95,14 @@ pub struct ScriptJob {
     /// and is answered [`ExecutorError::DeadlineExceeded`]. A started script is bounded
     /// by [`ScriptLimits::max_run_time`] instead.
     pub deadline: Option<Instant>,
+    /// Raised by the caller to stop the job, queued or running (protocol 1.1's
+    /// `cancel`): it then answers [`ExecutorError::Cancelled`]. `None`: only the
+    /// limits and the deadline stop it.
+    pub cancel: Option<Cancel>,
+    /// Where each printed line goes as it is printed (protocol 1.1's streamed
+    /// `play`), besides the answer, which still carries every line. `None`: the
+    /// lines come with the answer only.
+    pub output: Option<OutputSink>,
 }
 
 impl ScriptJob {
@@ -102,6 +112,8 @@ impl ScriptJob {
             script: script.into(),
             context,
             deadline: None,
+            cancel: None,
+            output: None,
         }
     }
 
@@ -109,6 +121,23 @@ impl ScriptJob {
     pub fn with_deadline(mut self, deadline: Instant) -> Self {
         self.deadline = Some(deadline);
         self
+    }
+
+    /// The same job, stopped when `cancel` is raised.
+    pub fn with_cancel(mut self, cancel: Cancel) -> Self {
+        self.cancel = Some(cancel);
+        self
+    }
+
+    /// The same job, its printed lines offered to `output` as they are printed.
+    pub fn with_output(mut self, output: OutputSink) -> Self {
+        self.output = Some(output);
+        self
+    }
+
+    /// Whether the job's caller has cancelled it.
+    pub fn is_cancelled(&self) -> bool {
+        self.cancel.as_ref().is_some_and(Cancel::is_cancelled)
     }
 }
 

@@ -72,6 +72,8 @@ pub mod codes {
     pub const SCRIPT_LIMIT: i32 = -32004;
     /// The script executor is unavailable.
     pub const EXECUTOR_UNAVAILABLE: i32 = -32005;
+    /// Protocol 1.1: the script was cancelled by its caller (`cancel`).
+    pub const SCRIPT_CANCELLED: i32 = -32006;
     /// Too many requests.
     pub const TOO_MANY_REQUESTS: i32 = -32029;
 }

@@ -12,6 +12,11 @@ pub mod method {
     pub const PLAY: &str = "play";
     /// Tells who the connection is and which circle it talks to.
     pub const WHOAMI: &str = "whoami";
+    /// Protocol 1.1: stops a `play` of the same connection.
+    pub const CANCEL: &str = "cancel";
+    /// Protocol 1.1: the notification carrying one printed line of a
+    /// streamed `play` (server to client).
+    pub const OUTPUT: &str = "output";
 }
 
 /// Requests one connection may have running at once on a server of this
@@ -88,6 +93,33 @@ pub struct PlayResult {
     /// The lines the script printed, then its value unless it is `()`,
     /// joined with `\n`.
     pub output: String,
+}
+
+/// `cancel` params (protocol 1.1): the id of the `play` to stop, as the
+/// client wrote it (any JSON-RPC id).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CancelParams {
+    /// The `play` request's id.
+    pub id: serde_json::Value,
+}
+
+/// `cancel` result: whether a queued or running `play` of this connection
+/// had that id (it is then answered `-32006`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CancelResult {
+    /// `true` when a `play` was stopped.
+    pub cancelled: bool,
+}
+
+/// `output` notification params (protocol 1.1): one line a streamed
+/// `play` printed, under that `play`'s id.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct OutputParams {
+    /// The `play` request's id.
+    pub id: serde_json::Value,
+    /// The printed line, without its line break.
+    pub line: String,
 }
 
 /// Which circle a connection talks to.

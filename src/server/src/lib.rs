@@ -39,6 +39,7 @@ mod http;
 mod listen;
 mod metrics;
 mod pacing;
+mod plays;
 mod proxy;
 mod refusal_log;
 mod router;

@@ -11,15 +11,16 @@ use std::time::Duration;
 
 use circle_protocol::{codes, method};
 
-const METHODS: [&str; 5] = [
+const METHODS: [&str; 6] = [
     method::FETCH_NONCE,
     method::AUTHENTICATE,
     method::PLAY,
     method::WHOAMI,
+    method::CANCEL,
     "other",
 ];
 
-const ERROR_CODES: [i32; 12] = [
+const ERROR_CODES: [i32; 13] = [
     codes::PARSE_ERROR,
     codes::INVALID_REQUEST,
     codes::METHOD_NOT_FOUND,
@@ -30,6 +31,7 @@ const ERROR_CODES: [i32; 12] = [
     codes::SCRIPT_ERROR,
     codes::SCRIPT_LIMIT,
     codes::EXECUTOR_UNAVAILABLE,
+    codes::SCRIPT_CANCELLED,
     codes::TOO_MANY_REQUESTS,
     0, // any other code
 ];
@@ -80,6 +82,10 @@ pub(crate) struct Metrics {
     script_count: AtomicU64,
     script_micros: AtomicU64,
     limit_hits: [AtomicU64; LIMIT_NAMES.len()],
+    /// `play`s stopped by `cancel` or by their connection closing.
+    scripts_cancelled: AtomicU64,
+    /// Lines sent as `output` notifications.
+    lines_streamed: AtomicU64,
 }
 
 fn method_index(method: &str) -> usize {
@@ -153,6 +159,14 @@ impl Metrics {
         self.limit_hits[limit as usize].fetch_add(1, Ordering::Relaxed);
     }
 
+    pub fn script_cancelled(&self) {
+        self.scripts_cancelled.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn line_streamed(&self) {
+        self.lines_streamed.fetch_add(1, Ordering::Relaxed);
+    }
+
     /// Renders every metric; `certificate_expires_in` and `queue_depth` are
     /// read fresh by the caller.
     pub fn render(&self, certificate_expires_in: Option<Duration>, queue_depth: usize) -> String {
@@ -192,6 +206,26 @@ impl Metrics {
                 get(&self.connections_total[i]),
             );
         }
+        out.family(
+            "circle_scripts_cancelled_total",
+            "counter",
+            "Scripts stopped by cancel or by their connection closing, queued or running.",
+        );
+        out.sample(
+            "circle_scripts_cancelled_total",
+            "",
+            get(&self.scripts_cancelled),
+        );
+        out.family(
+            "circle_output_lines_streamed_total",
+            "counter",
+            "Printed lines sent as output notifications of streamed plays.",
+        );
+        out.sample(
+            "circle_output_lines_streamed_total",
+            "",
+            get(&self.lines_streamed),
+        );
         out.family(
             "circle_tls_handshakes_total",
             "counter",

@@ -17,13 +17,15 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Instant;
 
-use circle_executor::{ScriptContext, ScriptJob};
+use std::pin::pin;
+
+use circle_executor::{Cancel, ExecutorError, ScriptContext, ScriptJob};
 use circle_protocol::jsonrpc::NULL_ID;
 use circle_protocol::{
-    AuthenticateParams, FetchNonceParams, Frame, PlayParams, PlayResult, Request, RpcError, codes,
-    method, parse_frame, write_error, write_result,
+    AuthenticateParams, CancelParams, CancelResult, FetchNonceParams, Frame, PlayParams,
+    PlayResult, Request, RpcError, codes, method, parse_frame, write_error, write_result,
 };
-use futures_util::future::LocalBoxFuture;
+use futures_util::future::{Either, LocalBoxFuture, select};
 use serde::Serialize;
 use serde_json::value::RawValue;
 
@@ -32,6 +34,7 @@ use crate::batch::{self, Handled};
 use crate::config::ServerLimits;
 use crate::listen::Listener;
 use crate::pacing::{Gate, InFlightCount, RateLimiter};
+use crate::plays::Plays;
 use crate::state::ServerState;
 use crate::tls::ClientIdentity;
 
@@ -48,6 +51,8 @@ pub(crate) struct ConnectionState {
     rate: RateLimiter,
     /// The verified client certificate (mutual TLS) as `whoami` shows it.
     client_certificate_json: Option<Box<RawValue>>,
+    /// Plays `cancel` can still reach, and their streamed lines.
+    pub plays: Plays,
 }
 
 impl ConnectionState {
@@ -69,6 +74,7 @@ impl ConnectionState {
             }),
             rate: RateLimiter::per_second(shared.limits.max_requests_per_second),
             client_certificate_json: client.map(ClientIdentity::to_json),
+            plays: Plays::default(),
         }
     }
 
@@ -209,6 +215,7 @@ fn route(shared: &ServerState, conn: &mut ConnectionState, request: &Request<'_>
             client_certificate: conn.client_certificate_json.as_deref(),
         })),
         method::PLAY => play(shared, conn, request),
+        method::CANCEL => MethodOutcome::Now(cancel(conn, request)),
         other => MethodOutcome::Now(Err(RpcError::method_not_found(other))),
     }
 }
@@ -236,19 +243,42 @@ fn play(shared: &ServerState, conn: &mut ConnectionState, request: &Request<'_>)
             "authentication required: call fetch_nonce and authenticate before play",
         )));
     }
-    let job = ScriptJob {
-        script: params.script,
-        context: conn.script_context.clone(),
-        deadline: Some(Instant::now() + shared.limits.script_deadline),
-    };
+    let cancel = Cancel::new();
+    let mut job = ScriptJob::new(params.script, conn.script_context.clone())
+        .with_deadline(Instant::now() + shared.limits.script_deadline)
+        .with_cancel(cancel.clone());
+    // A notification has no id to stream under or be cancelled by.
+    let mut line_gate = None;
+    let registration = request.id.map(|id| {
+        if params.stream {
+            let (sink, gate) = conn.plays.sink(id, shared.metrics.clone());
+            job.output = Some(sink);
+            line_gate = Some(gate);
+        }
+        conn.plays.start(id, &cancel)
+    });
     let in_flight = conn.in_flight.enter();
     let metrics = shared.metrics.clone();
     let started = Instant::now();
     let execution = shared.executor.execute(job);
     MethodOutcome::Later(Box::pin(async move {
-        let result = execution.await;
+        // `cancel` answers the play at once, queued or running; the executor
+        // stops the script itself as soon as it sees the flag.
+        let result = match select(execution, pin!(cancel.cancelled())).await {
+            Either::Left((result, _)) => result,
+            Either::Right(((), _)) => Err(ExecutorError::Cancelled),
+        };
+        // No line of this play after its answer: those queued until now go
+        // out first (the session drains them before any answer).
+        if let Some(gate) = &line_gate {
+            gate.close();
+        }
         metrics.script_finished(started.elapsed());
+        if matches!(result, Err(ExecutorError::Cancelled)) {
+            metrics.script_cancelled();
+        }
         drop(in_flight);
+        drop(registration);
         match result {
             Ok(output) => to_json(&PlayResult {
                 output: output.output,
@@ -256,6 +286,15 @@ fn play(shared: &ServerState, conn: &mut ConnectionState, request: &Request<'_>)
             Err(error) => Err(RpcError::new(error.code(), error.to_string())),
         }
     }))
+}
+
+/// `cancel` (protocol 1.1): stops a queued or running `play` of this
+/// connection.
+fn cancel(conn: &ConnectionState, request: &Request<'_>) -> Outcome {
+    let params = request.parse_params::<CancelParams>()?;
+    to_json(&CancelResult {
+        cancelled: conn.plays.cancel(&params.id),
+    })
 }
 
 fn to_json(value: &impl serde::Serialize) -> Outcome {

@@ -11,7 +11,7 @@ use futures_util::future::LocalBoxFuture;
 use futures_util::stream::FuturesUnordered;
 use futures_util::{FutureExt, SinkExt, StreamExt};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::error::{CapacityError, Error as WsError};
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
@@ -54,11 +54,21 @@ const CLOSE_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(2);
 enum Event {
     Frame(Option<Result<Message, WsError>>),
     Answer(Option<String>),
+    /// An `output` notification of a streamed play.
+    Line(String),
     /// The gate, closed for the given reason, is open again (a script
     /// finished, or a token came); reading, or a waiting batch, goes on.
     GateOpen(Gate),
     Tick,
     ShutdownChanged(bool),
+}
+
+/// The next `output` notification; never resolves before a play streamed.
+async fn next_line(lines: &mut Option<mpsc::Receiver<String>>) -> Option<String> {
+    match lines {
+        Some(lines) => lines.recv().await,
+        None => std::future::pending().await,
+    }
 }
 
 /// Answers of scripts still running.
@@ -70,6 +80,9 @@ struct Session<T> {
     socket: WebSocketStream<T>,
     conn: ConnectionState,
     pending: PendingAnswers,
+    /// `output` notifications of this connection's streamed plays, once one
+    /// has streamed.
+    lines: Option<mpsc::Receiver<String>>,
     /// A batch that stopped at the gate; nothing more is read until it is
     /// through.
     waiting: Option<WaitingBatch>,
@@ -104,6 +117,7 @@ pub(crate) async fn run<T>(
         socket,
         conn,
         pending: FuturesUnordered::new(),
+        lines: None,
         waiting: None,
         last_heard: Instant::now(),
         last_request: Instant::now(),
@@ -140,6 +154,9 @@ where
     /// gate is open: backpressure), a finished script, the gate opening for
     /// a waiting batch, the tick or a change of the server's shutdown flag.
     async fn next_event(&mut self) -> Event {
+        if self.lines.is_none() {
+            self.lines = self.conn.plays.take_lines();
+        }
         let gate = self.conn.gate(&self.shared.limits);
         if gate == Gate::Open && self.waiting.is_some() {
             return Event::GateOpen(gate);
@@ -165,6 +182,7 @@ where
         tokio::select! {
             frame = self.socket.next(), if read => Event::Frame(frame),
             Some(answer) = self.pending.next(), if !self.pending.is_empty() => Event::Answer(answer),
+            Some(line) = next_line(&mut self.lines) => Event::Line(line),
             () = gate_opens, if !read => Event::GateOpen(gate),
             () = batch_runs => unreachable!("a waiting batch is driven, never done"),
             _ = self.ticks.tick() => Event::Tick,
@@ -198,8 +216,18 @@ where
                 self.last_heard = Instant::now();
                 self.handle_frame(frame).await
             }
-            Event::Answer(Some(answer)) => send(&mut self.socket, answer).await,
-            Event::Answer(None) => Ok(()),
+            Event::Answer(answer) => {
+                // A play's lines were all queued before its answer: out they
+                // go first, so the client sees them in order, then the answer.
+                while let Some(line) = self.lines.as_mut().and_then(|lines| lines.try_recv().ok()) {
+                    send(&mut self.socket, line).await?;
+                }
+                match answer {
+                    Some(answer) => send(&mut self.socket, answer).await,
+                    None => Ok(()),
+                }
+            }
+            Event::Line(line) => send(&mut self.socket, line).await,
             Event::GateOpen(closed_by) => {
                 match closed_by {
                     Gate::InFlightFull => self.shared.metrics.limit_hit(LimitHit::InFlight),
@@ -358,7 +386,12 @@ where
             }
             _ => info!(?ending, "closing connection"),
         }
-        // Scripts still running have nobody to answer to.
+        // Scripts still running have nobody to answer to: queued ones are
+        // not started, running ones stop at their next operation. After the
+        // drain of a graceful stop, which lets them finish and answer.
+        for _ in 0..self.conn.plays.cancel_all() {
+            self.shared.metrics.script_cancelled();
+        }
         drop(self.pending);
         // Boxed for the same reason as the drain.
         Box::pin(close_connection(&mut self.socket, close, &ending)).await;

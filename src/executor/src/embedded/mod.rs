@@ -24,7 +24,7 @@ use thread::{PoolState, RunnerFactory, script_thread};
 use crate::host::ScriptEnvironment;
 use crate::sandbox::{MIN_STACK_BYTES, Sandbox};
 use crate::store::Store;
-use crate::{ExecuteFuture, Executor, ExecutorError, ScriptContext, ScriptJob, ScriptLimits};
+use crate::{ExecuteFuture, Executor, ExecutorError, ScriptJob, ScriptLimits};
 
 /// Configuration of an [`EmbeddedExecutor`].
 #[derive(Debug, Clone)]
@@ -125,9 +125,7 @@ impl EmbeddedExecutor {
                 environment.clone(),
                 store.clone(),
             );
-            Box::new(move |script: &str, context: &Arc<ScriptContext>| {
-                sandbox.run_shared(script, context)
-            })
+            Box::new(move |job: &ScriptJob| sandbox.run_job(job))
         });
         Self::with_runner(config.threads, config.queue_capacity, factory)
     }
@@ -314,7 +312,7 @@ fn warn_if_memory_limit_unenforced(limits: &ScriptLimits) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ScriptOutput;
+    use crate::{ScriptContext, ScriptOutput};
 
     fn job(script: &str) -> ScriptJob {
         ScriptJob::new(script, Arc::new(ScriptContext::default()))
@@ -323,7 +321,8 @@ mod tests {
     #[tokio::test]
     async fn a_panicking_run_is_answered_and_the_worker_keeps_serving() {
         let factory: RunnerFactory = Arc::new(|| {
-            Box::new(|script: &str, _: &Arc<ScriptContext>| {
+            Box::new(|job: &ScriptJob| {
+                let script = job.script.as_str();
                 if script == "panic" {
                     panic!("boom");
                 }
@@ -350,7 +349,8 @@ mod tests {
         let gate = Arc::new(std::sync::Mutex::new(gate));
         let factory: RunnerFactory = Arc::new(move || {
             let gate = Arc::clone(&gate);
-            Box::new(move |script: &str, _: &Arc<ScriptContext>| {
+            Box::new(move |job: &ScriptJob| {
+                let script = job.script.as_str();
                 if script == "wait" {
                     let _ = gate.lock().unwrap().recv();
                 }

@@ -9,12 +9,11 @@ use std::time::Instant;
 use crossbeam_channel::Receiver;
 
 use super::answer_to::Task;
-use crate::{ExecutorError, ScriptContext, ScriptOutput};
+use crate::{ExecutorError, ScriptJob, ScriptOutput};
 
 /// What a script thread runs a script with. A boxed closure rather than [`Sandbox`] itself so
 /// tests can exercise the pool's own failure handling (a panicking run) honestly.
-pub(super) type RunFn =
-    Box<dyn FnMut(&str, &Arc<ScriptContext>) -> Result<ScriptOutput, ExecutorError>>;
+pub(super) type RunFn = Box<dyn FnMut(&ScriptJob) -> Result<ScriptOutput, ExecutorError>>;
 
 /// Makes a script thread's runner. Called on the script thread (the sandbox is not `Send`), and
 /// again after a run panicked, since the old runner's state can no longer be trusted.
@@ -55,6 +54,11 @@ pub(super) fn script_thread(
             // The caller gave up waiting; running the script would be wasted work.
             continue;
         }
+        if job.is_cancelled() {
+            // Cancelled while queued: never started.
+            answer_to.send(Err(ExecutorError::Cancelled));
+            continue;
+        }
         if job
             .deadline
             .is_some_and(|deadline| Instant::now() >= deadline)
@@ -62,7 +66,7 @@ pub(super) fn script_thread(
             answer_to.send(Err(ExecutorError::DeadlineExceeded));
             continue;
         }
-        let result = match catch_unwind(AssertUnwindSafe(|| run(&job.script, &job.context))) {
+        let result = match catch_unwind(AssertUnwindSafe(|| run(&job))) {
             Ok(result) => result,
             Err(panic) => {
                 let what = panic

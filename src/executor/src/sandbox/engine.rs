@@ -11,7 +11,7 @@ use super::store_fns::StoreRun;
 use super::{RunState, STOP_TOKEN, dialect, display};
 use crate::host::{HostContext, ScriptEnvironment};
 use crate::store::Store;
-use crate::{LimitKind, ScriptLimits, memory};
+use crate::{ExecutorError, LimitKind, ScriptLimits, memory};
 
 /// How many operations pass between two looks at the clock. Reading the clock on every
 /// operation would cost more than many operations themselves; 1024 operations take
@@ -118,6 +118,11 @@ fn lock_down(
     engine.on_progress(move |operations| {
         // A hot path: a few `Cell` reads per operation, the clock only now and then.
         if progress_state.stopped.get().is_some() || progress_state.failed.get() {
+            return Some(Dynamic::from(STOP_TOKEN));
+        }
+        // One atomic load: `cancel` reaches a running script at its next operation.
+        if progress_state.is_cancelled() {
+            progress_state.fail(ExecutorError::Cancelled);
             return Some(Dynamic::from(STOP_TOKEN));
         }
         // Every operation, not every `CLOCK_CHECK_INTERVAL`: it is one thread-local read,

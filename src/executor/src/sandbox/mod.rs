@@ -25,7 +25,9 @@ mod dialect;
 mod display;
 mod engine;
 mod errors;
+mod run_state;
 mod store_fns;
+mod watch;
 
 use std::cell::{Cell, RefCell};
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -39,10 +41,14 @@ pub use cache::CacheStats;
 
 use crate::host::{HostContext, ScriptEnvironment};
 use crate::store::Store;
-use crate::{ExecutorError, LimitKind, ScriptContext, ScriptLimits, ScriptOutput, memory};
+use crate::{
+    ExecutorError, LimitKind, ScriptContext, ScriptJob, ScriptLimits, ScriptOutput, memory,
+};
 use cache::AstCache;
 use engine::{build, memory_cap};
+use run_state::{Output, RunState};
 use store_fns::StoreRun;
+use watch::Watch;
 
 /// Native stack a thread running a [`Sandbox`] should have, in bytes (64 MiB).
 ///
@@ -59,85 +65,6 @@ pub const MIN_STACK_BYTES: usize = 64 * 1024 * 1024;
 /// The value our progress callback terminates a script with. Scripts cannot observe it
 /// (termination is not catchable); the reason is kept in [`RunState::stopped`].
 const STOP_TOKEN: &str = "circle sandbox limit";
-
-/// Per-run state shared between the sandbox and the engine's callbacks.
-///
-/// `Rc` + `Cell`/`RefCell` because the callbacks must be `'static` and the engine is
-/// single-threaded; nothing here is ever touched from two threads.
-struct RunState {
-    /// When the current run must end.
-    deadline: Cell<Instant>,
-    /// [`memory::thread_live_bytes`] when the current run started: the memory limit caps
-    /// the growth from here.
-    memory_baseline: Cell<isize>,
-    /// The limit that stopped the current run, once one has. Sticky: after it is set every
-    /// further operation terminates the script, so neither a `try`/`catch` around a
-    /// function call (which can catch a wrapped termination) nor a native function that
-    /// ignores errors (rhai's `sort` with its comparator) can keep it going.
-    stopped: Cell<Option<LimitKind>>,
-    /// Set with `failure`: a host function ended the run (a store limit, the store
-    /// unavailable). Sticky like `stopped`, and a `Cell` for the progress callback.
-    failed: Cell<bool>,
-    /// What ends the run when `failed` is set: the answer the play gets.
-    failure: RefCell<Option<ExecutorError>>,
-    /// The lines printed so far in the current run.
-    output: RefCell<Output>,
-}
-
-#[derive(Default)]
-struct Output {
-    /// The printed lines joined by `\n`.
-    text: String,
-    /// How many lines `text` holds (`print("")` adds an empty line, so `text` alone
-    /// cannot tell).
-    lines: usize,
-}
-
-impl RunState {
-    /// Records that `limit` stopped the run, unless another limit already did (the first
-    /// one is what the script ran into). The progress callback ends the script at its next
-    /// operation.
-    fn stop(&self, limit: LimitKind) {
-        if self.stopped.get().is_none() {
-            self.stopped.set(Some(limit));
-        }
-    }
-
-    /// Ends the run with `error` at its next operation, unless something already ended it.
-    /// Not catchable, like a limit: a store refusal must not let the script go on and
-    /// answer as if its writes were kept.
-    fn fail(&self, error: ExecutorError) {
-        if !self.failed.get() && self.stopped.get().is_none() {
-            self.failed.set(true);
-            *self.failure.borrow_mut() = Some(error);
-        }
-    }
-
-    /// Appends one printed line, or records that the output limit was hit.
-    fn push_line(&self, line: &str, max_output_bytes: usize) {
-        if self.stopped.get().is_some() || self.failed.get() {
-            return;
-        }
-        let mut output = self.output.borrow_mut();
-        let separator = usize::from(output.lines > 0);
-        let needed = output
-            .text
-            .len()
-            .saturating_add(separator)
-            .saturating_add(line.len());
-        if needed > max_output_bytes {
-            // Stop at the next operation (see the progress callback) rather than keep
-            // running a script whose answer can no longer be delivered.
-            self.stopped.set(Some(LimitKind::OutputSize));
-            return;
-        }
-        if separator == 1 {
-            output.text.push('\n');
-        }
-        output.text.push_str(line);
-        output.lines += 1;
-    }
-}
 
 /// A Rhai engine locked down for untrusted scripts, with a cache of compiled scripts.
 ///
@@ -203,6 +130,7 @@ impl Sandbox {
             failed: Cell::new(false),
             failure: RefCell::new(None),
             output: RefCell::new(Output::default()),
+            watch: RefCell::new(Watch::default()),
         });
         let memory_cap = memory_cap(&limits);
         let host = HostContext::default();
@@ -267,6 +195,42 @@ impl Sandbox {
     /// panicked; [`ExecutorError::Limit`] with a store limit kind when the store refused
     /// the writes; [`ExecutorError::Unavailable`] when the store failed.
     pub fn run_shared(
+        &mut self,
+        script: &str,
+        context: &Arc<ScriptContext>,
+    ) -> Result<ScriptOutput, ExecutorError> {
+        self.run_watched(script, context, Watch::default())
+    }
+
+    /// Runs `job`: [`Sandbox::run_shared`], stopped when the job's
+    /// [`Cancel`](crate::Cancel) is raised (answered [`ExecutorError::Cancelled`],
+    /// nothing written to the store), and each printed line offered to the job's
+    /// [`OutputSink`](crate::OutputSink) as it is printed.
+    ///
+    /// # Errors
+    ///
+    /// Those of [`Sandbox::run_shared`], and [`ExecutorError::Cancelled`].
+    pub fn run_job(&mut self, job: &ScriptJob) -> Result<ScriptOutput, ExecutorError> {
+        if job.is_cancelled() {
+            return Err(ExecutorError::Cancelled);
+        }
+        self.run_watched(&job.script, &job.context, Watch::of(job))
+    }
+
+    fn run_watched(
+        &mut self,
+        script: &str,
+        context: &Arc<ScriptContext>,
+        watch: Watch,
+    ) -> Result<ScriptOutput, ExecutorError> {
+        // Whatever way the run ends, the job's flag and sink are not kept.
+        *self.state.watch.borrow_mut() = watch;
+        let result = self.run_unwatched(script, context);
+        *self.state.watch.borrow_mut() = Watch::default();
+        result
+    }
+
+    fn run_unwatched(
         &mut self,
         script: &str,
         context: &Arc<ScriptContext>,
@@ -338,6 +302,11 @@ impl Sandbox {
         // Last, after everything that could still fail the play: a play answered with an
         // error has written nothing.
         if let Some((_, store)) = &self.store {
+            // A cancel that came after the script's last operation: its caller has been
+            // told "cancelled", so nothing is written if it can still be helped.
+            if self.state.is_cancelled() {
+                return Err(ExecutorError::Cancelled);
+            }
             store.commit()?;
         }
         Ok(output)
@@ -447,6 +416,52 @@ mod tests {
         let err = sandbox.run(r#"print("0123456789")"#, &ctx).unwrap_err();
         assert_eq!(err.limit_kind(), Some(LimitKind::OutputSize));
         assert_eq!(sandbox.run(r#"print("ok")"#, &ctx).unwrap().output, "ok");
+    }
+
+    #[test]
+    fn a_job_streams_its_lines_and_stops_when_cancelled() {
+        use crate::{Cancel, LineSink, Offer, OutputSink};
+        use std::sync::Mutex;
+
+        struct Collect(Arc<Mutex<Vec<String>>>);
+        impl LineSink for Collect {
+            fn offer(&self, line: &str) -> Offer {
+                self.0.lock().unwrap().push(line.to_owned());
+                Offer::Taken
+            }
+        }
+        let mut sandbox = Sandbox::new(ScriptLimits::default(), 4);
+        let context = Arc::new(ScriptContext::default());
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let job = ScriptJob::new(r#"print("a"); print(""); 7"#, Arc::clone(&context))
+            .with_output(OutputSink::new(Collect(Arc::clone(&lines))));
+        assert_eq!(
+            sandbox.run_job(&job).unwrap().output,
+            "a
+
+7"
+        );
+        assert_eq!(*lines.lock().unwrap(), ["a", ""]);
+
+        let cancel = Cancel::new();
+        let job = ScriptJob::new("loop {}", Arc::clone(&context)).with_cancel(cancel.clone());
+        let raiser = std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_millis(50));
+            cancel.cancel();
+        });
+        let started = Instant::now();
+        assert!(matches!(
+            sandbox.run_job(&job),
+            Err(ExecutorError::Cancelled)
+        ));
+        assert!(started.elapsed() < std::time::Duration::from_secs(2));
+        raiser.join().unwrap();
+        // Cancelled before it starts: not run at all; the next job is not affected.
+        assert!(matches!(
+            sandbox.run_job(&job),
+            Err(ExecutorError::Cancelled)
+        ));
+        assert_eq!(sandbox.run("1", &context).unwrap().output, "1");
     }
 
     #[test]

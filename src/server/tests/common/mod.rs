@@ -52,11 +52,17 @@ pub struct TestServer {
 
 impl TestServer {
     pub fn start(config: ServerConfig) -> TestServer {
+        Self::with_script_threads(config, 2)
+    }
+
+    /// [`TestServer::start`] with `script_threads` script threads (the
+    /// others have 2).
+    pub fn with_script_threads(config: ServerConfig, script_threads: usize) -> TestServer {
         let config = ServerConfig {
             host: "127.0.0.1".into(),
             port: 0,
             connection_threads: 2,
-            script_threads: 2,
+            script_threads,
             ..config
         };
         let (task, handle) = spawn_circle_server(config).expect("server starts");

@@ -23,6 +23,7 @@ pub(crate) fn encode_answer(
         Err(ExecutorError::Unavailable(message)) => (status::UNAVAILABLE, None, message),
         Err(ExecutorError::Overloaded(message)) => (status::OVERLOADED, None, message),
         Err(ExecutorError::NoAnswer(message)) => (status::NO_ANSWER, None, message),
+        Err(ExecutorError::Cancelled) => (status::CANCELLED, None, ""),
     };
     let payload_len = limit.map_or(0, |kind| kind.len() + 1) + text.len();
     out.reserve(job_id.len() + status.len() + payload_len + 26);
@@ -65,6 +66,7 @@ fn decode_result(status: &[u8], payload: &[u8]) -> Result<ScriptOutput, Executor
         status::UNAVAILABLE => Err(ExecutorError::Unavailable(payload.to_owned())),
         status::OVERLOADED => Err(ExecutorError::Overloaded(payload.to_owned())),
         status::NO_ANSWER => Err(ExecutorError::NoAnswer(payload.to_owned())),
+        status::CANCELLED => Err(ExecutorError::Cancelled),
         _ => Err(unreadable("an answer with an unknown status")),
     }
 }
@@ -148,6 +150,7 @@ mod tests {
             Err(ExecutorError::Unavailable("down".into())),
             Err(ExecutorError::Overloaded("busy".into())),
             Err(ExecutorError::NoAnswer("late".into())),
+            Err(ExecutorError::Cancelled),
         ]
     }
 

@@ -96,6 +96,7 @@ mod status {
     pub const UNAVAILABLE: &str = "unavailable";
     pub const OVERLOADED: &str = "overloaded";
     pub const NO_ANSWER: &str = "no_answer";
+    pub const CANCELLED: &str = "cancelled";
 }
 
 /// A job as it travels through the circle's job stream.

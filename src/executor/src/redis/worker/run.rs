@@ -118,11 +118,8 @@ impl Worker {
             self.finish(entry, Some(answer), false, deadline_unix_ms, slot);
             return;
         }
-        let job = ScriptJob {
-            script,
-            context,
-            deadline: Some(wire::instant_at(deadline_unix_ms, clocks)),
-        };
+        let job = ScriptJob::new(script, context)
+            .with_deadline(wire::instant_at(deadline_unix_ms, clocks));
         let worker = Arc::clone(self);
         self.executor.submit(
             job,
