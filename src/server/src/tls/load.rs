@@ -98,12 +98,7 @@ pub fn load_server_tls(options: &TlsOptions) -> Result<LoadedTls, TlsConfigError
     let provider = Arc::new(crypto_provider());
     let (certified_key, certificate, accepted_problem) = load_certified_key(options, &provider)?;
     let resolver = Arc::new(ReloadableCertResolver::new(certified_key));
-    let shared_tickets = options
-        .ticket_key_file
-        .as_deref()
-        .map(FileTicketer::load)
-        .transpose()?
-        .map(Arc::new);
+    let shared_tickets = shared_tickets(options)?;
     let reloader = Arc::new(TlsReloader::new(
         options.clone(),
         provider.clone(),
@@ -182,12 +177,7 @@ pub(crate) fn acme_server_tls(
 ) -> Result<(rustls::ServerConfig, Arc<TlsReloader>), TlsConfigError> {
     let provider = Arc::new(crypto_provider());
     let resolver = Arc::new(ReloadableCertResolver::empty());
-    let shared_tickets = options
-        .ticket_key_file
-        .as_deref()
-        .map(FileTicketer::load)
-        .transpose()?
-        .map(Arc::new);
+    let shared_tickets = shared_tickets(options)?;
     let reloader = Arc::new(TlsReloader::for_acme(
         provider.clone(),
         resolver.clone(),
@@ -322,4 +312,14 @@ pub fn rfc3339(time: SystemTime) -> String {
         .map(|d| d.as_secs())
         .unwrap_or(0);
     circle_protocol::format_rfc3339_utc(seconds)
+}
+
+/// The session-ticket keys shared with the circle's other servers, when a key file is set.
+fn shared_tickets(options: &TlsOptions) -> Result<Option<Arc<FileTicketer>>, TlsConfigError> {
+    options
+        .ticket_key_file
+        .as_deref()
+        .map(FileTicketer::load)
+        .transpose()
+        .map(|tickets| tickets.map(Arc::new))
 }
