@@ -469,6 +469,7 @@ if [[ $QUICK == 1 ]]; then
 elif [[ $ONLY != "$ALL_GROUPS" ]]; then
     # A part of the matrix: kept beside the full run, never in its place.
     PART=${ONLY//,/-}
+    APPEND=()
     mkdir -p "$BENCH/results"
     REPORT="$BENCH/results/$PART.md"
     cp "$RUNS_FILE" "$BENCH/results/$PART.jsonl"

@@ -183,8 +183,13 @@ fn render(m: &Matrix, points: &[String], how: &str, append: &[PathBuf]) -> Resul
     }
 
     let redis_points: Vec<&String> = points.iter().filter(|p| get(m, CIRCLE_REDIS, p).is_some()).collect();
-    writeln!(page, "## Redis executor\n")?;
-    if redis_points.is_empty() {
+    // A run of other parts (`run.sh --only store`) has neither: no section then.
+    let redis_expected = !redis_points.is_empty() || !rpc_points.is_empty();
+    if redis_expected {
+        writeln!(page, "## Redis executor\n")?;
+    }
+    if !redis_expected {
+    } else if redis_points.is_empty() {
         writeln!(page, "Not measured in this run: `circle-worker` or `redis-server` was missing, or circle-server refused `--redis-url` (see the run log).\n")?;
     } else {
         writeln!(page, "| point | circle-redis req/s | p50 | p99 | CPU µs/req | embedded req/s | redis / embedded |\n|---|---|---|---|---|---|---|")?;
@@ -276,16 +281,20 @@ fn render(m: &Matrix, points: &[String], how: &str, append: &[PathBuf]) -> Resul
         writeln!(page)?;
     }
 
-    writeln!(page, "## Targets\n\n| target | measured | wanted | met |\n|---|---|---|---|")?;
-    for t in targets(m) {
-        let met = match t.met {
-            Some(true) => "yes",
-            Some(false) => "**no**",
-            None => "not measured",
-        };
-        writeln!(page, "| {} | {} | {} | {met} |", t.what, t.measured, t.wanted)?;
+    let targets = targets(m);
+    // Only a run of some parts (`run.sh --only store`) measures none of them: no section then.
+    if targets.iter().any(|t| t.met.is_some()) {
+        writeln!(page, "## Targets\n\n| target | measured | wanted | met |\n|---|---|---|---|")?;
+        for t in &targets {
+            let met = match t.met {
+                Some(true) => "yes",
+                Some(false) => "**no**",
+                None => "not measured",
+            };
+            writeln!(page, "| {} | {} | {} | {met} |", t.what, t.measured, t.wanted)?;
+        }
+        writeln!(page)?;
     }
-    writeln!(page)?;
 
     writeln!(page, "## Errors (summed over all runs)\n")?;
     let mut any = false;
