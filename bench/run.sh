@@ -366,6 +366,18 @@ if wants handshake; then
                 done
             done
             stop_server
+            # Sign-ins per second: a new connection, fetch_nonce, authenticate
+            # (the server recovers the signer's key), whoami, close. Only
+            # circle-server has sign-in; the generator signs with k256 on its
+            # own core, so compare the server's CPU per sign-in.
+            if [[ $server == circle && $kind == ecdsa ]]; then
+                start_server "circle-signin" wss "$CIRCLE_SERVER" "${CIRCLE_FLAGS[@]}" --auth --tls --cert "$cert" --key "$key" || continue
+                for ((run = 1; run <= RUNS; run++)); do
+                    gen circle "sign-in $kind full" "$cert" handshake -c 4 --auth \
+                        --warmup "$WARMUP" -d "$DURATION" "${WHOAMI[@]}"
+                done
+                stop_server
+            fi
         done
     done
 fi

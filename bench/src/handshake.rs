@@ -29,6 +29,9 @@ pub struct HandshakeOptions {
     pub template: RequestTemplate,
     pub expect: Expect,
     pub resume: bool,
+    /// Sign in (fetch_nonce + authenticate) on every connection before the request,
+    /// with this key: the cost of a sign-in on a new connection.
+    pub sign_in: Option<Arc<circle_protocol::SigningKey>>,
     pub server_pid: Option<u32>,
 }
 
@@ -89,6 +92,7 @@ pub async fn run(connector: Arc<Connector>, options: HandshakeOptions) -> Result
     Ok(json!({
         "mode": "handshake",
         "resume": options.resume,
+        "sign_in": options.sign_in.is_some(),
         "connections": options.concurrency,
         "duration_s": secs,
         "requests": ok,
@@ -157,6 +161,9 @@ async fn worker(
 /// One connection: open, one request, check, close.
 async fn one(connector: &Connector, options: &HandshakeOptions, id: u64) -> Result<crate::net::TlsInfo, String> {
     let (mut ws, info) = connector.connect(None).await.map_err(|e| e.label())?;
+    if let Some(key) = &options.sign_in {
+        crate::auth::sign_in(&mut ws, key).await.map_err(str::to_owned)?;
+    }
     ws.send(Message::text(options.template.render(id)))
         .await
         .map_err(|_| "send_failed".to_owned())?;

@@ -202,6 +202,7 @@ async fn run(command: Command) -> Result<Value> {
                 template: setup.template.clone(),
                 expect: setup.expect.clone(),
                 resume: args.resume,
+                sign_in: args.common.auth.then(|| Arc::new(circle_bench::auth::ephemeral_key())),
                 server_pid: args.common.server_pid,
             };
             let result = handshake::run(setup.connector.clone(), options).await?;
