@@ -161,7 +161,14 @@ async fn a_server_and_two_workers_through_tls_only_redis_with_an_acl_user() {
             !text.contains(PASSWORD),
             "the password is never logged:\n{text}"
         );
-        assert!(!text.contains("cannot reach Redis"), "{text}");
+        // A connection attempt may time out on a loaded machine and is retried (the
+        // plays above were all answered); what must never show is Redis refusing the
+        // ACL user or the TLS setup.
+        for line in text.lines().filter(|l| l.contains("cannot reach Redis")) {
+            for refusal in ["WRONGPASS", "NOAUTH", "NOPERM", "certificate", "UnknownIssuer"] {
+                assert!(!line.contains(refusal), "{line}\n{text}");
+            }
+        }
     }
 }
 
