@@ -165,7 +165,11 @@ async fn a_server_and_two_workers_through_tls_only_redis_with_an_acl_user() {
         // plays above were all answered); what must never show is Redis refusing the
         // ACL user or the TLS setup.
         for line in text.lines().filter(|l| l.contains("cannot reach Redis")) {
-            for refusal in ["WRONGPASS", "NOAUTH", "NOPERM", "certificate", "UnknownIssuer"] {
+            for refusal in [
+                "Password authentication failed",
+                "invalid peer certificate",
+                "NOPERM",
+            ] {
                 assert!(!line.contains(refusal), "{line}\n{text}");
             }
         }
