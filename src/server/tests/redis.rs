@@ -467,6 +467,29 @@ async fn a_remote_streamed_play_sends_each_line_as_it_is_printed_then_answers_on
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fast_remote_printer_streams_every_line_to_a_client_that_reads() {
+    const LINES: usize = 3_000;
+    let redis_server = RedisServer::start();
+    let (_worker, server, mut ws) = one_slow_worker(&redis_server, "fast1", &[]).await;
+    // As fast as the script can print: the worker writes them by the hundred per entry,
+    // far more at once than a connection's queue of lines takes.
+    let script = format!("for n in 0..{LINES} {{ print(`line ${{n}}`); }}");
+    send(&mut ws, frames::play(7, &script, true)).await;
+    let (answers, notifications) = answers_to(&mut ws, &[7]).await;
+    let expected: Vec<String> = (0..LINES).map(|n| format!("line {n}")).collect();
+    assert_eq!(answers[0].0["result"]["output"], expected.join("\n"));
+    let streamed: Vec<&str> = notifications
+        .iter()
+        .map(|frame| frame["params"]["line"].as_str().expect("line"))
+        .collect();
+    assert_eq!(
+        streamed, expected,
+        "every line once, in order, before the answer"
+    );
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cancel_stops_a_script_on_a_remote_worker_and_frees_it_for_the_next_job() {
     let redis_server = RedisServer::start();
     let (_worker, server, mut ws) = one_slow_worker(&redis_server, "cancel1", &[]).await;

@@ -26,7 +26,7 @@ use super::{
     jobs_stream_key, reply_stream_key,
 };
 use crate::{ExecuteFuture, Executor, ExecutorError, ScriptJob, ScriptOutput};
-use control::cancel_loop;
+use control::{cancel_loop, flush_loop};
 use replies::reply_loop;
 use state::{Dispatch, Waiting, WaitingGuard};
 use submit::submit_loop;
@@ -237,6 +237,8 @@ impl RedisExecutor {
             next_sequence: AtomicU64::new(1),
             waiting: Mutex::new(Waiting::default()),
             streams: Mutex::new(state::Streams::default()),
+            backlogged: std::sync::atomic::AtomicBool::new(false),
+            backlog_wake: tokio::sync::Notify::new(),
             cancels,
             queued_jobs: AtomicUsize::new(0),
             change_since_measure: AtomicI64::new(0),
@@ -257,6 +259,7 @@ impl RedisExecutor {
         ));
         let redis = endpoint.describe().to_owned();
         let reader = runtime.spawn(reply_loop(Arc::clone(&dispatch), endpoint));
+        let flusher = runtime.spawn(flush_loop(Arc::clone(&dispatch)));
         tracing::info!(
             %redis,
             jobs = %dispatch.jobs_key,
@@ -270,6 +273,7 @@ impl RedisExecutor {
                 submitter.abort_handle(),
                 reader.abort_handle(),
                 canceller.abort_handle(),
+                flusher.abort_handle(),
             ],
         })
     }

@@ -3,16 +3,16 @@
 
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
-use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{Notify, mpsc, oneshot};
 
-use super::control::CancelRequest;
+use super::control::{CancelRequest, Stream};
 use super::{QUEUE_LENGTH_TRUSTED_MS, RedisExecutorConfig};
 use crate::redis::wire;
-use crate::{Cancel, ExecutorError, OutputSink, ScriptOutput};
+use crate::{Cancel, ExecutorError, ScriptOutput};
 
 pub(super) type AnswerSender = oneshot::Sender<Result<ScriptOutput, ExecutorError>>;
 
@@ -20,7 +20,7 @@ pub(super) type AnswerSender = oneshot::Sender<Result<ScriptOutput, ExecutorErro
 pub(super) type Waiting = HashMap<u64, AnswerSender, BuildHasherDefault<SequenceHasher>>;
 
 /// The sinks of streamed jobs still waiting, by job sequence number.
-pub(super) type Streams = HashMap<u64, OutputSink, BuildHasherDefault<SequenceHasher>>;
+pub(super) type Streams = HashMap<u64, Stream, BuildHasherDefault<SequenceHasher>>;
 
 /// Hashes the sequence numbers that key [`Waiting`]: they are unique and made by this
 /// process (no peer chooses them, so no flooding to fear), and one multiplication spreads
@@ -58,6 +58,11 @@ pub(super) struct Dispatch {
     pub(super) waiting: Mutex<Waiting>,
     /// The sinks of the waiting jobs that stream their lines; only those are in it.
     pub(super) streams: Mutex<Streams>,
+    /// Some streamed job has lines waiting for its sink (set and cleared under the
+    /// `streams` lock; see `control`).
+    pub(super) backlogged: AtomicBool,
+    /// Wakes the task that hands waiting lines over.
+    pub(super) backlog_wake: Notify,
     /// Cancelled jobs on their way to the cancel-writing task.
     pub(super) cancels: mpsc::Sender<CancelRequest>,
     /// The jobs in the job stream at the last measure (`XLEN`, in jobs; see
@@ -90,7 +95,7 @@ impl Dispatch {
     }
 
     /// Resolves the caller of job `sequence`, if it is still waiting.
-    pub(super) fn answer(&self, sequence: u64, result: Result<ScriptOutput, ExecutorError>) {
+    pub(super) fn deliver(&self, sequence: u64, result: Result<ScriptOutput, ExecutorError>) {
         let reply = self.waiting().remove(&sequence);
         if let Some(reply) = reply {
             // The caller may have stopped waiting this very moment; nothing to do then.
