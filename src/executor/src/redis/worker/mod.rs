@@ -50,7 +50,8 @@ use held::HeldLimit;
 /// What a worker did, returned when it stops.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct WorkerSummary {
-    /// Scripts run and answered (including those that ended in a script or limit error).
+    /// Scripts run and answered (including those that ended in a script or limit error;
+    /// not those cancelled, which may have been stopped before they started).
     pub scripts_run: u64,
     /// Jobs skipped because their caller's deadline had passed.
     pub expired_skipped: u64,
