@@ -16,7 +16,8 @@ use std::time::{Duration, Instant};
 
 use circle_executor::redis::{CONSUMER_GROUP, jobs_stream_key, worker_jobs_key};
 use circle_server::{ServerConfig, ServerLimits, spawn_circle_server};
-use common::{TestServer, Ws, call, connect_wss, error_code, recv, send, tls_config};
+use common::frames::{self, FOREVER, TWENTY_LINES_IN_TWO_SECONDS, answers_to, is_output};
+use common::{TestServer, Ws, call, connect_wss, error_code, recv, send, sign_in, tls_config};
 use redis::AsyncCommands;
 use serde_json::json;
 use support::{RedisServer, WorkerProcess, redis_connection};
@@ -372,4 +373,216 @@ async fn redis_mode_needs_the_circle_key_workers_know() {
     .map(|_| ())
     .unwrap_err();
     assert!(err.to_string().contains("redis_url"), "{err}");
+}
+
+/// One worker with one script thread for scripts that wait by watching the clock (no
+/// operation cap to speak of, 30 s of run time), its server, and a signed-in connection
+/// whose first play went through (so Redis connections and the group are up). `extra`
+/// flags go to the worker.
+async fn one_slow_worker(
+    redis_server: &RedisServer,
+    name: &str,
+    extra: &[&str],
+) -> (WorkerProcess, TestServer, Ws) {
+    let flags = [
+        &[
+            "--concurrency",
+            "1",
+            "--script-max-operations",
+            "1000000000000",
+        ][..],
+        &["--script-timeout-ms", "30000"],
+        extra,
+    ]
+    .concat();
+    let worker = WorkerProcess::start(
+        worker_binary(),
+        &redis_server.url(),
+        &circle_key(),
+        name,
+        &flags,
+    );
+    let server = start_server(&redis_server.url(), Duration::from_secs(30));
+    wait_for_workers(&redis_server.url(), &[name]).await;
+    let mut ws = connect_wss(server.wss_addr()).await;
+    let signed_in = sign_in(&mut ws, &common::key(7)).await;
+    assert_eq!(signed_in["result"]["authenticated"], true, "{signed_in}");
+    let warm = play(&mut ws, 3, "1").await;
+    assert_eq!(warm["result"]["output"], "1", "{warm}");
+    (worker, server, ws)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_remote_streamed_play_sends_each_line_as_it_is_printed_then_answers_once() {
+    let redis_server = RedisServer::start();
+    let (_worker, server, mut ws) = one_slow_worker(&redis_server, "stream1", &[]).await;
+    let sent = Instant::now();
+    send(&mut ws, frames::play(7, TWENTY_LINES_IN_TWO_SECONDS, true)).await;
+    let mut lines = Vec::new();
+    let answer = loop {
+        let frame = recv(&mut ws).await;
+        let at = sent.elapsed();
+        if !is_output(&frame) {
+            break frame;
+        }
+        assert_eq!(frame["params"]["id"], 7, "{frame}");
+        lines.push((
+            frame["params"]["line"].as_str().expect("line").to_owned(),
+            at,
+        ));
+    };
+    let answered = sent.elapsed();
+    let expected: Vec<String> = (0..20).map(|n| format!("line {n}")).collect();
+    let texts: Vec<&str> = lines.iter().map(|(line, _)| line.as_str()).collect();
+    assert_eq!(
+        texts, expected,
+        "every line once, in order, before the answer"
+    );
+    let (first, tenth) = (lines[0].1, lines[10].1);
+    eprintln!(
+        "through Redis: first line after {first:?}, line 10 after {tenth:?}, last after {:?}, answer after {answered:?}",
+        lines[19].1
+    );
+    assert!(
+        first < Duration::from_millis(300),
+        "first line after {first:?}"
+    );
+    assert!(
+        tenth >= Duration::from_millis(950),
+        "line 10 after {tenth:?}"
+    );
+    assert_eq!(answer["id"], 7, "{answer}");
+    assert_eq!(answer["result"]["output"], expected.join("\n"), "{answer}");
+    // Answered once: the next frame is the next request's answer.
+    let next = call(&mut ws, 8, "whoami", json!({})).await;
+    assert!(next["result"].is_object(), "{next}");
+    // Without `stream` no notification, through Redis too.
+    send(&mut ws, frames::play(9, "print('a'); print('b'); 3", false)).await;
+    let answer = recv(&mut ws).await;
+    assert_eq!(
+        answer["result"]["output"], "a\nb\n3",
+        "no notification first: {answer}"
+    );
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fast_remote_printer_streams_every_line_to_a_client_that_reads() {
+    const LINES: usize = 3_000;
+    let redis_server = RedisServer::start();
+    let (_worker, server, mut ws) = one_slow_worker(&redis_server, "fast1", &[]).await;
+    // As fast as the script can print: the worker writes them by the hundred per entry,
+    // far more at once than a connection's queue of lines takes.
+    let script = format!("for n in 0..{LINES} {{ print(`line ${{n}}`); }}");
+    send(&mut ws, frames::play(7, &script, true)).await;
+    let (answers, notifications) = answers_to(&mut ws, &[7]).await;
+    let expected: Vec<String> = (0..LINES).map(|n| format!("line {n}")).collect();
+    assert_eq!(answers[0].0["result"]["output"], expected.join("\n"));
+    let streamed: Vec<&str> = notifications
+        .iter()
+        .map(|frame| frame["params"]["line"].as_str().expect("line"))
+        .collect();
+    assert_eq!(
+        streamed, expected,
+        "every line once, in order, before the answer"
+    );
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancel_stops_a_script_on_a_remote_worker_and_frees_it_for_the_next_job() {
+    let redis_server = RedisServer::start();
+    let (_worker, server, mut ws) = one_slow_worker(&redis_server, "cancel1", &[]).await;
+    // Holds the worker's only thread, after a store write that must not be kept.
+    let holder = format!(r#"store::set("partial", "kept"); {FOREVER}"#);
+    send(&mut ws, frames::play(10, &holder, false)).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Waits behind it: it can only run once the worker stopped play 10.
+    send(&mut ws, frames::play(11, "40 + 2", false)).await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+
+    let asked = Instant::now();
+    send(&mut ws, frames::cancel(12, 10)).await;
+    let (answers, notifications) = answers_to(&mut ws, &[10, 11, 12]).await;
+    assert!(notifications.is_empty(), "{notifications:?}");
+    let cancelled_after = answers[0].1 - asked;
+    let next_after = answers[1].1 - asked;
+    eprintln!(
+        "through Redis: the cancelled play answered after {cancelled_after:?}, the job behind it (worker stopped, next job run, answered) after {next_after:?}"
+    );
+    assert_eq!(error_code(&answers[0].0), -32006, "{:?}", answers[0]);
+    assert!(
+        cancelled_after < Duration::from_millis(500),
+        "{cancelled_after:?}"
+    );
+    assert_eq!(answers[1].0["result"]["output"], "42", "{:?}", answers[1]);
+    assert!(next_after < Duration::from_millis(500), "{next_after:?}");
+    assert_eq!(answers[2].0["result"], json!({"cancelled": true}));
+
+    // The cancelled run's store write was not kept.
+    let kept = play(&mut ws, 13, r#"type_of(store::get("partial"))"#).await;
+    assert_eq!(kept["result"]["output"], "()", "{kept}");
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancel_of_a_job_queued_behind_a_busy_remote_worker_never_runs_it() {
+    // Held by the worker waiting for its thread (prefetch), and left in the job stream
+    // (no prefetch): neither ever runs.
+    for (name, extra) in [
+        ("queued1", &[][..]),
+        ("queued2", &["--prefetch", "0", "--hold-ms", "0"][..]),
+    ] {
+        let redis_server = RedisServer::start();
+        let (_worker, server, mut ws) = one_slow_worker(&redis_server, name, extra).await;
+        send(&mut ws, frames::play(10, FOREVER, false)).await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let queued = r#"store::set("ran", "yes"); print("ran"); 2"#;
+        send(&mut ws, frames::play(11, queued, true)).await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+
+        let asked = Instant::now();
+        send(&mut ws, frames::cancel(12, 11)).await;
+        let (answers, notifications) = answers_to(&mut ws, &[11, 12]).await;
+        let latency = answers[0].1 - asked;
+        eprintln!("{name}: the queued play answered {latency:?} after the cancel");
+        assert_eq!(error_code(&answers[0].0), -32006, "{:?}", answers[0]);
+        assert!(notifications.is_empty(), "{notifications:?}");
+
+        // Free the thread; the next job runs, and play 11 never did.
+        send(&mut ws, frames::cancel(13, 10)).await;
+        let (answers, _) = answers_to(&mut ws, &[10, 13]).await;
+        assert_eq!(error_code(&answers[0].0), -32006, "{:?}", answers[0]);
+        let asked = Instant::now();
+        let ran = play(&mut ws, 14, r#"type_of(store::get("ran"))"#).await;
+        eprintln!("{name}: the next play answered after {:?}", asked.elapsed());
+        assert_eq!(ran["result"]["output"], "()", "play 11 never ran: {ran}");
+        // Nor does it run later: no line of it comes.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let next = play(&mut ws, 15, r#"type_of(store::get("ran"))"#).await;
+        assert_eq!(next["result"]["output"], "()", "{next}");
+        server.stop().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn closing_the_connection_cancels_its_remote_script() {
+    let redis_server = RedisServer::start();
+    let (_worker, server, leaving) = one_slow_worker(&redis_server, "close1", &[]).await;
+    let mut leaving = leaving;
+    send(&mut leaving, frames::play(10, FOREVER, true)).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    leaving.close(None).await.expect("close");
+    drop(leaving);
+
+    // The worker's only thread is free again: without the cancel it would run the
+    // script until its 30 s limit.
+    let mut next = connect_wss(server.wss_addr()).await;
+    let asked = Instant::now();
+    let answer = play(&mut next, 1, "6 * 7").await;
+    let took = asked.elapsed();
+    eprintln!("through Redis: the next connection's play answered in {took:?}");
+    assert_eq!(answer["result"]["output"], "42", "{answer}");
+    assert!(took < Duration::from_millis(1000), "{took:?}");
+    server.stop().await;
 }

@@ -30,6 +30,11 @@
 //!    job stream's length (for refusing jobs when it is full) is measured with `XLEN` at
 //!    most every 100 ms, not with every submission.
 //!
+//! Protocol 1.1 rides along only for jobs that use it: a job whose caller cancels it is
+//! named on the circle's cancel stream ([`cancel_stream_key`]), which every worker reads,
+//! and the worker holding it stops it (one not taken yet is never started); a streamed
+//! job's printed lines go back in the reply entries, before its answer.
+//!
 //! The entry layouts are described in the `wire` module's source and in the crate's
 //! README. Every entry carries its format version; a worker refuses a job entry of another
 //! version with an answer where the entry lets it find the caller.
@@ -82,6 +87,13 @@ pub fn jobs_stream_key(circle_public_key: &str) -> String {
 /// `circle:{public key}:replies:{instance}`.
 pub fn reply_stream_key(circle_public_key: &str, instance_id: &str) -> String {
     format!("circle:{circle_public_key}:replies:{instance_id}")
+}
+
+/// The stream a circle's servers tell its workers about cancelled jobs on:
+/// `circle:{public key}:cancels` (protocol 1.1's `cancel`). Every worker reads all of it
+/// (no group): the job may be held by any of them, or not taken yet.
+pub fn cancel_stream_key(circle_public_key: &str) -> String {
+    format!("circle:{circle_public_key}:cancels")
 }
 
 /// A hash of how many scripts each worker (by consumer name) has run and answered for a

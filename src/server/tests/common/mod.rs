@@ -3,6 +3,8 @@
 //! certificates.
 #![allow(dead_code)]
 
+pub mod frames;
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

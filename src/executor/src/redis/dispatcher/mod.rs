@@ -2,8 +2,10 @@
 //!
 //! - `state`: the callers waiting for answers, and the estimate of the circle's queue;
 //! - `submit`: the task writing queued jobs to the job stream in batches;
-//! - `replies`: the task reading this server's reply stream.
+//! - `replies`: the task reading this server's reply stream;
+//! - `control`: cancel notices to the workers, streamed lines to their sinks.
 
+mod control;
 mod replies;
 mod state;
 mod submit;
@@ -20,10 +22,11 @@ use super::connection::SharedConnection;
 use super::endpoint::Endpoint;
 use super::wire;
 use super::{
-    RedisSentinel, RedisSetupError, RedisTls, canonical_circle_key, jobs_stream_key,
-    reply_stream_key,
+    RedisSentinel, RedisSetupError, RedisTls, cancel_stream_key, canonical_circle_key,
+    jobs_stream_key, reply_stream_key,
 };
 use crate::{ExecuteFuture, Executor, ExecutorError, ScriptJob, ScriptOutput};
+use control::{cancel_loop, flush_loop};
 use replies::reply_loop;
 use state::{Dispatch, Waiting, WaitingGuard};
 use submit::submit_loop;
@@ -134,6 +137,8 @@ struct Submission {
     deadline: Instant,
     script: String,
     context: Arc<crate::ScriptContext>,
+    /// The worker sends the job's printed lines as they are printed.
+    stream: bool,
 }
 
 impl Submission {
@@ -216,17 +221,25 @@ impl RedisExecutor {
         let instance_id = new_instance_id();
         let jobs_key = jobs_stream_key(&circle_key);
         let reply_key = reply_stream_key(&circle_key, &instance_id);
-        let submit_connection = SharedConnection::new(
+        let submit_connection = Arc::new(SharedConnection::new(
             Arc::clone(&endpoint),
             (config.connect_timeout, config.command_timeout),
             jobs_key.clone(),
             config.reconnect_interval,
-        );
+        ));
+        // As large as the jobs that may wait: every one of them can be cancelled at once
+        // (a closing connection cancels all of its plays).
+        let (cancels, cancel_requests) = mpsc::channel(config.max_in_flight);
         let dispatch = Arc::new(Dispatch {
             jobs_key,
             reply_key,
+            cancel_key: cancel_stream_key(&circle_key),
             next_sequence: AtomicU64::new(1),
             waiting: Mutex::new(Waiting::default()),
+            streams: Mutex::new(state::Streams::default()),
+            backlogged: std::sync::atomic::AtomicBool::new(false),
+            backlog_wake: tokio::sync::Notify::new(),
+            cancels,
             queued_jobs: AtomicUsize::new(0),
             change_since_measure: AtomicI64::new(0),
             queued_jobs_measured_ms: AtomicU64::new(0),
@@ -234,9 +247,19 @@ impl RedisExecutor {
             config,
         });
         let (submissions, queue) = mpsc::channel(dispatch.config.max_in_flight);
-        let submitter = runtime.spawn(submit_loop(Arc::clone(&dispatch), queue, submit_connection));
+        let submitter = runtime.spawn(submit_loop(
+            Arc::clone(&dispatch),
+            queue,
+            Arc::clone(&submit_connection),
+        ));
+        let canceller = runtime.spawn(cancel_loop(
+            Arc::clone(&dispatch),
+            cancel_requests,
+            submit_connection,
+        ));
         let redis = endpoint.describe().to_owned();
         let reader = runtime.spawn(reply_loop(Arc::clone(&dispatch), endpoint));
+        let flusher = runtime.spawn(flush_loop(Arc::clone(&dispatch)));
         tracing::info!(
             %redis,
             jobs = %dispatch.jobs_key,
@@ -246,7 +269,12 @@ impl RedisExecutor {
         Ok(RedisExecutor {
             dispatch,
             submissions,
-            tasks: vec![submitter.abort_handle(), reader.abort_handle()],
+            tasks: vec![
+                submitter.abort_handle(),
+                reader.abort_handle(),
+                canceller.abort_handle(),
+                flusher.abort_handle(),
+            ],
         })
     }
 
@@ -281,6 +309,9 @@ impl Executor for RedisExecutor {
         if started >= deadline {
             return ready(Err(ExecutorError::DeadlineExceeded));
         }
+        if job.is_cancelled() {
+            return ready(Err(ExecutorError::Cancelled));
+        }
         if let Some(queued) = self.dispatch.queue_is_full() {
             return ready(Err(ExecutorError::Overloaded(format!(
                 "{queued} scripts are queued for this circle's workers (limit {}); try again later",
@@ -300,15 +331,23 @@ impl Executor for RedisExecutor {
             }
             waiting.insert(sequence, reply);
         }
+        let streaming = job.output.is_some();
+        if let Some(sink) = job.output {
+            self.dispatch.stream_to(sequence, sink);
+        }
         let guard = WaitingGuard {
             dispatch: Arc::clone(&self.dispatch),
             sequence,
+            cancel: job.cancel,
+            deadline,
+            streaming,
         };
         let submission = Submission {
             sequence,
             deadline,
             script: job.script,
             context: job.context,
+            stream: streaming,
         };
         match self.submissions.try_send(submission) {
             Ok(()) => {}
@@ -326,10 +365,24 @@ impl Executor for RedisExecutor {
             }
         }
         Box::pin(async move {
-            let _forget_on_drop = guard;
+            // Dropped last: forgets the job, and tells the workers if it was cancelled.
+            let guard = guard;
+            let answer = async {
+                match &guard.cancel {
+                    // Resolves at once when the flag is raised; the worker is told when
+                    // the guard drops.
+                    Some(cancel) => tokio::select! {
+                        biased;
+                        answer = answer => Some(answer),
+                        () = cancel.cancelled() => None,
+                    },
+                    None => Some(answer.await),
+                }
+            };
             match tokio::time::timeout_at(deadline.into(), answer).await {
-                Ok(Ok(result)) => result,
-                Ok(Err(_)) => Err(ExecutorError::Unavailable(
+                Ok(None) => Err(ExecutorError::Cancelled),
+                Ok(Some(Ok(result))) => result,
+                Ok(Some(Err(_))) => Err(ExecutorError::Unavailable(
                     "the Redis dispatcher stopped before the script was answered".into(),
                 )),
                 Err(_) => Err(ExecutorError::NoAnswer(format!(

@@ -73,7 +73,12 @@ pub(super) async fn reply_loop(dispatch: Arc<Dispatch>, endpoint: Arc<Endpoint>)
         };
         let mut answered = 0;
         let last = wire::for_each_entry(&reply, |id, fields| {
-            wire::read_replies(fields, |answer| match answer {
+            let on_line = |job_id: &[u8], line: &str| {
+                if let Some(sequence) = wire::parse_number(job_id) {
+                    dispatch.line(sequence, line);
+                }
+            };
+            wire::read_replies(fields, on_line, |answer| match answer {
                 Some((job_id, result)) => match wire::parse_number(job_id) {
                     Some(sequence) => {
                         answered += 1;

@@ -3,19 +3,24 @@
 
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
-use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
-use tokio::sync::oneshot;
+use tokio::sync::{Notify, mpsc, oneshot};
 
+use super::control::{CancelRequest, Stream};
 use super::{QUEUE_LENGTH_TRUSTED_MS, RedisExecutorConfig};
-use crate::{ExecutorError, ScriptOutput};
+use crate::redis::wire;
+use crate::{Cancel, ExecutorError, ScriptOutput};
 
 pub(super) type AnswerSender = oneshot::Sender<Result<ScriptOutput, ExecutorError>>;
 
 /// Callers waiting for an answer, by job sequence number.
 pub(super) type Waiting = HashMap<u64, AnswerSender, BuildHasherDefault<SequenceHasher>>;
+
+/// The sinks of streamed jobs still waiting, by job sequence number.
+pub(super) type Streams = HashMap<u64, Stream, BuildHasherDefault<SequenceHasher>>;
 
 /// Hashes the sequence numbers that key [`Waiting`]: they are unique and made by this
 /// process (no peer chooses them, so no flooding to fear), and one multiplication spreads
@@ -44,11 +49,22 @@ pub(super) struct Dispatch {
     pub(super) config: RedisExecutorConfig,
     pub(super) jobs_key: String,
     pub(super) reply_key: String,
+    /// The circle's cancel stream, which this server tells workers about cancels on.
+    pub(super) cancel_key: String,
     pub(super) next_sequence: AtomicU64,
     /// Callers waiting for an answer, by job sequence number. An entry is removed by
     /// whoever resolves it first (answer, Redis failure) or by the caller's future when it
     /// is dropped.
     pub(super) waiting: Mutex<Waiting>,
+    /// The sinks of the waiting jobs that stream their lines; only those are in it.
+    pub(super) streams: Mutex<Streams>,
+    /// Some streamed job has lines waiting for its sink (set and cleared under the
+    /// `streams` lock; see `control`).
+    pub(super) backlogged: AtomicBool,
+    /// Wakes the task that hands waiting lines over.
+    pub(super) backlog_wake: Notify,
+    /// Cancelled jobs on their way to the cancel-writing task.
+    pub(super) cancels: mpsc::Sender<CancelRequest>,
     /// The jobs in the job stream at the last measure (`XLEN`, in jobs; see
     /// [`Dispatch::record_queued_jobs`]).
     pub(super) queued_jobs: AtomicUsize,
@@ -71,8 +87,15 @@ impl Dispatch {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
+    pub(super) fn streams(&self) -> MutexGuard<'_, Streams> {
+        // Single inserts and removes, as for `waiting`.
+        self.streams
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
     /// Resolves the caller of job `sequence`, if it is still waiting.
-    pub(super) fn answer(&self, sequence: u64, result: Result<ScriptOutput, ExecutorError>) {
+    pub(super) fn deliver(&self, sequence: u64, result: Result<ScriptOutput, ExecutorError>) {
         let reply = self.waiting().remove(&sequence);
         if let Some(reply) = reply {
             // The caller may have stopped waiting this very moment; nothing to do then.
@@ -137,14 +160,39 @@ impl Dispatch {
 }
 
 /// Forgets a caller's entry when its future is dropped (answered, timed out, or abandoned
-/// because the client went away), so entries never pile up.
+/// because the client went away), so entries never pile up; and tells the workers when
+/// the caller gave up because it cancelled the job.
 pub(super) struct WaitingGuard {
     pub(super) dispatch: Arc<Dispatch>,
     pub(super) sequence: u64,
+    /// The job's cancel flag, if its caller can raise one.
+    pub(super) cancel: Option<Cancel>,
+    pub(super) deadline: Instant,
+    /// The job has a sink in [`Dispatch::streams`] to remove.
+    pub(super) streaming: bool,
 }
 
 impl Drop for WaitingGuard {
     fn drop(&mut self) {
-        self.dispatch.waiting().remove(&self.sequence);
+        let unanswered = self.dispatch.waiting().remove(&self.sequence).is_some();
+        if self.streaming {
+            self.dispatch.streams().remove(&self.sequence);
+        }
+        // Checked here rather than where the flag is raised, so that a job nobody cancels
+        // costs nothing: the caller stops waiting when it cancels (or drops the future
+        // after cancelling, as a closing connection does), and only then does a worker
+        // need to hear of it.
+        if unanswered && self.cancel.as_ref().is_some_and(Cancel::is_cancelled) {
+            let request = CancelRequest {
+                sequence: self.sequence,
+                deadline_unix_ms: wire::unix_ms_at(self.deadline, wire::clocks_now()),
+            };
+            if self.dispatch.cancels.try_send(request).is_err() {
+                tracing::warn!(
+                    job = self.sequence,
+                    "too many cancels at once: this one does not reach its worker"
+                );
+            }
+        }
     }
 }

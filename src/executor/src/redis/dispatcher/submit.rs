@@ -22,7 +22,7 @@ use crate::redis::wire;
 pub(super) async fn submit_loop(
     dispatch: Arc<Dispatch>,
     mut queue: mpsc::Receiver<Submission>,
-    connection: SharedConnection,
+    connection: Arc<SharedConnection>,
 ) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     let mut last_measure: Option<Instant> = None;
@@ -161,6 +161,14 @@ async fn submit_batch(
         for (name, value) in wire::job_entry_header(&dispatch.reply_key) {
             command.arg(name).arg(value);
         }
+        // Only an entry with a streamed job carries the list, so plain ones cost nothing.
+        if jobs.iter().any(|submission| submission.stream) {
+            encoded.clear();
+            for submission in jobs.iter().filter(|submission| submission.stream) {
+                wire::push_streaming_job(&mut encoded, submission.sequence);
+            }
+            command.arg(wire::STREAM_FIELD).arg(&encoded);
+        }
         encoded.clear();
         for submission in jobs {
             wire::encode_job(
@@ -234,6 +242,7 @@ mod tests {
             deadline: Instant::now(),
             script: "x".repeat(bytes),
             context: Arc::new(crate::ScriptContext::default()),
+            stream: false,
         };
         let sizes =
             |batch: &[Submission]| -> Vec<usize> { entries_of(batch).map(<[_]>::len).collect() };

@@ -81,13 +81,16 @@ pub(crate) fn reply_header(worker: &str) -> [(&'static str, &str); 2] {
 pub(crate) const ANSWERS_FIELD: &str = field::ANSWERS;
 
 /// Reads every answer of one reply entry and calls `each` with the job id and the result
-/// per answer (`None`: an answer without a readable job id, or an entry without a version).
+/// per answer (`None`: an answer without a readable job id, or an entry without a version),
+/// after calling `on_line` with the job id and text of each streamed line the entry carries
+/// (its `lines` field comes first, so a job's lines come before its answer).
 ///
 /// An answer of a version this server cannot read still resolves its caller (as
 /// `Unavailable`) when its job id can be found, so a version mismatch shows as an error,
 /// not as a timeout.
 pub(crate) fn read_replies<'a>(
     fields: &mut dyn Iterator<Item = (&'a [u8], &'a [u8])>,
+    mut on_line: impl FnMut(&'a [u8], &'a str),
     mut each: impl FnMut(Option<(&'a [u8], Result<ScriptOutput, ExecutorError>)>),
 ) {
     let mut fields = fields.peekable();
@@ -97,6 +100,14 @@ pub(crate) fn read_replies<'a>(
     };
     let known = version == FORMAT_VERSION.as_bytes();
     for (name, value) in fields {
+        if name == field::LINES.as_bytes() {
+            // Lines are a courtesy (the answer carries them all): a broken or foreign
+            // field loses the lines after the break, nothing else.
+            if known && !super::control::read_lines(value, &mut on_line) {
+                tracing::warn!("ignoring the rest of an unreadable lines field");
+            }
+            continue;
+        }
         if name != field::ANSWERS.as_bytes() {
             continue;
         }
@@ -167,7 +178,11 @@ mod tests {
         }
         fields.push((ANSWERS_FIELD, answers));
         let mut back = Vec::new();
-        read_replies(&mut pairs(&fields), |answer| back.push(answer.unwrap()));
+        read_replies(
+            &mut pairs(&fields),
+            |_, _| {},
+            |answer| back.push(answer.unwrap()),
+        );
         assert_eq!(back.len(), results.len());
         for (n, ((id, got), sent)) in back.iter().zip(&results).enumerate() {
             assert_eq!(*id, n.to_string().as_bytes());
@@ -187,7 +202,7 @@ mod tests {
         ];
         for fields in [v2, v9] {
             let mut back = Vec::new();
-            read_replies(&mut pairs(&fields), |answer| back.push(answer));
+            read_replies(&mut pairs(&fields), |_, _| {}, |answer| back.push(answer));
             let (id, result) = back[0].as_ref().unwrap();
             assert_eq!(*id, b"j-2");
             assert_eq!(result.as_ref().unwrap_err().code(), -32005);
@@ -200,10 +215,14 @@ mod tests {
             ],
         ] {
             let mut count = 0;
-            read_replies(&mut pairs(&fields), |answer| {
-                assert!(answer.is_none());
-                count += 1;
-            });
+            read_replies(
+                &mut pairs(&fields),
+                |_, _| {},
+                |answer| {
+                    assert!(answer.is_none());
+                    count += 1;
+                },
+            );
             assert_eq!(count, 1);
         }
     }

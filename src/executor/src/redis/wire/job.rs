@@ -127,6 +127,7 @@ fn decode_job(
         deadline_unix_ms,
         script: script.to_owned(),
         context,
+        stream: false,
     })
 }
 
@@ -173,11 +174,20 @@ pub(crate) fn read_job_entry<'a>(
     }
     let mut reply_to = None;
     let mut jobs = Vec::new();
+    let mut streaming: Option<&[u8]> = None;
     for (name, value) in fields {
         if name == field::REPLY_TO.as_bytes() {
             reply_to = std::str::from_utf8(value).ok().map(Arc::<str>::from);
         } else if name == field::JOBS.as_bytes() {
             decode_jobs(value, reply_to.as_ref(), &mut jobs);
+        } else if name == field::STREAM.as_bytes() {
+            streaming = Some(value);
+        }
+    }
+    // Only entries with a streamed job carry the field: plain ones skip this.
+    if let Some(streaming) = streaming {
+        for job in jobs.iter_mut().flatten() {
+            job.stream = super::control::lists_job(streaming, &job.job_id);
         }
     }
     if jobs.is_empty() {
@@ -241,6 +251,7 @@ mod tests {
                 circle_public_key: "02ab".into(),
                 caller_public_key: String::new(),
             }),
+            stream: false,
         }
     }
 
@@ -250,6 +261,13 @@ mod tests {
             .iter()
             .map(|(name, value)| (*name, value.as_bytes().to_vec()))
             .collect();
+        let mut streaming = Vec::new();
+        for job in jobs.iter().filter(|job| job.stream) {
+            crate::redis::wire::push_streaming_job(&mut streaming, job.job_id.parse().unwrap());
+        }
+        if !streaming.is_empty() {
+            fields.push((crate::redis::wire::STREAM_FIELD, streaming));
+        }
         let mut encoded = Vec::new();
         for job in jobs {
             let id = job.job_id.parse().expect("numeric job id");
@@ -284,6 +302,7 @@ mod tests {
             caller_public_key: "03cafe".into(),
             ..(*signed_in.context).clone()
         });
+        signed_in.stream = true;
         let jobs = [job("1", "1"), signed_in, job("5", "1")];
         let read: Vec<WireJob> = read_job_entry(b"8-0", &mut pairs(&v2_entry(&jobs)))
             .jobs
@@ -292,6 +311,7 @@ mod tests {
             .collect();
         assert_eq!(read, jobs);
         assert_eq!(read[1].context.caller_public_key, "03cafe");
+        assert!(read[1].stream && !read[0].stream && !read[2].stream);
     }
 
     #[test]

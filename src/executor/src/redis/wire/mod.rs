@@ -55,12 +55,27 @@
 //! answers    {job id} {status} {len}:{payload}\n{job id} {status} {len}:{payload}\n…
 //! ```
 //!
+//! A job entry may carry a `stream` field before `jobs` (`{job id} {job id} …`, each
+//! followed by a space): those jobs' printed lines are sent back as they are printed, in a
+//! `lines` field of a reply entry (`{job id} {len}:{line}\n` each) that comes before its
+//! `answers` field, so a job's lines are always read before its answer.
+//!
+//! # Cancel entries
+//!
+//! On the circle's cancel stream (`circle:{key}:cancels`), one entry per batch of cancels
+//! of one server: `v` `2`, `reply_to`, and `cancel` holding `{job id} {deadline ms}\n` per
+//! cancelled job.
+//!
+//! # Reply statuses
+//!
 //! `status` is `ok` (payload: the output), `script`, `unavailable`, `overloaded`,
 //! `no_answer` (payload: the message), `limit` (payload: `{limit kind}:{message}`) or
 //! `deadline` (empty payload). A reply entry of another version, or without one, is not
+//! read: its callers get `-32005` where their job ids can be found.
 
 mod answer;
 mod clock;
+mod control;
 mod frame;
 mod job;
 mod walk;
@@ -71,6 +86,10 @@ use crate::ScriptContext;
 
 pub(crate) use answer::{ANSWERS_FIELD, encode_answer, read_replies, reply_header};
 pub(crate) use clock::{clocks_now, instant_at, unix_ms_at, unix_now_ms};
+pub(crate) use control::{
+    CANCEL_FIELD, CancelNotice, LINES_FIELD, STREAM_FIELD, cancel_header, encode_cancel,
+    encode_line, push_streaming_job, read_cancels,
+};
 pub(crate) use frame::parse_number;
 pub(crate) use job::{JOBS_FIELD, encode_job, job_entry_header, read_job_entry};
 pub(crate) use walk::{for_each_claimed, for_each_entry};
@@ -86,6 +105,12 @@ mod field {
     pub const JOB_ID: &str = "job";
     pub const REPLY_TO: &str = "reply_to";
     pub const WORKER: &str = "worker";
+    /// Job entries: the ids of the jobs whose printed lines are streamed.
+    pub const STREAM: &str = "stream";
+    /// Reply entries: printed lines of streamed jobs, before the answers.
+    pub const LINES: &str = "lines";
+    /// Cancel entries: the cancelled jobs.
+    pub const CANCEL: &str = "cancel";
 }
 
 mod status {
@@ -112,6 +137,9 @@ pub(crate) struct WireJob {
     /// Shared by the jobs of an entry with the same context (one server's jobs for one
     /// caller, or for callers who are not signed in), so it is built once for them.
     pub context: Arc<ScriptContext>,
+    /// The caller wants each printed line as it is printed (listed in the entry's
+    /// `stream` field).
+    pub stream: bool,
 }
 
 /// A job (or a stream entry) that this worker cannot run. What could be read of it is

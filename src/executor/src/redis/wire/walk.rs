@@ -124,10 +124,14 @@ mod tests {
         for reply in [resp2, resp3] {
             let mut seen = Vec::new();
             let last = for_each_entry(&reply, |id, fields| {
-                read_replies(fields, |answer| {
-                    let (job, result) = answer.unwrap();
-                    seen.push((id.to_vec(), job.to_vec(), format!("{result:?}")));
-                });
+                read_replies(
+                    fields,
+                    |_, _| {},
+                    |answer| {
+                        let (job, result) = answer.unwrap();
+                        seen.push((id.to_vec(), job.to_vec(), format!("{result:?}")));
+                    },
+                );
             });
             assert_eq!(last, Some(&b"2-0"[..]));
             assert_eq!(seen.len(), 2);

@@ -7,8 +7,9 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
 
+use super::control::StreamedLine;
 use super::held::RATE_INTERVAL;
-use super::{Answer, Finish, MAX_FINISH_BATCH, Worker, WorkerError};
+use super::{Answer, Finish, MAX_FINISH_BATCH, Outgoing, Worker, WorkerError};
 use crate::redis::CONSUMER_GROUP;
 use crate::redis::wire;
 
@@ -19,14 +20,20 @@ impl Worker {
     /// or the other way round. Retries while Redis is away, each job until its caller's
     /// deadline: after that nobody listens, and its entry is left for another worker to
     /// take over and clear.
-    pub(super) async fn finish_loop(self: Arc<Self>, mut queue: mpsc::UnboundedReceiver<Finish>) {
+    ///
+    /// Streamed lines travel the same way, so a job's lines are written before its answer
+    /// (in the same transaction or an earlier one).
+    pub(super) async fn finish_loop(self: Arc<Self>, mut queue: mpsc::UnboundedReceiver<Outgoing>) {
         let mut batch = Vec::with_capacity(MAX_FINISH_BATCH);
+        let mut lines: Vec<StreamedLine> = Vec::new();
         let mut received = Vec::with_capacity(MAX_FINISH_BATCH);
         let mut rate_since = Instant::now();
         let mut answered_since = 0;
         loop {
-            let room = MAX_FINISH_BATCH.saturating_sub(batch.len()).max(1);
-            if batch.is_empty() {
+            let room = MAX_FINISH_BATCH
+                .saturating_sub(batch.len() + lines.len())
+                .max(1);
+            if batch.is_empty() && lines.is_empty() {
                 if queue.recv_many(&mut received, room).await == 0 {
                     return;
                 }
@@ -37,13 +44,20 @@ impl Worker {
                     received.push(finish);
                 }
             }
-            for mut finish in received.drain(..) {
-                finish.completes_entry =
-                    finish.entry.unfinished.fetch_sub(1, Ordering::AcqRel) == 1;
-                batch.push(finish);
+            for outgoing in received.drain(..) {
+                match outgoing {
+                    Outgoing::Finish(mut finish) => {
+                        finish.completes_entry =
+                            finish.entry.unfinished.fetch_sub(1, Ordering::AcqRel) == 1;
+                        batch.push(finish);
+                    }
+                    Outgoing::Line(line) => lines.push(line),
+                }
             }
-            match self.write_answers(&batch).await {
+            match self.write_answers(&batch, &lines).await {
                 Ok(()) => {
+                    // Frees their places among the unsent lines.
+                    lines.clear();
                     let ran = batch.iter().filter(|finish| finish.ran).count();
                     self.counters
                         .scripts_run
@@ -68,6 +82,7 @@ impl Worker {
                 }
                 Err(failure) => {
                     let now = wire::unix_now_ms();
+                    lines.retain(|line| now < line.give_up_at);
                     batch.retain(|finish| {
                         if now < finish.give_up_at {
                             return true;
@@ -80,7 +95,7 @@ impl Worker {
                         }
                         false
                     });
-                    if !batch.is_empty() {
+                    if !batch.is_empty() || !lines.is_empty() {
                         tokio::time::sleep(Duration::from_millis(250)).await;
                     }
                 }
@@ -88,31 +103,41 @@ impl Worker {
         }
     }
 
-    /// One transaction for `batch`: per reply stream one `XADD` of all
-    /// its answers (one entry) and one `PEXPIRE`; one `HINCRBY` for the scripts run; one
+    /// One transaction for `batch` and `lines`: per reply stream one `XADD` of all its
+    /// lines and answers (one entry, lines first) and one `PEXPIRE`; one `HINCRBY` for the scripts run; one
     /// `XACK` and one `XDEL` for the entries whose last job is in the batch.
     ///
     /// Every failure is retried, except Redis refusing one command of a transaction it
     /// ran (`WRONGTYPE`: a reply stream that is not a stream; `NOGROUP`: the group gone in
     /// a Redis restart): retrying those would only write the other answers of the batch
     /// again, so they are logged and the batch counts as written.
-    pub(super) async fn write_answers(&self, batch: &[Finish]) -> Result<(), WorkerError> {
+    pub(super) async fn write_answers(
+        &self,
+        batch: &[Finish],
+        lines: &[StreamedLine],
+    ) -> Result<(), WorkerError> {
         let mut transaction = ::redis::pipe();
         transaction.atomic();
-        // The answers for one server share one entry of its reply stream.
-        let mut reply_streams: Vec<(&str, Vec<&Answer>)> = Vec::new();
+        // The lines and answers for one server share one entry of its reply stream.
+        let mut reply_streams: Vec<ForServer<'_>> = Vec::new();
+        for line in lines {
+            ForServer::of(&mut reply_streams, &line.reply_to)
+                .lines
+                .push(line);
+        }
         for answer in batch.iter().filter_map(|finish| finish.answer.as_ref()) {
-            match reply_streams
-                .iter_mut()
-                .find(|(reply_to, _)| **reply_to == *answer.reply_to)
-            {
-                Some((_, answers)) => answers.push(answer),
-                None => reply_streams.push((&answer.reply_to, vec![answer])),
-            }
+            ForServer::of(&mut reply_streams, &answer.reply_to)
+                .answers
+                .push(answer);
         }
         let ttl_ms = self.config.reply_ttl.as_millis().to_string();
         let mut value = Vec::new();
-        for (reply_to, answers) in reply_streams {
+        for ForServer {
+            reply_to,
+            lines,
+            answers,
+        } in reply_streams
+        {
             let command = transaction
                 .cmd("XADD")
                 .arg(reply_to)
@@ -123,11 +148,21 @@ impl Worker {
             for (name, text) in wire::reply_header(&self.config.name) {
                 command.arg(name).arg(text);
             }
-            value.clear();
-            for answer in answers {
-                wire::encode_answer(&mut value, &answer.job_id, &answer.result);
+            // Before the answers: the server reads a job's lines before its answer.
+            if !lines.is_empty() {
+                value.clear();
+                for line in lines {
+                    wire::encode_line(&mut value, &line.job_id, &line.line);
+                }
+                command.arg(wire::LINES_FIELD).arg(&value);
             }
-            command.arg(wire::ANSWERS_FIELD).arg(&value);
+            if !answers.is_empty() {
+                value.clear();
+                for answer in answers {
+                    wire::encode_answer(&mut value, &answer.job_id, &answer.result);
+                }
+                command.arg(wire::ANSWERS_FIELD).arg(&value);
+            }
             command.ignore();
             transaction
                 .cmd("PEXPIRE")
@@ -176,5 +211,33 @@ impl Worker {
                 }
             }
         }
+    }
+}
+
+/// What one batch writes to one server's reply stream.
+struct ForServer<'a> {
+    reply_to: &'a str,
+    lines: Vec<&'a StreamedLine>,
+    answers: Vec<&'a Answer>,
+}
+
+impl<'a> ForServer<'a> {
+    /// The part of `streams` for `reply_to`, added if missing.
+    fn of<'s>(streams: &'s mut Vec<ForServer<'a>>, reply_to: &'a str) -> &'s mut ForServer<'a> {
+        let index = match streams
+            .iter()
+            .position(|server| server.reply_to == reply_to)
+        {
+            Some(index) => index,
+            None => {
+                streams.push(ForServer {
+                    reply_to,
+                    lines: Vec::new(),
+                    answers: Vec::new(),
+                });
+                streams.len() - 1
+            }
+        };
+        &mut streams[index]
     }
 }

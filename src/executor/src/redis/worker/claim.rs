@@ -103,7 +103,7 @@ impl Worker {
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             ticker.tick().await;
-            let running: Vec<String> = self.in_flight().iter().cloned().collect();
+            let running: Vec<String> = self.in_flight().keys().cloned().collect();
             if running.is_empty() {
                 continue;
             }

@@ -8,18 +8,20 @@
 //! - `claim`: taking over abandoned entries, and renewing the held ones;
 //! - `group`: joining, recreating and leaving the consumer group;
 //! - `held`: how many jobs the worker holds;
+//! - `control`: cancels read from the circle's cancel stream, streamed lines sent back;
 //! - `error`: [`WorkerError`].
 
 mod answer;
 mod claim;
 mod config;
+mod control;
 mod error;
 mod group;
 mod held;
 mod run;
 mod take;
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -34,17 +36,22 @@ pub use error::WorkerError;
 use super::connection::SharedConnection;
 use super::endpoint::Endpoint;
 use super::{
-    CONSUMER_GROUP, RedisSetupError, canonical_circle_key, jobs_stream_key, worker_jobs_key,
+    CONSUMER_GROUP, RedisSetupError, cancel_stream_key, canonical_circle_key, jobs_stream_key,
+    worker_jobs_key,
 };
 use crate::store::{Store, StoreError};
-use crate::{EmbeddedConfig, EmbeddedExecutor, ExecutorError, ScriptEnvironment, ScriptOutput};
+use crate::{
+    Cancel, EmbeddedConfig, EmbeddedExecutor, ExecutorError, ScriptEnvironment, ScriptOutput,
+};
 use config::check;
+use control::{CancelledJobs, StreamedLine};
 use held::HeldLimit;
 
 /// What a worker did, returned when it stops.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct WorkerSummary {
-    /// Scripts run and answered (including those that ended in a script or limit error).
+    /// Scripts run and answered (including those that ended in a script or limit error;
+    /// not those cancelled, which may have been stopped before they started).
     pub scripts_run: u64,
     /// Jobs skipped because their caller's deadline had passed.
     pub expired_skipped: u64,
@@ -114,9 +121,12 @@ pub async fn run_worker(
             Duration::from_millis(250),
         ),
         stats_key: worker_jobs_key(&circle_key),
+        cancel_key: cancel_stream_key(&circle_key),
         jobs_key,
         executor,
-        in_flight: Mutex::new(HashSet::new()),
+        in_flight: Mutex::new(HashMap::new()),
+        cancelled: Mutex::new(CancelledJobs::default()),
+        unsent_lines: Arc::new(AtomicUsize::new(0)),
         counters: Counters::default(),
         slots: Arc::new(Semaphore::new(held_jobs)),
         held: Mutex::new(HeldLimit {
@@ -133,6 +143,7 @@ pub async fn run_worker(
     });
     let renewer = tokio::spawn(Arc::clone(&worker).renew_loop());
     let finisher = tokio::spawn(Arc::clone(&worker).finish_loop(finish_queue));
+    let canceller = tokio::spawn(Arc::clone(&worker).cancel_loop(Arc::clone(&endpoint)));
     let slots = Arc::clone(&worker.slots);
 
     Arc::clone(&worker)
@@ -154,6 +165,7 @@ pub async fn run_worker(
     let _all_done = slots.acquire_many(all_slots).await;
     renewer.abort();
     finisher.abort();
+    canceller.abort();
     signal.abort();
     worker.leave_group().await;
     let summary = worker.counters.summary();
@@ -191,14 +203,22 @@ struct Worker {
     config: WorkerConfig,
     jobs_key: String,
     stats_key: String,
+    /// The circle's cancel stream (see `control`).
+    cancel_key: String,
     /// Everything but the blocking reads (which hold their connection for up to a second).
     commands: SharedConnection,
     executor: EmbeddedExecutor,
-    /// Ids of the job stream entries this worker holds, renewed by `renew_loop`.
-    in_flight: Mutex<HashSet<String>>,
+    /// The job stream entries this worker holds, by id: renewed by `renew_loop`, and
+    /// searched for a job to cancel.
+    in_flight: Mutex<HashMap<String, Arc<HeldEntry>>>,
+    /// Cancel notices for jobs this worker may take later.
+    cancelled: Mutex<CancelledJobs>,
+    /// Streamed lines not yet written (see [`control::MAX_UNSENT_LINES`]).
+    unsent_lines: Arc<AtomicUsize>,
     counters: Counters,
-    /// Finished jobs on their way to [`Worker::finish_loop`], which answers them in batches.
-    finishes: mpsc::UnboundedSender<Finish>,
+    /// Finished jobs and streamed lines on their way to [`Worker::finish_loop`], which
+    /// writes them in batches.
+    finishes: mpsc::UnboundedSender<Outgoing>,
     /// One permit per job the worker may hold (running, waiting for a thread, or waiting
     /// for its answer to be written).
     slots: Arc<Semaphore>,
@@ -213,10 +233,22 @@ const MAX_FINISH_BATCH: usize = 256;
 /// is answered, renewed until then.
 struct HeldEntry {
     id: String,
+    /// The reply stream of the entry's jobs (one server's), when it could be read.
+    reply_to: Option<Arc<str>>,
+    /// The cancel flag of each job with a numeric id (every job a server of this crate
+    /// wrote), for the cancel reader to find.
+    cancels: Vec<(u64, Cancel)>,
     /// Jobs of the entry not yet handed to [`Worker::finish_loop`]. Counted down there, in
     /// the order answers are written, so the entry's acknowledgement goes out in the same
     /// transaction as its last answer, never before an earlier one.
     unfinished: AtomicUsize,
+}
+
+/// What [`Worker::finish_loop`] writes, in the order the script threads hand it over: a
+/// job's lines come before its answer.
+enum Outgoing {
+    Finish(Finish),
+    Line(StreamedLine),
 }
 
 /// A finished job waiting to be answered.
@@ -242,7 +274,14 @@ struct Answer {
 }
 
 impl Worker {
-    fn in_flight(&self) -> MutexGuard<'_, HashSet<String>> {
+    fn cancelled(&self) -> MutexGuard<'_, CancelledJobs> {
+        // Single inserts, removes and prunes: a poisoned map is still consistent.
+        self.cancelled
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn in_flight(&self) -> MutexGuard<'_, HashMap<String, Arc<HeldEntry>>> {
         // Single inserts and removes only: a poisoned set is still consistent.
         self.in_flight
             .lock()

@@ -7,10 +7,11 @@ use std::time::Instant;
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use super::{Answer, Finish, HeldEntry, Worker};
+use super::control::RemoteLines;
+use super::{Answer, Finish, HeldEntry, Outgoing, Worker};
 use crate::embedded::AnswerFn;
 use crate::redis::wire::{self, JobEntry, MalformedJob, WireJob};
-use crate::{ExecutorError, ScriptJob};
+use crate::{Cancel, ExecutorError, OutputSink, ScriptJob};
 
 impl Worker {
     /// Starts every job of `entry`, each holding one job slot until it is answered, and
@@ -26,16 +27,50 @@ impl Worker {
         mut permits: OwnedSemaphorePermit,
         slots: &Arc<Semaphore>,
     ) -> OwnedSemaphorePermit {
-        if !self.in_flight().insert(entry.id.clone()) {
-            // Taken over from ourselves (a renewal failed): it is already running here.
-            return permits;
-        }
+        let reply_to = entry.jobs.iter().find_map(|job| match job {
+            Ok(job) => Some(Arc::clone(&job.reply_to)),
+            Err(malformed) => malformed.reply_to.clone(),
+        });
+        let cancels = entry
+            .jobs
+            .iter()
+            .filter_map(|job| Some((numeric_id(job.as_ref().ok()?)?, Cancel::new())))
+            .collect();
         let held = Arc::new(HeldEntry {
             id: entry.id,
+            reply_to,
+            cancels,
             unfinished: AtomicUsize::new(entry.jobs.len()),
         });
+        {
+            let mut in_flight = self.in_flight();
+            if in_flight.contains_key(&held.id) {
+                // Taken over from ourselves (a renewal failed): it is already running here.
+                return permits;
+            }
+            in_flight.insert(held.id.clone(), Arc::clone(&held));
+        }
+        // Looked at after the entry is registered (see `cancel_job`): a cancel that came
+        // before this worker took the job stops it before it starts.
+        if let Some(reply_to) = &held.reply_to {
+            let mut cancelled = self.cancelled();
+            if !cancelled.is_empty() {
+                for (job_id, cancel) in &held.cancels {
+                    if cancelled.take(reply_to, *job_id) {
+                        cancel.cancel();
+                    }
+                }
+            }
+        }
+        let mut cancels = held.cancels.iter();
         let mut clocks = wire::clocks_now();
         for job in entry.jobs {
+            let cancel = match &job {
+                Ok(job) if numeric_id(job).is_some() => {
+                    cancels.next().map(|(_, cancel)| cancel.clone())
+                }
+                _ => None,
+            };
             let slot = match permits.split(1) {
                 Some(slot) => slot,
                 None => match Arc::clone(slots).acquire_owned().await {
@@ -49,7 +84,7 @@ impl Worker {
                     Err(_) => break,
                 },
             };
-            self.run(Arc::clone(&held), job, deliveries, slot, clocks);
+            self.run(Arc::clone(&held), job, cancel, deliveries, slot, clocks);
         }
         permits
     }
@@ -57,11 +92,13 @@ impl Worker {
     /// Runs one job (or refuses it) and hands its answer to [`Worker::finish_loop`]: a
     /// refusal at once, a script's answer from the script thread that ran it (no task,
     /// channel or waker per job). `clocks` were read when the job was started (once for
-    /// the jobs of an entry started together).
+    /// the jobs of an entry started together). `cancel` is the job's flag the cancel
+    /// reader raises.
     pub(super) fn run(
         self: &Arc<Self>,
         entry: Arc<HeldEntry>,
         job: Result<WireJob, MalformedJob>,
+        cancel: Option<Cancel>,
         deliveries: usize,
         slot: OwnedSemaphorePermit,
         clocks: (Instant, u64),
@@ -91,6 +128,7 @@ impl Worker {
             deadline_unix_ms,
             script,
             context,
+            stream,
         } = job;
         let refusal = if clocks.1 >= deadline_unix_ms {
             // The caller has already been told it timed out; running would be wasted work.
@@ -118,15 +156,29 @@ impl Worker {
             self.finish(entry, Some(answer), false, deadline_unix_ms, slot);
             return;
         }
-        let job = ScriptJob::new(script, context)
+        let mut job = ScriptJob::new(script, context)
             .with_deadline(wire::instant_at(deadline_unix_ms, clocks));
+        job.cancel = cancel;
+        if stream {
+            job.output = Some(OutputSink::new(RemoteLines {
+                outgoing: self.finishes.clone(),
+                unsent: Arc::clone(&self.unsent_lines),
+                job_id: job_id.clone(),
+                reply_to: Arc::clone(&reply_to),
+                give_up_at: deadline_unix_ms,
+            }));
+        }
         let worker = Arc::clone(self);
         self.executor.submit(
             job,
             AnswerFn::new(move |result| {
                 // The pool answers `DeadlineExceeded` for a job whose deadline passed while
-                // it waited for a thread: skipped, not run.
-                let ran = !matches!(result, Err(ExecutorError::DeadlineExceeded));
+                // it waited for a thread: skipped, not run. A cancelled job is not counted
+                // either (it may have been stopped before it started).
+                let ran = !matches!(
+                    result,
+                    Err(ExecutorError::DeadlineExceeded | ExecutorError::Cancelled)
+                );
                 if !ran {
                     worker
                         .counters
@@ -165,6 +217,12 @@ impl Worker {
         };
         // The finish loop runs as long as the worker; if it is gone, dropping the finish
         // frees the slot and the entry is left to be taken over.
-        let _ = self.finishes.send(finish);
+        let _ = self.finishes.send(Outgoing::Finish(finish));
     }
+}
+
+/// The id of a job as a number, as servers of this crate write them (others cannot be
+/// cancelled).
+fn numeric_id(job: &WireJob) -> Option<u64> {
+    wire::parse_number(job.job_id.as_bytes())
 }
