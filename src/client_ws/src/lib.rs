@@ -76,6 +76,8 @@ mod builder;
 mod client;
 mod connection;
 mod error;
+mod in_flight;
+mod play_stream;
 mod reconnect;
 mod rt;
 #[cfg(not(target_arch = "wasm32"))]
@@ -97,6 +99,8 @@ pub use builder::{
 };
 pub use client::CircleWsClient;
 pub use error::{CertificateRejection, CircleWsClientError};
+pub use in_flight::{MAX_QUEUED_BYTES, MAX_QUEUED_LINES};
+pub use play_stream::{PlayCanceller, PlayDone, PlayEvent, PlayStream};
 pub use reconnect::ReconnectPolicy;
 pub use rt::{MaybeSend, MaybeSync};
 #[cfg(feature = "crypto")]
