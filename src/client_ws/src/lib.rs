@@ -39,6 +39,10 @@
 //! - Errors are one enum, [`CircleWsClientError`], whose variants are the
 //!   cases a caller acts on differently.
 //! - Protocol types come from `circle_protocol`, shared with the server.
+//! - [`CircleWsClient::play_stream`] streams what a script prints as it
+//!   prints it (protocol 1.1) and cancels it on request or when dropped;
+//!   the client's reader never waits for a slow stream reader (see
+//!   [`PlayStream`]).
 //! - Whoever holds the key is a [`Signer`] (feature `crypto`): the
 //!   in-memory key of [`with_keypair`](CircleWsClientBuilder::with_keypair),
 //!   or anything given to [`with_signer`](CircleWsClientBuilder::with_signer)

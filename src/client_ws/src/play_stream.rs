@@ -138,6 +138,24 @@ impl CircleWsClient {
     /// sending (not connected, connection lost, no in-flight slot within
     /// the request timeout). A server older than 1.1 sends no lines: the
     /// stream then holds only the answer, whose `tail` is the whole output.
+    ///
+    /// ```no_run
+    /// # async fn run(client: circle_client_ws::CircleWsClient)
+    /// #     -> Result<(), circle_client_ws::CircleWsClientError> {
+    /// use circle_client_ws::PlayEvent;
+    /// use futures_util::StreamExt;
+    ///
+    /// let mut stream = client.play_stream("for n in 0..3 { print(n) } 42").await?;
+    /// while let Some(item) = stream.next().await {
+    ///     match item? {
+    ///         PlayEvent::Line(line) => println!("{line}"),           // 0, 1, 2 as printed
+    ///         PlayEvent::Done(done) => println!("= {}", done.tail), // = 42
+    ///         _ => {}
+    ///     }
+    /// }
+    /// # Ok(())
+    /// # }
+    /// ```
     pub async fn play_stream(
         &self,
         script: impl Into<String>,
