@@ -15,6 +15,9 @@ use crate::output::{print_line, print_output};
 pub(crate) async fn play_streamed(client: &CircleWsClient, script: String) -> Result<(), Failure> {
     let mut stream = client.play_stream(script).await?;
     let mut cancelling = false;
+    // One listener for the whole run, made again only after it fired: a
+    // Ctrl-C while a line is being printed is not lost.
+    let mut interrupt = Box::pin(tokio::signal::ctrl_c());
     loop {
         tokio::select! {
             item = stream.next() => match item {
@@ -25,7 +28,8 @@ pub(crate) async fn play_streamed(client: &CircleWsClient, script: String) -> Re
                 // Not reached: the stream ends with one of the above.
                 Some(Ok(_)) | None => return Ok(()),
             },
-            interrupted = tokio::signal::ctrl_c() => {
+            interrupted = &mut interrupt => {
+                interrupt = Box::pin(tokio::signal::ctrl_c());
                 if interrupted.is_err() || cancelling {
                     // No way to wait for Ctrl-C, or a second one: stop
                     // waiting; dropping the stream still sends `cancel`.
