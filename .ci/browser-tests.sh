@@ -283,7 +283,7 @@ run_browser() {
       "$driver_env=$driver" \
       WASM_BINDGEN_TEST_WEBDRIVER_JSON="$work/webdriver-$browser.json" \
       WASM_BINDGEN_TEST_TIMEOUT=180 \
-      cargo test -p circle_client_ws "${wasm_features[@]}" --test browser_signing --test browser_client --test browser_wallet; then
+      cargo test -p circle_client_ws "${wasm_features[@]}" --test browser_signing --test browser_client --test browser_wallet --test browser_stream; then
     result="FAILED (wasm-bindgen tests)"
   fi
   say "console page in headless $label (https://localhost:$port/)"

@@ -36,8 +36,10 @@ started=$SECONDS
 #   automatic-certificate tests, src/server/tests/acme.rs.
 # redis-sentinel: src/server/tests/sentinel.rs runs three Sentinels over a
 #   master and a replica and kills the master.
+# tmux: a real terminal for the `circle` CLI's Ctrl-C tests
+#   (src/client_ws/tests/cli_terminal.rs).
 ensure_packages redis-server openssl libssl-dev pkg-config ca-certificates iproute2 \
-    haproxy nginx systemd pebble redis-sentinel
+    haproxy nginx systemd pebble redis-sentinel tmux
 
 log=$(mktemp "${TMPDIR:-/tmp}/circles-tests.XXXXXX")
 trap 'rm -f "$log"' EXIT

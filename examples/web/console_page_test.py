@@ -6,8 +6,8 @@ Drives Debian's Chromium (through chromedriver) or Debian's Firefox ESR
 only: no Selenium, no downloaded browser) against a page served by a running
 `circle-server --tls --auth --web-root examples/web/www`: open
 https://localhost:PORT/, type into the form as a user would, click Run, read
-the result from the page, and save a screenshot. Both browsers get the same
-checks.
+the result from the page, watch a streamed script's lines appear one by one
+and click Stop, and save a screenshot. Both browsers get the same checks.
 
 The browser must trust the server's certificate by itself; certificate errors
 are NOT ignored here (acceptInsecureCerts is false). As .ci/browser-tests.sh
@@ -42,6 +42,12 @@ KEY_PUBLIC = "024e3b81af9c2234cad09d679ce6035ed1392347ce64ce405f5dcd36228a25de6e
 KEY_ADDRESS = "0x2c7536E3605D9C16a7a3D7b1898e529396a65c23"
 
 ELEMENT = "element-6066-11e4-a52e-4f735466cecf"  # the W3C WebDriver element key
+
+# Prints `tick 0`, `tick 1`, … every 50 ms (the sandbox has no sleep: it
+# watches the clock) until stopped, or until the server's limits stop it
+# (browser-tests.sh runs the server with --script-timeout-ms 2000).
+TICKING = ("let s = timestamp(); let n = 0;\n"
+           "loop { while s.elapsed < n.to_float() * 0.05 {} print(`tick ${n}`); n += 1; }")
 
 # As the machine's notes require for Chromium here: headless, no sandbox
 # (root), no GPU, and none of the background connections a closed network
@@ -299,6 +305,33 @@ def main():
         state, output = run_script(driver, "let x = ;")
         check("a script error shows error -32003",
               state == "error" and output.startswith("error -32003:"), f"{state}: {output}")
+
+        # Streaming: lines show up while the script runs; Stop cancels it.
+        driver.type_into("#script", TICKING)
+        check("Stop is disabled while nothing runs",
+              driver.property("#stop", "disabled") is True)
+        driver.click("#run")
+        seen = wait_for("three streamed lines while the script runs", lambda: (
+            driver.attribute("#output", "data-state") == "running"
+            and int(driver.attribute("#output", "data-lines") or 0) >= 3
+            and driver.text("#output")), timeout=10)
+        ticks = seen.split("\n")
+        check(f"lines appear one by one, in order, while the script runs ({len(ticks)} seen)",
+              ticks == [f"tick {n}" for n in range(len(ticks))], repr(seen))
+        check("Stop is enabled while the script runs",
+              driver.property("#stop", "disabled") is False)
+        clicked = time.monotonic()
+        driver.click("#stop")
+        state = wait_for("the cancelled state", lambda: (
+            s := driver.attribute("#output", "data-state")) in ("cancelled", "done", "error") and s,
+            timeout=10)
+        took = time.monotonic() - clicked
+        output = driver.text("#output")
+        check(f"Stop cancels the script: the page shows it cancelled ({took * 1000:.0f} ms)",
+              state == "cancelled" and output.endswith("(cancelled)")
+              and output.startswith(seen), f"{state}: {output!r}")
+        check("Stop is disabled again once the run ended",
+              driver.property("#stop", "disabled") is True)
 
         # The last run stays on screen for the screenshot.
         state, output = run_script(driver, 'print("hello from the browser");\n40 + 2')

@@ -40,11 +40,17 @@ impl TestServer {
     /// Starts a server on 127.0.0.1 with a free port. `config` fills in
     /// the rest; host and port are overridden.
     pub fn start(config: ServerConfig) -> TestServer {
+        Self::with_script_threads(config, 2)
+    }
+
+    /// [`TestServer::start`] with `script_threads` script threads (the
+    /// others have 2).
+    pub fn with_script_threads(config: ServerConfig, script_threads: usize) -> TestServer {
         let (task, handle) = spawn_circle_server(ServerConfig {
             host: "127.0.0.1".into(),
             port: 0,
             connection_threads: 2,
-            script_threads: 2,
+            script_threads,
             ..config
         })
         .expect("the circle server starts");

@@ -4,8 +4,10 @@
 // The page keeps one CircleClient and reuses its connection while the URL
 // and the identity (the wallet, a developer key, or none) stay the same;
 // changing either opens a fresh connection (a sign-in belongs to one
-// connection). Output and errors go to #output, whose data-state
-// ("running", "done", "error") lets tests wait for the result.
+// connection). Scripts run streamed (playStream): each printed line shows
+// in #output as it is printed, and Stop cancels the script on the server.
+// #output's data-state ("running", "done", "error", "cancelled") and
+// data-lines (lines shown so far) let tests follow a run.
 //
 // With a wallet (an EIP-1193 provider at window.ethereum, announced at load
 // or later with the `ethereum#initialized` event), "Sign in with wallet"
@@ -23,6 +25,8 @@ const WALLET = "wallet";
  * WALLET, a developer key, or "" (not signed in). */
 let current = null;
 let running = false;
+/** The streamed run in progress (a CirclePlay), for Stop. */
+let currentPlay = null;
 
 function setStatus(text, state) {
   $("status").textContent = text;
@@ -127,19 +131,55 @@ async function run() {
   running = true;
   $("run").disabled = true;
   showOutput("running…", "running");
+  const lines = [];
+  const showLines = () => {
+    $("output").textContent = lines.join("\n");
+    $("output").dataset.lines = String(lines.length);
+  };
+  $("output").dataset.lines = "0";
   try {
     const client = await connectedClient();
-    const output = await client.play($("script").value);
+    currentPlay = client.playStream($("script").value, (line) => {
+      lines.push(line);
+      showLines();
+    });
+    $("stop").disabled = false;
+    // `tail` is what the lines did not show: the script's value.
+    const { tail } = await currentPlay.done;
+    if (tail !== "") lines.push(tail);
+    const output = lines.join("\n");
     showOutput(output === "" ? "(no output)" : output, "done");
   } catch (error) {
-    showOutput(describe(error), "error");
+    if (error && error.kind === "Cancelled") {
+      lines.push("(cancelled)");
+      showOutput(lines.join("\n"), "cancelled");
+    } else {
+      showOutput(describe(error), "error");
+    }
     if (!current || !current.instance.isConnected) {
       setStatus("not connected", "error");
     }
   } finally {
+    if (currentPlay) {
+      currentPlay.free();
+      currentPlay = null;
+    }
     running = false;
     $("run").disabled = false;
+    $("stop").disabled = true;
     $("disconnect").disabled = !current;
+  }
+}
+
+/** Stop: asks the server to cancel the running script; the run then ends
+ * "cancelled" when the server's -32006 answer comes. */
+async function stop() {
+  if (!currentPlay) return;
+  $("stop").disabled = true;
+  try {
+    await currentPlay.cancel();
+  } catch (error) {
+    showOutput(describe(error), "error");
   }
 }
 
@@ -161,6 +201,7 @@ function defaultUrl() {
 async function main() {
   $("url").value = defaultUrl();
   $("run").addEventListener("click", run);
+  $("stop").addEventListener("click", stop);
   $("wallet").addEventListener("click", signInWithWallet);
   // Wallets inject window.ethereum before or after the page's scripts run.
   window.addEventListener("ethereum#initialized", detectWallet);

@@ -12,4 +12,4 @@
 //! it is empty: the bindings exist only for wasm32.
 
 #[cfg(target_arch = "wasm32")]
-pub use circle_client_ws::js::CircleClient;
+pub use circle_client_ws::js::{CircleClient, CirclePlay};

@@ -5,9 +5,7 @@ use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
-use circle_protocol::{Id, PlayParams, ResponseError, WhoamiResult, method, write_request};
-use serde::Serialize;
-use serde::de::DeserializeOwned;
+use circle_protocol::{PlayParams, WhoamiResult, method};
 use tokio::sync::watch;
 
 use crate::PlayResultClient;
@@ -17,6 +15,9 @@ use crate::reconnect::{ReconnectPolicy, with_jitter};
 use crate::rt;
 use crate::tls_config::TlsBackend;
 use crate::transport::Dialer;
+
+mod requests;
+pub(crate) use requests::decode_answer;
 
 /// Where the client's link to the server stands.
 #[derive(Clone)]
@@ -52,7 +53,7 @@ struct ClientState {
     authenticated: AtomicBool,
     /// Caps the requests in flight: past the server's own cap it answers
     /// `-32029` at once, so extra requests wait here for a free slot instead.
-    in_flight_slots: tokio::sync::Semaphore,
+    in_flight_slots: Arc<tokio::sync::Semaphore>,
 }
 
 /// A client of one circle server.
@@ -103,7 +104,7 @@ impl CircleWsClient {
                 link: watch::channel(Link::Disconnected).0,
                 connect_lock: tokio::sync::Mutex::new(()),
                 authenticated: AtomicBool::new(false),
-                in_flight_slots: tokio::sync::Semaphore::new(max_in_flight.max(1)),
+                in_flight_slots: Arc::new(tokio::sync::Semaphore::new(max_in_flight.max(1))),
             }),
         }
     }
@@ -252,47 +253,6 @@ impl CircleWsClient {
         params: serde_json::Value,
     ) -> Result<serde_json::Value, CircleWsClientError> {
         self.call(method, params).await
-    }
-
-    async fn call<P: Serialize, R: DeserializeOwned>(
-        &self,
-        method: &str,
-        params: P,
-    ) -> Result<R, CircleWsClientError> {
-        let connection = self.connection_for_request().await?;
-        self.call_on(&connection, method, params).await
-    }
-
-    pub(crate) async fn call_on<P: Serialize, R: DeserializeOwned>(
-        &self,
-        connection: &Connection,
-        method: &str,
-        params: P,
-    ) -> Result<R, CircleWsClientError> {
-        let id = self.shared.next_id.fetch_add(1, Ordering::Relaxed);
-        let text = write_request(&Id::Number(id), method, &params).map_err(|e| {
-            CircleWsClientError::Protocol(format!("cannot encode the {method} request: {e}"))
-        })?;
-        let timeout = self.shared.request_timeout;
-        let deadline = rt::deadline_after(timeout);
-        let timed_out = || CircleWsClientError::Timeout {
-            operation: method.to_owned(),
-            after: timeout,
-        };
-        // Waiting for a slot counts against the request's own timeout.
-        let _slot = rt::timeout_at(deadline, self.shared.in_flight_slots.acquire())
-            .await
-            .map_err(|_| timed_out())?
-            // The semaphore is never closed.
-            .map_err(|_| CircleWsClientError::NotConnected)?;
-        let response = connection.call(id, text, method, deadline, timeout).await?;
-        response.into_result().map_err(|error| match error {
-            ResponseError::Rpc(error) => error.into(),
-            ResponseError::UnexpectedResult(e) => CircleWsClientError::Protocol(format!(
-                "the {method} result has an unexpected shape: {e}"
-            )),
-            other => CircleWsClientError::Protocol(format!("the {method} answer: {other}")),
-        })
     }
 
     /// The connection to send a request on. While the supervisor reconnects,

@@ -1,6 +1,6 @@
-//! One open WebSocket connection: a writer task that sends frames, a reader
-//! task that matches answers to waiting requests by id, and the table of
-//! requests in flight.
+//! One open WebSocket connection: a writer task that sends frames, and a
+//! reader task that hands answers and `output` notifications to the table
+//! of requests in flight (`in_flight.rs`) by id.
 //!
 //! The core is generic over the socket — anything that yields [`Incoming`]
 //! frames and accepts [`Outgoing`] ones — so it is the same code for `ws://`,
@@ -10,17 +10,17 @@
 //! [`CircleWsClientError::ConnectionLost`] and later requests fail fast: no
 //! caller waits for an answer that cannot come.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::Arc;
 use std::time::Duration;
 
-use circle_protocol::{Frame, Id, Response, close_codes, parse_frame};
+use circle_protocol::{Response, close_codes};
 use futures_util::future::{AbortHandle, abortable};
 use futures_util::{Sink, SinkExt, Stream, StreamExt};
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{mpsc, watch};
 use web_time::Instant;
 
 use crate::error::CircleWsClientError;
+use crate::in_flight::{InFlightTable, StreamFeed};
 use crate::rt::{self, MaybeSend};
 
 /// A frame (or event) from the server, as every transport reports it.
@@ -72,82 +72,6 @@ impl<S> FrameSocket for S where
 /// How long `close()` waits for the server to answer the close frame before
 /// dropping the connection anyway.
 const CLOSE_HANDSHAKE_GRACE: Duration = Duration::from_secs(2);
-
-type Answer = Result<Response, CircleWsClientError>;
-
-/// Requests waiting for an answer, and whether the connection has ended.
-///
-/// Both live under one lock so that a request cannot be registered after the
-/// reader has failed everything (it would then wait for its full timeout).
-#[derive(Default)]
-struct InFlight {
-    waiting: HashMap<i64, oneshot::Sender<Answer>>,
-    ended: Option<String>,
-}
-
-#[derive(Default)]
-struct InFlightTable(Mutex<InFlight>);
-
-impl InFlightTable {
-    fn lock(&self) -> MutexGuard<'_, InFlight> {
-        // The table stays consistent even if a holder panicked: every
-        // operation on it is a single insert or remove.
-        self.0.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    fn register(&self, id: i64) -> Result<oneshot::Receiver<Answer>, CircleWsClientError> {
-        let mut in_flight = self.lock();
-        if let Some(reason) = &in_flight.ended {
-            return Err(CircleWsClientError::ConnectionLost {
-                reason: reason.clone(),
-            });
-        }
-        let (sender, receiver) = oneshot::channel();
-        in_flight.waiting.insert(id, sender);
-        Ok(receiver)
-    }
-
-    fn forget(&self, id: i64) {
-        self.lock().waiting.remove(&id);
-    }
-
-    fn answer(&self, response: Response) {
-        let Id::Number(id) = response.id else {
-            // Only answers to requests the server could not read carry a null
-            // (or foreign) id; nobody waits for them by id.
-            tracing::warn!(id = %response.id, error = ?response.error, "answer without a request id of ours");
-            return;
-        };
-        let waiter = self.lock().waiting.remove(&id);
-        match waiter {
-            // The receiver is gone when the caller timed out or gave up.
-            Some(waiter) => drop(waiter.send(Ok(response))),
-            None => tracing::debug!(id, "answer for a request nobody waits for any more"),
-        }
-    }
-
-    /// Marks the connection ended and fails every waiting request. Only the
-    /// first reason is kept: it is the cause, later ones are consequences.
-    fn end(&self, reason: String) {
-        let waiting = {
-            let mut in_flight = self.lock();
-            if in_flight.ended.is_none() {
-                in_flight.ended = Some(reason);
-            }
-            std::mem::take(&mut in_flight.waiting)
-        };
-        let reason = self.ended().unwrap_or_default();
-        for (_, waiter) in waiting {
-            drop(waiter.send(Err(CircleWsClientError::ConnectionLost {
-                reason: reason.clone(),
-            })));
-        }
-    }
-
-    fn ended(&self) -> Option<String> {
-        self.lock().ended.clone()
-    }
-}
 
 /// Removes a request from the table when its caller stops waiting (timeout,
 /// or the caller's future dropped), so abandoned requests do not pile up.
@@ -235,6 +159,32 @@ impl Connection {
         }
     }
 
+    /// Sends a streamed `play` request: its lines and answer come through
+    /// the returned feed, until the caller [`forget`](Self::forget)s it.
+    pub(crate) fn start_stream(
+        &self,
+        id: i64,
+        text: String,
+    ) -> Result<StreamFeed, CircleWsClientError> {
+        let feed = self.in_flight.register_stream(id)?;
+        if self.outgoing.send(Outgoing::Text(text)).is_err() {
+            self.in_flight.forget(id);
+            return Err(self.lost());
+        }
+        Ok(feed)
+    }
+
+    /// Stops waiting for request `id`: its answer will be dropped.
+    pub(crate) fn forget(&self, id: i64) {
+        self.in_flight.forget(id);
+    }
+
+    /// Sends a request whose answer nobody waits for (a `cancel` sent from
+    /// `Drop`, which cannot wait); false when the connection is gone.
+    pub(crate) fn send_unanswered(&self, text: String) -> bool {
+        self.outgoing.send(Outgoing::Text(text)).is_ok()
+    }
+
     fn lost(&self) -> CircleWsClientError {
         CircleWsClientError::ConnectionLost {
             reason: self
@@ -317,7 +267,7 @@ async fn read_frames<S: FrameSocket>(
 ) {
     let reason = loop {
         match stream.next().await {
-            Some(Incoming::Text(text)) => dispatch(&text, &in_flight),
+            Some(Incoming::Text(text)) => in_flight.receive(&text),
             Some(Incoming::Closed { code, reason }) => break describe_close(code, &reason),
             // The protocol sends no binary frames to clients.
             Some(Incoming::Binary) => tracing::warn!("ignoring a binary frame"),
@@ -329,27 +279,6 @@ async fn read_frames<S: FrameSocket>(
     tracing::debug!(%reason, "connection ended");
     in_flight.end(reason);
     ended.send_replace(true);
-}
-
-fn dispatch(text: &str, in_flight: &InFlightTable) {
-    match parse_frame(text) {
-        Ok(Frame::Single(text)) => answer_text(text, in_flight),
-        Ok(Frame::Batch(items)) => {
-            for item in items {
-                answer_text(item.get(), in_flight);
-            }
-        }
-        Err(error) => tracing::warn!(%error, "the server sent a frame that is not JSON"),
-    }
-}
-
-fn answer_text(text: &str, in_flight: &InFlightTable) {
-    match serde_json::from_str::<Response>(text) {
-        Ok(response) => in_flight.answer(response),
-        Err(error) => {
-            tracing::warn!(%error, "the server sent something that is not a JSON-RPC response")
-        }
-    }
 }
 
 /// Says how the server closed the connection, for `ConnectionLost`.
@@ -380,45 +309,6 @@ fn describe_close(code: Option<u16>, reason: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn requests_after_the_end_fail_fast() {
-        let table = InFlightTable::default();
-        let mut waiting = table.register(1).unwrap();
-        table.end("the server closed the connection (1001 going away)".into());
-        match waiting.try_recv() {
-            Ok(Err(CircleWsClientError::ConnectionLost { reason })) => {
-                assert!(reason.contains("1001"))
-            }
-            other => panic!("unexpected {other:?}"),
-        }
-        assert!(matches!(
-            table.register(2),
-            Err(CircleWsClientError::ConnectionLost { .. })
-        ));
-        // The first reason is the one kept.
-        table.end("later".into());
-        assert!(table.ended().unwrap().contains("1001"));
-    }
-
-    #[test]
-    fn answers_reach_their_request_only() {
-        let table = InFlightTable::default();
-        let mut first = table.register(1).unwrap();
-        let mut second = table.register(2).unwrap();
-        let response = |text: &str| serde_json::from_str::<Response>(text).unwrap();
-        table.answer(response(
-            r#"{"jsonrpc":"2.0","id":2,"result":{"output":"two"}}"#,
-        ));
-        table.answer(response(
-            r#"{"jsonrpc":"2.0","id":null,"error":{"code":-32700,"message":"bad"}}"#,
-        ));
-        assert!(first.try_recv().is_err());
-        let answer = second.try_recv().unwrap().unwrap();
-        assert_eq!(answer.id, Id::Number(2));
-        table.forget(1);
-        assert!(table.lock().waiting.is_empty());
-    }
 
     #[test]
     fn close_frames_are_explained() {

@@ -134,6 +134,16 @@ pub enum CircleWsClientError {
         data: Option<serde_json::Value>,
     },
 
+    /// The `play` was cancelled by this client before it finished
+    /// (protocol 1.1, `-32006`): [`PlayStream::cancel`](crate::PlayStream::cancel)
+    /// or a dropped [`PlayStream`](crate::PlayStream). The server stopped
+    /// the script; nothing it would have printed after that comes.
+    #[error("server error -32006: {message}")]
+    Cancelled {
+        /// The server's explanation.
+        message: String,
+    },
+
     /// The server answered something this client cannot read (not JSON-RPC,
     /// or a result of the wrong shape).
     #[error("unexpected answer from the server: {0}")]
@@ -183,6 +193,7 @@ impl CircleWsClientError {
     pub fn rpc_code(&self) -> Option<i32> {
         match self {
             CircleWsClientError::Rpc { code, .. } => Some(*code),
+            CircleWsClientError::Cancelled { .. } => Some(codes::SCRIPT_CANCELLED),
             _ => None,
         }
     }
@@ -191,6 +202,11 @@ impl CircleWsClientError {
     /// (`-32002`).
     pub fn is_authentication_required(&self) -> bool {
         self.rpc_code() == Some(codes::AUTHENTICATION_REQUIRED)
+    }
+
+    /// True when the script was cancelled by this client (`-32006`).
+    pub fn is_cancelled(&self) -> bool {
+        matches!(self, CircleWsClientError::Cancelled { .. })
     }
 
     /// True for failures to reach the server or to keep talking to it
@@ -210,6 +226,12 @@ impl CircleWsClientError {
 
 impl From<RpcError> for CircleWsClientError {
     fn from(error: RpcError) -> Self {
+        // The one server error a caller of this client asked for: typed.
+        if error.code == codes::SCRIPT_CANCELLED {
+            return CircleWsClientError::Cancelled {
+                message: error.message,
+            };
+        }
         CircleWsClientError::Rpc {
             code: error.code,
             message: error.message,
@@ -274,6 +296,15 @@ mod tests {
         assert!(error.is_authentication_required());
         assert_eq!(error.rpc_code(), Some(-32002));
         assert_eq!(error.to_string(), "server error -32002: authenticate first");
+        assert!(!error.is_transient());
+    }
+
+    #[test]
+    fn a_cancelled_script_is_its_own_variant() {
+        let error: CircleWsClientError =
+            RpcError::new(codes::SCRIPT_CANCELLED, "cancelled by the caller").into();
+        assert!(error.is_cancelled(), "{error:?}");
+        assert_eq!(error.rpc_code(), Some(-32006));
         assert!(!error.is_transient());
     }
 

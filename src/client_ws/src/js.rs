@@ -12,6 +12,10 @@
 //! } catch (e) {
 //!   console.log(e.code, e.message);  // e.g. -32003 and the script error
 //! }
+//! // Streamed: each line as it is printed; cancel() stops the script.
+//! const play = client.playStream("for i in 0..10 { print(i) }", (line) => console.log(line));
+//! setTimeout(() => play.cancel(), 100);
+//! try { console.log((await play.done).tail); } catch (e) { console.log(e.kind); } // "Cancelled"
 //! ```
 //!
 //! Every method that talks to the server returns a `Promise`. Failures
@@ -33,7 +37,10 @@ use wasm_bindgen_futures::future_to_promise;
 use crate::{CircleWsClient, CircleWsClientBuilder, ReconnectPolicy};
 
 mod error;
+mod stream;
 mod wallet;
+
+pub use stream::CirclePlay;
 
 use error::{CircleError, to_js_error};
 use wallet::{CallbackSigner, WalletSigner};
@@ -53,6 +60,17 @@ export interface CircleError extends Error {
   code: number | null;
   /** "Rpc", "Timeout", "SignerRejected", "SignerFailed", "SignatureMismatch", ... */
   kind: string;
+}
+
+/** What `CirclePlay.done` resolves to. */
+export interface CirclePlayDone {
+  /** The whole output, as `play` returns it: every line, then the value. */
+  output: string;
+  /** What the `onLine` calls did not show: the script's value (and any
+   * lines dropped because the page fell behind, see droppedLines). */
+  tail: string;
+  /** Lines not passed to `onLine` because too many waited; they are in `tail`. */
+  droppedLines: number;
 }
 
 /** Options of `new CircleClient(url, options)`. */
@@ -215,6 +233,21 @@ impl CircleClient {
             let result = client.play(script).await.map_err(to_js_error)?;
             Ok(JsValue::from_str(&result.output))
         })
+    }
+
+    /// Runs a Rhai script and calls `onLine(line)` with each line it
+    /// prints, as it prints it (protocol 1.1 streaming). Returns a
+    /// `CirclePlay` at once: `await play.done` for the answer
+    /// (`{output, tail, droppedLines}`), `await play.cancel()` to stop the
+    /// script (`done` then rejects with `kind` `"Cancelled"`, code -32006).
+    #[wasm_bindgen(js_name = playStream)]
+    pub fn play_stream(
+        &self,
+        script: String,
+        #[wasm_bindgen(js_name = onLine, unchecked_param_type = "(line: string) => void")]
+        on_line: js_sys::Function,
+    ) -> CirclePlay {
+        stream::start(self.client.clone(), script, on_line)
     }
 
     /// Asks who this connection is: resolves to

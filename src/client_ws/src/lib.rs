@@ -39,6 +39,10 @@
 //! - Errors are one enum, [`CircleWsClientError`], whose variants are the
 //!   cases a caller acts on differently.
 //! - Protocol types come from `circle_protocol`, shared with the server.
+//! - [`CircleWsClient::play_stream`] streams what a script prints as it
+//!   prints it (protocol 1.1) and cancels it on request or when dropped;
+//!   the client's reader never waits for a slow stream reader (see
+//!   [`PlayStream`]).
 //! - Whoever holds the key is a [`Signer`] (feature `crypto`): the
 //!   in-memory key of [`with_keypair`](CircleWsClientBuilder::with_keypair),
 //!   or anything given to [`with_signer`](CircleWsClientBuilder::with_signer)
@@ -76,6 +80,8 @@ mod builder;
 mod client;
 mod connection;
 mod error;
+mod in_flight;
+mod play_stream;
 mod reconnect;
 mod rt;
 #[cfg(not(target_arch = "wasm32"))]
@@ -97,6 +103,8 @@ pub use builder::{
 };
 pub use client::CircleWsClient;
 pub use error::{CertificateRejection, CircleWsClientError};
+pub use in_flight::{MAX_QUEUED_BYTES, MAX_QUEUED_LINES};
+pub use play_stream::{PlayCanceller, PlayDone, PlayEvent, PlayStream};
 pub use reconnect::ReconnectPolicy;
 pub use rt::{MaybeSend, MaybeSync};
 #[cfg(feature = "crypto")]

@@ -331,3 +331,61 @@ async fn a_key_given_at_authenticate_is_checked_and_kept_only_when_accepted() {
     // Still usable afterwards.
     assert_eq!(client.play("after").await.unwrap().output, "after");
 }
+
+#[tokio::test]
+async fn stray_output_notifications_are_ignored_and_lines_reach_their_stream() {
+    use circle_client_ws::PlayEvent;
+    use futures_util::StreamExt;
+    let server = FakeServer::plain().await;
+    let client = CircleWsClientBuilder::new(server.ws_url()).build().unwrap();
+    client.connect().await.unwrap();
+    // The fake also sends a line under an unknown id and a malformed one.
+    let mut stream = client
+        .play_stream("lines:3:line 0\nline 1\nline 2\nvalue")
+        .await
+        .unwrap();
+    let mut items = Vec::new();
+    while let Some(item) = stream.next().await {
+        items.push(item.unwrap());
+    }
+    assert_eq!(items.len(), 4, "{items:?}");
+    for (n, item) in items.iter().take(3).enumerate() {
+        assert_eq!(item, &PlayEvent::Line(format!("line {n}")));
+    }
+    match &items[3] {
+        PlayEvent::Done(done) => assert_eq!(done.tail, "value"),
+        other => panic!("expected the answer, got {other:?}"),
+    }
+    // A plain play on the same connection: no line of anyone's reaches it.
+    assert_eq!(client.play("lines:2:plain").await.unwrap().output, "plain");
+    assert!(client.is_connected());
+}
+
+#[tokio::test]
+async fn a_silent_stream_times_out_after_the_request_timeout() {
+    use futures_util::StreamExt;
+    let server = FakeServer::plain().await;
+    let client = CircleWsClientBuilder::new(server.ws_url())
+        .with_request_timeout(Duration::from_millis(300))
+        .build()
+        .unwrap();
+    client.connect().await.unwrap();
+    let started = Instant::now();
+    let mut stream = client.play_stream("sleep:5000:late").await.unwrap();
+    match stream.next().await {
+        Some(Err(CircleWsClientError::Timeout { operation, after })) => {
+            assert_eq!(operation, "play");
+            assert_eq!(after, Duration::from_millis(300));
+        }
+        other => panic!("expected a timeout, got {other:?}"),
+    }
+    let waited = started.elapsed();
+    assert!(
+        waited >= Duration::from_millis(300) && waited < Duration::from_secs(2),
+        "{waited:?}"
+    );
+    assert!(stream.next().await.is_none(), "the stream ended");
+    // The connection is still usable (the fake answers the cancel with
+    // -32601, which nobody waits for).
+    assert_eq!(client.play("again").await.unwrap().output, "again");
+}

@@ -52,6 +52,7 @@ pub(crate) fn to_js_error(error: CircleWsClientError) -> JsValue {
         CircleWsClientError::Timeout { .. } => "Timeout",
         CircleWsClientError::AuthenticationRefused { .. } => "AuthenticationRefused",
         CircleWsClientError::Rpc { .. } => "Rpc",
+        CircleWsClientError::Cancelled { .. } => "Cancelled",
         CircleWsClientError::Protocol(_) => "Protocol",
         CircleWsClientError::InvalidKeypair(_) => "InvalidKeypair",
         CircleWsClientError::Signer(SignerError::Rejected { .. }) => "SignerRejected",
@@ -62,6 +63,10 @@ pub(crate) fn to_js_error(error: CircleWsClientError) -> JsValue {
     };
     let (code, message) = match error {
         CircleWsClientError::Rpc { code, message, .. } => (Some(f64::from(code)), message),
+        CircleWsClientError::Cancelled { message } => (
+            Some(f64::from(circle_protocol::codes::SCRIPT_CANCELLED)),
+            message,
+        ),
         CircleWsClientError::Signer(SignerError::Rejected { message }) => {
             (Some(USER_REJECTED as f64), message)
         }

@@ -65,7 +65,9 @@ pub fn server_tls(server: &CertPem, client_ca: Option<&str>) -> Arc<rustls::Serv
 /// optional delay: a script `sleep:MS:TEXT` answers `TEXT` after MS
 /// milliseconds (so answers come out of order), `close` makes the server
 /// close the connection with 1001, `drop` makes it drop the TCP connection,
-/// `fail` is answered with a `-32003` script error.
+/// `fail` is answered with a `-32003` script error, `lines:N:TEXT` sends
+/// N `output` notifications (`line 0` …) under the play's id, one under
+/// an id nobody used and one malformed, then answers `TEXT`.
 ///
 /// Sign-in: `fetch_nonce` answers a real challenge for the caller's address
 /// (or, with [`FakeServer::foreign_challenges`], for another address) and
@@ -186,6 +188,22 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(stream: S, fo
             ("play", "fail") => {
                 let answer = json!({"jsonrpc":"2.0","id":id,"error":{
                     "code":-32003,"message":"script error: fail on purpose"}});
+                let _ = answers.send(Message::text(answer.to_string()));
+            }
+            ("play", script) if script.starts_with("lines:") => {
+                let (count, text) = script["lines:".len()..].split_once(':').unwrap();
+                let count: usize = count.parse().unwrap();
+                let output = |id: &Value, line: &str| {
+                    let notification = json!({"jsonrpc":"2.0","method":"output",
+                        "params":{"id":id,"line":line}});
+                    Message::text(notification.to_string())
+                };
+                let _ = answers.send(output(&json!(999_999), "nobody's"));
+                let _ = answers.send(Message::text(r#"{"jsonrpc":"2.0","method":"output"}"#));
+                for n in 0..count {
+                    let _ = answers.send(output(&id, &format!("line {n}")));
+                }
+                let answer = json!({"jsonrpc":"2.0","id":id,"result":{"output":text}});
                 let _ = answers.send(Message::text(answer.to_string()));
             }
             ("play", "drop") => {

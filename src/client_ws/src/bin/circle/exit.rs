@@ -12,6 +12,7 @@ EXIT CODES:
   3  could not connect, connection lost, or no answer in time
   4  TLS failure: the server's certificate was rejected, or the handshake failed
   5  authentication failed, or the server requires it (give --key)
+  130  interrupted: Ctrl-C cancelled the running script on the server
 
 EXAMPLES:
   circle --url wss://localhost:8443/ws --ca cert.pem play 'print(\"hi\"); 40 + 2'
@@ -25,7 +26,19 @@ pub(crate) struct Failure {
     pub(crate) hint: Option<String>,
 }
 
+/// The exit code after Ctrl-C, as shells report a program SIGINT stopped.
+pub(crate) const INTERRUPTED: u8 = 130;
+
 impl Failure {
+    /// Ctrl-C stopped the script (or the wait for it).
+    pub(crate) fn interrupted(message: impl Into<String>) -> Failure {
+        Failure {
+            code: INTERRUPTED,
+            message: message.into(),
+            hint: None,
+        }
+    }
+
     pub(crate) fn usage(message: impl Into<String>) -> Failure {
         Failure {
             code: 2,
@@ -51,6 +64,8 @@ impl From<CircleWsClientError> for Failure {
             {
                 5
             }
+            // Only Ctrl-C makes this client cancel a script.
+            E::Cancelled { .. } => INTERRUPTED,
             E::Rpc { .. } | E::Protocol(_) => 1,
             _ => 3,
         };
@@ -122,6 +137,12 @@ mod tests {
                 data: None
             }),
             5
+        );
+        assert_eq!(
+            code(CircleWsClientError::Cancelled {
+                message: String::new()
+            }),
+            130
         );
         assert_eq!(
             code(CircleWsClientError::Rpc {

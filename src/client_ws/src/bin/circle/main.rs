@@ -24,6 +24,8 @@ mod repl;
 mod run;
 #[cfg(not(target_arch = "wasm32"))]
 mod split;
+#[cfg(not(target_arch = "wasm32"))]
+mod stream;
 
 #[cfg(not(target_arch = "wasm32"))]
 fn main() -> std::process::ExitCode {

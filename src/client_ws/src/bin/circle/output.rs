@@ -10,6 +10,17 @@ pub(crate) fn print_output(output: &str) -> Result<(), Failure> {
     if output.is_empty() {
         return Ok(());
     }
+    write_flushed(output)
+}
+
+/// Writes one streamed line and its line break, even an empty line.
+pub(crate) fn print_line(line: &str) -> Result<(), Failure> {
+    write_flushed(line)
+}
+
+/// `text`, a newline unless it ends with one, and a flush: a line shows up
+/// when it is printed, even in a pipe.
+fn write_flushed(output: &str) -> Result<(), Failure> {
     let mut stdout = std::io::stdout().lock();
     let written = stdout
         .write_all(output.as_bytes())

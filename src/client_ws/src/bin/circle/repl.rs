@@ -1,12 +1,15 @@
-//! The REPL: scripts read from stdin, run one after the other.
+//! The REPL: scripts read from stdin, run one after the other, their lines
+//! printed as they come. Ctrl-C cancels the running script and the REPL
+//! goes on; at the prompt it drops the script being typed (interactive) or
+//! ends the program (stdin not a terminal: no one to type the next one).
 
 use std::io::{BufRead, IsTerminal};
 
 use circle_client_ws::CircleWsClient;
 
-use crate::exit::{Failure, report};
-use crate::output::print_output;
+use crate::exit::{Failure, INTERRUPTED, report};
 use crate::split::ScriptSplitter;
+use crate::stream::play_streamed;
 
 pub(crate) async fn repl(client: &CircleWsClient, paragraphs: bool) -> Result<(), Failure> {
     let interactive = std::io::stdin().is_terminal();
@@ -32,20 +35,33 @@ pub(crate) async fn repl(client: &CircleWsClient, paragraphs: bool) -> Result<()
                 }
             );
         }
-        let line = match lines_rx.recv().await {
-            Some(Ok(line)) => Some(line),
-            Some(Err(e)) => return Err(Failure::usage(format!("cannot read stdin: {e}"))),
-            None => None,
+        let line = tokio::select! {
+            line = lines_rx.recv() => match line {
+                Some(Ok(line)) => Some(line),
+                Some(Err(e)) => return Err(Failure::usage(format!("cannot read stdin: {e}"))),
+                None => None,
+            },
+            _ = tokio::signal::ctrl_c() => {
+                if !interactive {
+                    return Err(Failure::interrupted("interrupted"));
+                }
+                eprintln!();
+                script = ScriptSplitter::new(paragraphs);
+                continue;
+            }
         };
         let ready = match &line {
             Some(line) => script.push_line(line),
             None => script.finish(),
         };
         if let Some(source) = ready {
-            match client.play(source).await {
-                Ok(result) => print_output(&result.output)?,
-                Err(error) => {
-                    let failure = Failure::from(error);
+            match play_streamed(client, source).await {
+                Ok(()) => {}
+                // Ctrl-C stopped this script only: on to the next.
+                Err(failure) if failure.code == INTERRUPTED => {
+                    eprintln!("circle: script cancelled");
+                }
+                Err(failure) => {
                     // A lost connection or a refused identity will not get
                     // better for the next script: stop (main reports it).
                     if failure.code != 1 {

@@ -10,6 +10,7 @@ use crate::args::{Cli, Command, build_client};
 use crate::exit::{Failure, report};
 use crate::output::print_output;
 use crate::repl::repl;
+use crate::stream::play_streamed;
 
 fn init_logging(verbose: u8) {
     let default = match verbose {
@@ -54,10 +55,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             } else {
                 script
             };
-            match client.play(script).await {
-                Ok(result) => print_output(&result.output),
-                Err(error) => Err(error.into()),
-            }
+            play_streamed(&client, script).await
         }
         Command::Whoami => match client.whoami().await {
             Ok(whoami) => {
