@@ -9,7 +9,10 @@ say() { printf '\n=== %s\n' "$*"; }
 ensure_packages() {
   local missing=() package
   for package in "$@"; do
-    dpkg -s "$package" >/dev/null 2>&1 || missing+=("$package")
+    # Installed, not merely known: after `apt-get remove` dpkg still knows a
+    # package by its leftover configuration files ("deinstall ok config-files").
+    dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q 'install ok installed' ||
+      missing+=("$package")
   done
   [ ${#missing[@]} -eq 0 ] && return 0
   if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
