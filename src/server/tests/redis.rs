@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use circle_executor::redis::{CONSUMER_GROUP, jobs_stream_key, worker_jobs_key};
 use circle_server::{ServerConfig, ServerLimits, spawn_circle_server};
-use common::frames::{self, FOREVER, TWENTY_LINES_IN_TWO_SECONDS, answers_to, is_output};
+use common::frames::{self, FOREVER, answers_to};
 use common::{TestServer, Ws, call, connect_wss, error_code, recv, send, sign_in, tls_config};
 use redis::AsyncCommands;
 use serde_json::json;
@@ -416,53 +416,7 @@ async fn one_slow_worker(
 async fn a_remote_streamed_play_sends_each_line_as_it_is_printed_then_answers_once() {
     let redis_server = RedisServer::start();
     let (_worker, server, mut ws) = one_slow_worker(&redis_server, "stream1", &[]).await;
-    let sent = Instant::now();
-    send(&mut ws, frames::play(7, TWENTY_LINES_IN_TWO_SECONDS, true)).await;
-    let mut lines = Vec::new();
-    let answer = loop {
-        let frame = recv(&mut ws).await;
-        let at = sent.elapsed();
-        if !is_output(&frame) {
-            break frame;
-        }
-        assert_eq!(frame["params"]["id"], 7, "{frame}");
-        lines.push((
-            frame["params"]["line"].as_str().expect("line").to_owned(),
-            at,
-        ));
-    };
-    let answered = sent.elapsed();
-    let expected: Vec<String> = (0..20).map(|n| format!("line {n}")).collect();
-    let texts: Vec<&str> = lines.iter().map(|(line, _)| line.as_str()).collect();
-    assert_eq!(
-        texts, expected,
-        "every line once, in order, before the answer"
-    );
-    let (first, tenth) = (lines[0].1, lines[10].1);
-    eprintln!(
-        "through Redis: first line after {first:?}, line 10 after {tenth:?}, last after {:?}, answer after {answered:?}",
-        lines[19].1
-    );
-    assert!(
-        first < Duration::from_millis(300),
-        "first line after {first:?}"
-    );
-    assert!(
-        tenth >= Duration::from_millis(950),
-        "line 10 after {tenth:?}"
-    );
-    assert_eq!(answer["id"], 7, "{answer}");
-    assert_eq!(answer["result"]["output"], expected.join("\n"), "{answer}");
-    // Answered once: the next frame is the next request's answer.
-    let next = call(&mut ws, 8, "whoami", json!({})).await;
-    assert!(next["result"].is_object(), "{next}");
-    // Without `stream` no notification, through Redis too.
-    send(&mut ws, frames::play(9, "print('a'); print('b'); 3", false)).await;
-    let answer = recv(&mut ws).await;
-    assert_eq!(
-        answer["result"]["output"], "a\nb\n3",
-        "no notification first: {answer}"
-    );
+    frames::twenty_streamed_lines_then_one_answer(&mut ws, "through Redis").await;
     server.stop().await;
 }
 

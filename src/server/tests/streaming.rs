@@ -14,65 +14,7 @@ use serde_json::json;
 async fn a_streamed_play_sends_each_line_as_it_is_printed_then_answers_once() {
     let server = TestServer::start(waiting_config());
     let mut ws = connect_wss(server.wss_addr()).await;
-    let sent = Instant::now();
-    send(&mut ws, play(7, TWENTY_LINES_IN_TWO_SECONDS, true)).await;
-
-    let mut lines = Vec::new();
-    let answer = loop {
-        let frame = recv(&mut ws).await;
-        let at = sent.elapsed();
-        if !is_output(&frame) {
-            break frame;
-        }
-        assert_eq!(frame["jsonrpc"], "2.0", "{frame}");
-        assert!(frame.get("id").is_none(), "a notification: {frame}");
-        assert_eq!(frame["params"]["id"], 7, "{frame}");
-        lines.push((
-            frame["params"]["line"].as_str().expect("line").to_owned(),
-            at,
-        ));
-    };
-    let answered = sent.elapsed();
-
-    let expected: Vec<String> = (0..20).map(|n| format!("line {n}")).collect();
-    let texts: Vec<&str> = lines.iter().map(|(line, _)| line.as_str()).collect();
-    assert_eq!(
-        texts, expected,
-        "every line once, in order, before the answer"
-    );
-    let first = lines[0].1;
-    let tenth = lines[10].1;
-    let last = lines[19].1;
-    eprintln!(
-        "first line after {first:?}, line 10 after {tenth:?}, last after {last:?}, answer after {answered:?}"
-    );
-    assert!(
-        first < Duration::from_millis(300),
-        "first line after {first:?}"
-    );
-    // Streamed as printed, not all at once with the answer.
-    assert!(
-        tenth >= Duration::from_millis(950),
-        "line 10 after {tenth:?}"
-    );
-    assert!(
-        answered - first >= Duration::from_millis(1800),
-        "the lines came over {:?}",
-        answered - first
-    );
-
-    assert_eq!(answer["id"], 7, "{answer}");
-    assert_eq!(answer["result"]["output"], expected.join("\n"), "{answer}");
-    // Answered once, and nothing more of that play comes: the next frame
-    // is the next request's answer.
-    let next = call(&mut ws, 8, "whoami", json!({})).await;
-    assert!(next["result"].is_object(), "{next}");
-
-    // Without `stream`, the same script sends no notification.
-    send(&mut ws, play(9, "print('a'); print('b'); 3", false)).await;
-    let answer = recv(&mut ws).await;
-    assert_eq!(answer["id"], 9, "no notification first: {answer}");
-    assert_eq!(answer["result"]["output"], "a\nb\n3", "{answer}");
+    twenty_streamed_lines_then_one_answer(&mut ws, "embedded").await;
     server.stop().await;
 }
 

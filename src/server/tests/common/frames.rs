@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use circle_server::{ScriptLimits, ServerConfig};
 use serde_json::{Value, json};
 
-use super::{Ws, recv, tls_config};
+use super::{Ws, call, recv, send, tls_config};
 
 /// Limits for scripts that wait by watching the clock: no operation cap
 /// to speak of, and a run time well past what any test waits.
@@ -75,4 +75,68 @@ pub async fn answers_to(ws: &mut Ws, ids: &[i64]) -> (Vec<(Value, Instant)>, Vec
     }
     answers.sort_by_key(|(answer, _)| answer["id"].as_i64());
     (answers, notifications)
+}
+
+/// Plays [`TWENTY_LINES_IN_TWO_SECONDS`] streamed on `ws` (signed in or not, either
+/// executor) and checks protocol 1.1's promise: each line an `output` notification
+/// as it is printed (the first within 300 ms), every line once and in order, all
+/// before the one answer; then the same script without `stream` sends none.
+/// `label` names the executor in the printed figures.
+pub async fn twenty_streamed_lines_then_one_answer(ws: &mut Ws, label: &str) {
+    let sent = Instant::now();
+    send(ws, play(7, TWENTY_LINES_IN_TWO_SECONDS, true)).await;
+    let mut lines = Vec::new();
+    let answer = loop {
+        let frame = recv(ws).await;
+        let at = sent.elapsed();
+        if !is_output(&frame) {
+            break frame;
+        }
+        assert_eq!(frame["jsonrpc"], "2.0", "{frame}");
+        assert!(frame.get("id").is_none(), "a notification: {frame}");
+        assert_eq!(frame["params"]["id"], 7, "{frame}");
+        lines.push((
+            frame["params"]["line"].as_str().expect("line").to_owned(),
+            at,
+        ));
+    };
+    let answered = sent.elapsed();
+
+    let expected: Vec<String> = (0..20).map(|n| format!("line {n}")).collect();
+    let texts: Vec<&str> = lines.iter().map(|(line, _)| line.as_str()).collect();
+    assert_eq!(
+        texts, expected,
+        "every line once, in order, before the answer"
+    );
+    let (first, tenth, last) = (lines[0].1, lines[10].1, lines[19].1);
+    eprintln!(
+        "{label}: first line after {first:?}, line 10 after {tenth:?}, last after {last:?}, answer after {answered:?}"
+    );
+    assert!(
+        first < Duration::from_millis(300),
+        "first line after {first:?}"
+    );
+    // Streamed as printed, not all at once with the answer.
+    assert!(
+        tenth >= Duration::from_millis(950),
+        "line 10 after {tenth:?}"
+    );
+    assert!(
+        answered - first >= Duration::from_millis(1800),
+        "the lines came over {:?}",
+        answered - first
+    );
+
+    assert_eq!(answer["id"], 7, "{answer}");
+    assert_eq!(answer["result"]["output"], expected.join("\n"), "{answer}");
+    // Answered once, and nothing more of that play comes: the next frame
+    // is the next request's answer.
+    let next = call(ws, 8, "whoami", json!({})).await;
+    assert!(next["result"].is_object(), "{next}");
+
+    // Without `stream`, the same kind of script sends no notification.
+    send(ws, play(9, "print('a'); print('b'); 3", false)).await;
+    let answer = recv(ws).await;
+    assert_eq!(answer["id"], 9, "no notification first: {answer}");
+    assert_eq!(answer["result"]["output"], "a\nb\n3", "{answer}");
 }
