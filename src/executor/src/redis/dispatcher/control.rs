@@ -267,7 +267,7 @@ mod tests {
 
     use super::*;
     use crate::LineSink;
-    use crate::redis::dispatcher::{RedisExecutor, RedisExecutorConfig};
+    use crate::redis::dispatcher::unreachable_executor;
 
     /// A sink taking as many lines as it has room for.
     #[derive(Clone, Default)]
@@ -293,16 +293,8 @@ mod tests {
 
     #[test]
     fn lines_a_full_sink_cannot_take_wait_in_order_and_the_answer_waits_behind_them() {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
+        let (runtime, executor) = unreachable_executor();
         let _entered = runtime.enter();
-        let executor = RedisExecutor::new(RedisExecutorConfig::new(
-            "redis://127.0.0.1:1",
-            format!("02{}", "ab".repeat(32)),
-        ))
-        .unwrap();
         let dispatch = &executor.dispatch;
         let room = Room::default();
         room.0.lock().unwrap().0 = 2;

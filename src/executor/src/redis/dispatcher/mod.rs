@@ -417,22 +417,33 @@ fn new_instance_id() -> String {
     )
 }
 
+/// An executor for unit tests that never reach Redis (nothing listens on port 1), on
+/// a runtime of its own: entered by the caller for as long as the executor is used.
+#[cfg(test)]
+fn unreachable_executor() -> (tokio::runtime::Runtime, RedisExecutor) {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let executor = {
+        let _entered = runtime.enter();
+        RedisExecutor::new(RedisExecutorConfig::new(
+            "redis://127.0.0.1:1",
+            format!("02{}", "ab".repeat(32)),
+        ))
+        .unwrap()
+    };
+    (runtime, executor)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn the_queue_estimate_follows_submissions_and_answers_between_measures() {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
+        let (runtime, executor) = unreachable_executor();
         let _entered = runtime.enter();
-        let executor = RedisExecutor::new(RedisExecutorConfig::new(
-            "redis://127.0.0.1:1",
-            format!("02{}", "ab".repeat(32)),
-        ))
-        .unwrap();
         let dispatch = &executor.dispatch;
         dispatch.record_queued_jobs(100);
         dispatch.count_submitted(50);
