@@ -205,11 +205,9 @@ pub(crate) struct StreamFeed(Arc<Mutex<Feed>>);
 pub(crate) struct Feed {
     lines: VecDeque<String>,
     queued_bytes: usize,
-    /// A line found the queue full: every later line is dropped too, so
-    /// the lines delivered stay a prefix of the output, and the answer's
-    /// [`tail`](crate::PlayDone::tail) carries the rest.
-    overflowed: bool,
-    /// Lines dropped since the queue overflowed.
+    /// Lines dropped since a line found the queue full. Once one is, every
+    /// later line is dropped too, so the lines delivered stay a prefix of the
+    /// output, and the answer's [`tail`](crate::PlayDone::tail) carries the rest.
     pub(crate) dropped: u64,
     /// Lines queued so far, and their bytes: the prefix of the output the
     /// reader sees as lines.
@@ -237,13 +235,12 @@ impl StreamFeed {
         let full = !feed.lines.is_empty()
             && (feed.lines.len() >= MAX_QUEUED_LINES
                 || feed.queued_bytes.saturating_add(line.len()) > MAX_QUEUED_BYTES);
-        if feed.overflowed || full {
-            if !feed.overflowed {
+        if feed.dropped > 0 || full {
+            if feed.dropped == 0 {
                 tracing::debug!(
                     "a streamed play's reader fell behind: later lines come with the answer"
                 );
             }
-            feed.overflowed = true;
             feed.dropped += 1;
             return;
         }
