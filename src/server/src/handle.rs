@@ -9,6 +9,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tracing::{info, warn};
 
+use crate::connection_threads::ThreadsHandle;
 use crate::error::ServerError;
 use crate::state::ServerState;
 use crate::tls::{CertificateInfo, TlsReloader, rfc3339, warn_if_expiring};
@@ -16,7 +17,7 @@ use crate::tls::{CertificateInfo, TlsReloader, rfc3339, warn_if_expiring};
 /// Controls a running server: where it listens, and how to stop it.
 #[derive(Clone)]
 pub struct ServerHandle {
-    pub(crate) server: actix_server::ServerHandle,
+    pub(crate) threads: ThreadsHandle,
     pub(crate) shutdown: Arc<watch::Sender<bool>>,
     pub(crate) ws_addr: Option<SocketAddr>,
     pub(crate) wss_addr: Option<SocketAddr>,
@@ -138,6 +139,6 @@ impl ServerHandle {
                 "sessions still open after the shutdown grace period; stopping anyway"
             );
         }
-        self.server.stop(true).await;
+        self.threads.stop().await;
     }
 }

@@ -31,6 +31,7 @@ mod auth;
 mod batch;
 mod circle;
 mod config;
+mod connection_threads;
 mod error;
 #[doc(hidden)]
 pub mod fuzzing;

@@ -7,9 +7,9 @@ use std::time::Duration;
 
 use actix_http::body::BoxBody;
 use actix_http::{HttpService, HttpServiceBuilder, KeepAlive, Request};
-use actix_server::GracefulShutdownSignal;
 use actix_service::ServiceFactory;
 use actix_web::dev::Service;
+use tokio::sync::watch;
 
 use crate::config::ServerConfig;
 use crate::error::ServerError;
@@ -60,7 +60,7 @@ pub(crate) fn bind_error(addr: Option<SocketAddr>, source: io::Error) -> ServerE
 /// The HTTP/1 settings both listeners share.
 pub(crate) fn http_service<T, S>(
     local_addr: SocketAddr,
-    graceful_stop: &GracefulShutdownSignal,
+    finishing: &watch::Receiver<bool>,
 ) -> HttpServiceBuilder<T, S>
 where
     S: ServiceFactory<Request, Config = ()>,
@@ -69,12 +69,15 @@ where
     S::InitError: std::fmt::Debug,
     <S::Service as Service<Request>>::Future: 'static,
 {
-    let graceful_stop = graceful_stop.clone();
+    let finishing = finishing.clone();
     HttpService::build()
-        // Lets keep-alive HTTP connections close at once on a graceful stop.
+        // Lets idle keep-alive HTTP connections close at once when the
+        // connection threads finish.
         .graceful_shutdown_signal(move || {
-            let signal = graceful_stop.clone();
-            async move { signal.notified().await }
+            let mut finishing = finishing.clone();
+            async move {
+                let _ = finishing.wait_for(|finishing| *finishing).await;
+            }
         })
         .keep_alive(KeepAlive::Timeout(Duration::from_secs(5)))
         .client_request_timeout(Duration::from_secs(5))

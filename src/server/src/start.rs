@@ -5,11 +5,12 @@ use std::io;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
+use std::time::Duration;
 
 use actix_codec::Framed;
 use actix_http::Request;
 use actix_http::h1::Codec;
-use actix_service::{fn_service, map_config};
+use actix_service::{boxed, fn_service, map_config};
 use actix_tls::accept::rustls_0_23::TlsStream;
 use actix_web::dev::AppConfig;
 use actix_web::http::header::HeaderValue;
@@ -21,6 +22,7 @@ use tracing::{info, warn};
 use crate::acme::{self, AcmeCache, AcmeCertResolver, AcmeConfig, AcmeManager, Challenges};
 use crate::circle::CircleIdentity;
 use crate::config::ServerConfig;
+use crate::connection_threads::{self, Lifetime, Listen, MakeService};
 use crate::error::ServerError;
 use crate::handle::ServerHandle;
 use crate::http::{self, HttpPolicy};
@@ -106,6 +108,7 @@ pub fn spawn_circle_server(
     };
     let upgrader = {
         let shared = shared.clone();
+        let refusal_log = refusal_log.clone();
         move |listener: Listener, local_addr| {
             Rc::new(Upgrader {
                 shared: shared.clone(),
@@ -117,79 +120,91 @@ pub fn spawn_circle_server(
             })
         }
     };
-    let mut server = actix_server::Server::build()
-        // The embedding program owns its signals; `circle-server` maps them
-        // to a graceful stop itself.
-        .disable_signals()
-        .shutdown_timeout(config.limits.shutdown_grace.as_secs() + 2);
-    if config.connection_threads > 0 {
-        server = server.workers(config.connection_threads);
-    }
-    let graceful_stop = server.graceful_shutdown_signal();
+    // Connection threads accept until the sessions have closed (a stopping
+    // server still answers `/health` with 503); then idle keep-alive HTTP
+    // connections close too.
+    let (finish, finishing) = connection_threads::finish_signal();
+    let mut listens = Vec::new();
     if let (Some(listener), Some(addr)) = (plain_listener, ws_addr) {
         let make_app = make_app.clone();
         let upgrader = upgrader.clone();
-        let graceful_stop = graceful_stop.clone();
+        let finishing = finishing.clone();
         let front = front.clone();
-        server = server
-            .listen("circle-ws", listener, move || {
-                let upgrader = upgrader(Listener::Plain, addr);
-                let http = http_service(addr, &graceful_stop)
-                    .upgrade(fn_service(
-                        move |(request, framed): (Request, Framed<TcpStream, Codec>)| {
-                            let upgrader = upgrader.clone();
-                            async move {
-                                upgrader.serve(request, framed).await;
-                                Ok::<_, actix_web::Error>(())
-                            }
-                        },
-                    ))
-                    .finish(map_config(make_app(Listener::Plain), |()| {
-                        AppConfig::default()
-                    }));
-                plain_stack(front.clone(), http)
-            })
-            .map_err(|source| bind_error(ws_addr, source))?;
+        let make_service: MakeService = Arc::new(move || {
+            let upgrader = upgrader(Listener::Plain, addr);
+            let http = http_service(addr, &finishing)
+                .upgrade(fn_service(
+                    move |(request, framed): (Request, Framed<TcpStream, Codec>)| {
+                        let upgrader = upgrader.clone();
+                        async move {
+                            upgrader.serve(request, framed).await;
+                            Ok::<_, actix_web::Error>(())
+                        }
+                    },
+                ))
+                .finish(map_config(make_app(Listener::Plain), |()| {
+                    AppConfig::default()
+                }));
+            boxed::factory(plain_stack(front.clone(), http))
+        });
+        listens.push(Listen {
+            listener,
+            make_service,
+        });
     }
     if let (Some(listener), Some(addr), Some(rustls_config)) =
         (tls_listener, wss_addr, rustls_config)
     {
         let handshake_timeout = config.limits.tls_handshake_timeout;
         let handshake_metrics = shared.metrics.clone();
-        let graceful_stop = graceful_stop.clone();
-        server = server
-            .listen("circle-wss", listener, move || {
-                let upgrader = upgrader(Listener::Tls, addr);
-                let handshake_metrics = handshake_metrics.clone();
-                let http = http_service(addr, &graceful_stop)
-                    .on_connect_ext(move |tls: &TlsStream<TcpStream>, extensions| {
-                        handshake_metrics.tls_handshake();
-                        if let Some(identity) = ClientIdentity::of(tls.get_ref().1) {
-                            extensions.insert(identity);
+        let finishing = finishing.clone();
+        let make_service: MakeService = Arc::new(move || {
+            let upgrader = upgrader(Listener::Tls, addr);
+            let handshake_metrics = handshake_metrics.clone();
+            let http = http_service(addr, &finishing)
+                .on_connect_ext(move |tls: &TlsStream<TcpStream>, extensions| {
+                    handshake_metrics.tls_handshake();
+                    if let Some(identity) = ClientIdentity::of(tls.get_ref().1) {
+                        extensions.insert(identity);
+                    }
+                })
+                .upgrade(fn_service(
+                    move |(request, framed): (Request, Framed<TlsStream<TcpStream>, Codec>)| {
+                        let upgrader = upgrader.clone();
+                        async move {
+                            upgrader.serve(request, framed).await;
+                            Ok::<_, actix_web::Error>(())
                         }
-                    })
-                    .upgrade(fn_service(
-                        move |(request, framed): (Request, Framed<TlsStream<TcpStream>, Codec>)| {
-                            let upgrader = upgrader.clone();
-                            async move {
-                                upgrader.serve(request, framed).await;
-                                Ok::<_, actix_web::Error>(())
-                            }
-                        },
-                    ))
-                    .finish(map_config(make_app(Listener::Tls), |()| {
-                        AppConfig::default()
-                    }));
-                tls_stack(
-                    front.clone(),
-                    rustls_config.clone(),
-                    handshake_timeout,
-                    http,
-                )
-            })
-            .map_err(|source| bind_error(wss_addr, source))?;
+                    },
+                ))
+                .finish(map_config(make_app(Listener::Tls), |()| {
+                    AppConfig::default()
+                }));
+            boxed::factory(tls_stack(
+                front.clone(),
+                rustls_config.clone(),
+                handshake_timeout,
+                http,
+            ))
+        });
+        listens.push(Listen {
+            listener,
+            make_service,
+        });
     }
-    let server = server.run();
+    let thread_count = match config.connection_threads {
+        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        n => n,
+    };
+    let lifetime = Lifetime {
+        finish: finishing,
+        // As long as the sessions get, and a little more for the HTTP
+        // requests that started last.
+        grace: config.limits.shutdown_grace + Duration::from_secs(2),
+        refusal_log,
+    };
+    let (threads, server) = connection_threads::start(listens, thread_count, lifetime, finish)
+        .map_err(|source| bind_error(ws_addr.or(wss_addr), source))?;
     if let Some(reloader) = &tls_reloader {
         tokio::spawn(watch_certificate_expiry(
             reloader.clone(),
@@ -216,7 +231,7 @@ pub fn spawn_circle_server(
     });
     let handle = ServerHandle {
         acme: acme_manager,
-        server: server.handle(),
+        threads,
         shutdown: Arc::new(shutdown_sender),
         ws_addr,
         wss_addr,

@@ -38,12 +38,16 @@ pub(crate) struct Front {
 impl Front {
     /// Prepares `io` and returns the client's address: the TCP peer's, or
     /// the one its PROXY protocol header names.
-    async fn accept(&self, io: &mut TcpStream) -> Result<Option<SocketAddr>, DispatchError> {
+    async fn accept(
+        &self,
+        io: &mut TcpStream,
+        peer: SocketAddr,
+    ) -> Result<Option<SocketAddr>, DispatchError> {
         // Answers are small and latency-bound. Without this, Nagle holds the
         // `101 Switching Protocols` written after the TLS 1.3 session
         // tickets until the client's delayed ACK (~40 ms per new connection).
         let _ = io.set_nodelay(true);
-        let peer = io.peer_addr().ok();
+        let peer = Some(peer);
         if !self.proxy_protocol {
             return Ok(peer);
         }
@@ -82,7 +86,13 @@ impl Front {
 pub(crate) fn plain_stack<H>(
     front: Front,
     http: H,
-) -> impl ServiceFactory<TcpStream, Config = (), Response = (), Error = DispatchError, InitError = ()>
+) -> impl ServiceFactory<
+    (TcpStream, SocketAddr),
+    Config = (),
+    Response = (),
+    Error = DispatchError,
+    InitError = (),
+>
 where
     H: ServiceFactory<
             (TcpStream, Protocol, Option<SocketAddr>),
@@ -92,10 +102,10 @@ where
             InitError = (),
         >,
 {
-    fn_service(move |mut io: TcpStream| {
+    fn_service(move |(mut io, peer): (TcpStream, SocketAddr)| {
         let front = front.clone();
         async move {
-            let client = front.accept(&mut io).await?;
+            let client = front.accept(&mut io, peer).await?;
             Ok((io, Protocol::Http1, client))
         }
     })
@@ -109,7 +119,13 @@ pub(crate) fn tls_stack<H>(
     mut config: rustls::ServerConfig,
     handshake_timeout: Duration,
     http: H,
-) -> impl ServiceFactory<TcpStream, Config = (), Response = (), Error = DispatchError, InitError = ()>
+) -> impl ServiceFactory<
+    (TcpStream, SocketAddr),
+    Config = (),
+    Response = (),
+    Error = DispatchError,
+    InitError = (),
+>
 where
     H: ServiceFactory<
             (TlsStream<TcpStream>, Protocol, Option<SocketAddr>),
@@ -130,10 +146,10 @@ where
     }
     let mut acceptor = Acceptor::new(config);
     acceptor.set_handshake_timeout(handshake_timeout);
-    fn_service(move |mut io: TcpStream| {
+    fn_service(move |(mut io, peer): (TcpStream, SocketAddr)| {
         let front = front.clone();
         async move {
-            let client = front.accept(&mut io).await?;
+            let client = front.accept(&mut io, peer).await?;
             Ok((io, client))
         }
     })
