@@ -93,13 +93,19 @@ struct Session<T> {
     last_request: Instant,
 }
 
-/// Runs one connection until it ends. `_slot` keeps the connection counted.
-pub(crate) async fn run<T>(
+/// Runs one connection until it ends. `slot` keeps the connection counted.
+///
+/// Not an `async fn`: the session is built before the future, which then
+/// holds it once. An `async fn` would keep its arguments (the socket and
+/// the connection state, 1.8 KB) beside the session made from them for the
+/// life of every connection's task.
+pub(crate) fn run<T>(
     shared: Arc<ServerState>,
     socket: WebSocketStream<T>,
     conn: ConnectionState,
-    _slot: ConnectionSlot,
-) where
+    slot: ConnectionSlot,
+) -> impl Future<Output = ()>
+where
     T: AsyncRead + AsyncWrite + Unpin,
 {
     let limits = &shared.limits;
@@ -110,6 +116,7 @@ pub(crate) async fn run<T>(
     } else {
         limits.ping_interval.min(limits.idle_timeout / 2)
     };
+    shared.metrics.connection_opened(conn.listener);
     let mut session = Session {
         shutdown: shared.shutdown.clone(),
         ticks: tokio::time::interval_at(tokio::time::Instant::now() + tick_every, tick_every),
@@ -122,12 +129,14 @@ pub(crate) async fn run<T>(
         last_heard: Instant::now(),
         last_request: Instant::now(),
     };
-    session
-        .shared
-        .metrics
-        .connection_opened(session.conn.listener);
-    let ending = session.serve().await;
-    session.end(ending).await;
+    async move {
+        let _slot = slot;
+        let ending = session.serve().await;
+        // Boxed: `end` takes the session by value, and inline its future
+        // would hold a second copy of it (and the closing states) in every
+        // idle connection's task (bench/PROFILE.md §6).
+        Box::pin(session.end(ending)).await;
+    }
 }
 
 impl<T> Session<T>
@@ -142,7 +151,11 @@ where
         let write_stall = self.shared.limits.ping_interval * 3;
         loop {
             let event = self.next_event().await;
-            match tokio::time::timeout(write_stall, self.handle_ready(event)).await {
+            // Boxed: handling is brief, waiting is what a session mostly
+            // does, and inline the handling states (0.8 KB) would sit in
+            // every idle connection's task.
+            let handling = Box::pin(self.handle_ready(event));
+            match tokio::time::timeout(write_stall, handling).await {
                 Ok(Ok(())) => {}
                 Ok(Err(ending)) => return ending,
                 Err(_) => return Ending::NotReading,

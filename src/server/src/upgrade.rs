@@ -43,7 +43,7 @@ pub(crate) const WEBSOCKET_PATH: &str = "/ws";
 /// Bytes tungstenite reads from the socket at a time. Small on purpose: it
 /// stays allocated for the life of every idle connection, and one request
 /// is a few hundred bytes (tungstenite's default is 128 KiB).
-const READ_BUFFER_BYTES: usize = 4 * 1024;
+const READ_BUFFER_BYTES: usize = 1024;
 
 /// Answers are collected up to this many bytes before they go to the socket
 /// in one write; the session flushes whenever it has nothing more to do.
@@ -192,7 +192,9 @@ impl Upgrader {
         let conn = ConnectionState::new(shared, origin, self.listener, identity);
         // The session's own task; `ServerHandle::stop` waits for it through
         // the connection count that `slot` holds.
-        actix_web::rt::spawn(session::run(shared.clone(), socket, conn, slot).instrument(span));
+        let fut = session::run(shared.clone(), socket, conn, slot).instrument(span);
+        eprintln!("SIZES fut={}", std::mem::size_of_val(&fut));
+        actix_web::rt::spawn(fut);
         Ok(())
     }
 
