@@ -365,7 +365,39 @@ if wants handshake; then
                         --warmup "$WARMUP" -d "$DURATION" "${WHOAMI[@]}" "${extra[@]}"
                 done
             done
+            # The same with a `play` as the one request: for circle-server
+            # that adds the hop to a script thread (the peers answer `play`
+            # like `whoami`, so their row above stands for both).
+            if [[ $server == circle && $kind == ecdsa ]]; then
+                for ((run = 1; run <= RUNS; run++)); do
+                    gen circle "handshake $kind full play" "$cert" handshake -c 4 \
+                        --warmup "$WARMUP" -d "$DURATION" "${PLAY[@]}"
+                done
+            fi
             stop_server
+            # Resumption across a circle's servers: two circle-servers with
+            # one ticket-key file, connections taking turns between them with
+            # one client ticket cache, so every other connection offers the
+            # other server's ticket. CPU per connection is both servers'.
+            if [[ $server == circle && $kind == ecdsa ]]; then
+                ticket_keys="$OUT/ticket-keys"
+                openssl rand 48 >"$ticket_keys"
+                if start_server "circle-pair-a" wss "$CIRCLE_SERVER" "${CIRCLE_FLAGS[@]}" --tls --cert "$cert" --key "$key" \
+                    --tls-ticket-key-file "$ticket_keys"; then
+                    pair_pid=$SERVER_PID pair_url=$SERVER_URL
+                    if start_server "circle-pair-b" wss "$CIRCLE_SERVER" "${CIRCLE_FLAGS[@]}" --tls --cert "$cert" --key "$key" \
+                        --tls-ticket-key-file "$ticket_keys"; then
+                        for ((run = 1; run <= RUNS; run++)); do
+                            gen circle "handshake $kind resumed 2 servers" "$cert" handshake -c 4 --resume \
+                                --also-url "$pair_url" --also-server-pid "$pair_pid" \
+                                --warmup "$WARMUP" -d "$DURATION" "${WHOAMI[@]}"
+                        done
+                        stop_server
+                    fi
+                    SERVER_PID=$pair_pid
+                    stop_server
+                fi
+            fi
             # Sign-ins per second: a new connection, fetch_nonce, authenticate
             # (the server recovers the signer's key), whoami, close. Only
             # circle-server has sign-in; the generator signs with k256 on its

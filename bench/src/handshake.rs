@@ -4,7 +4,9 @@
 //! Each of C workers loops: connect, one request, check the answer, close.
 //! With resumption on, rustls offers the tickets the server sent on earlier
 //! connections; each connection says whether it was resumed, so a server
-//! that silently makes full handshakes shows up in the counts.
+//! that silently makes full handshakes shows up in the counts. Given two
+//! servers, connections take turns between them with one ticket cache:
+//! resumption then works only if the servers share their ticket keys.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -32,7 +34,8 @@ pub struct HandshakeOptions {
     /// Sign in (fetch_nonce + authenticate) on every connection before the request,
     /// with this key: the cost of a sign-in on a new connection.
     pub sign_in: Option<Arc<circle_protocol::SigningKey>>,
-    pub server_pid: Option<u32>,
+    /// The servers' pids; their CPU times are summed.
+    pub server_pids: Vec<u32>,
 }
 
 struct WorkerResult {
@@ -44,28 +47,32 @@ struct WorkerResult {
     tls13: bool,
 }
 
-pub async fn run(connector: Arc<Connector>, options: HandshakeOptions) -> Result<Value> {
+pub async fn run(connectors: Vec<Arc<Connector>>, options: HandshakeOptions) -> Result<Value> {
     if options.concurrency == 0 {
         bail!("--connections must be at least 1");
+    }
+    if connectors.is_empty() {
+        bail!("no server to connect to");
     }
     let start = Instant::now();
     let measure_start = start + options.warmup;
     let measure_end = measure_start + options.duration;
     let ticks = procfs::clock_ticks_per_sec();
-    let server_pid = options.server_pid;
+    let server_pids = options.server_pids.clone();
     let sampler = tokio::spawn(async move {
         tokio::time::sleep_until(measure_start).await;
-        let first = CpuSample::take(server_pid);
+        let first: Vec<_> = server_pids.iter().map(|pid| CpuSample::take(Some(*pid))).collect();
         tokio::time::sleep_until(measure_end).await;
-        let last = CpuSample::take(server_pid);
-        procfs::cpu_between(&first, &last, ticks)
+        let last: Vec<_> = server_pids.iter().map(|pid| CpuSample::take(Some(*pid))).collect();
+        let uses: Vec<_> = first.iter().zip(&last).map(|(a, b)| procfs::cpu_between(a, b, ticks)).collect();
+        procfs::CpuUse::sum(&uses)
     });
     let mut workers = Vec::with_capacity(options.concurrency);
     for _ in 0..options.concurrency {
-        let connector = connector.clone();
+        let connectors = connectors.clone();
         let options = options.clone();
         workers.push(tokio::spawn(async move {
-            worker(&connector, &options, measure_start, measure_end).await
+            worker(&connectors, &options, measure_start, measure_end).await
         }));
     }
     let mut hist = new_histogram();
@@ -97,6 +104,7 @@ pub async fn run(connector: Arc<Connector>, options: HandshakeOptions) -> Result
         "duration_s": secs,
         "requests": ok,
         "conn_per_s": round(ok as f64 / secs, 1),
+        "servers": connectors.len(),
         "resumed": resumed,
         "errors": errors.total(),
         "error_kinds": errors.to_json(),
@@ -110,7 +118,7 @@ pub async fn run(connector: Arc<Connector>, options: HandshakeOptions) -> Result
 }
 
 async fn worker(
-    connector: &Connector,
+    connectors: &[Arc<Connector>],
     options: &HandshakeOptions,
     measure_start: Instant,
     measure_end: Instant,
@@ -126,6 +134,7 @@ async fn worker(
     let mut id = 0u64;
     while Instant::now() < measure_end {
         id += 1;
+        let connector = &connectors[id as usize % connectors.len()];
         let began = Instant::now();
         let outcome = tokio::time::timeout(Duration::from_secs(10), one(connector, options, id)).await;
         let done = Instant::now();

@@ -107,6 +107,14 @@ struct HandshakeArgs {
     /// Offer session tickets from earlier connections (resumed handshakes).
     #[arg(long)]
     resume: bool,
+    /// A second server (same host name, another port): connections take
+    /// turns between the two, sharing one ticket cache, so with `--resume`
+    /// every other connection offers a ticket the other server issued.
+    #[arg(long, requires = "also_server_pid")]
+    also_url: Option<String>,
+    /// The second server's pid: its CPU time is added to the first's.
+    #[arg(long, requires = "also_url")]
+    also_server_pid: Option<u32>,
     #[arg(long, default_value_t = 1.0)]
     warmup: f64,
     #[arg(short = 'd', long, default_value_t = 10.0)]
@@ -195,6 +203,10 @@ async fn run(command: Command) -> Result<Value> {
         }
         Command::Handshake(args) => {
             let setup = Setup::new(&args.common, args.resume)?;
+            let mut connectors = vec![setup.connector.clone()];
+            if let Some(url) = &args.also_url {
+                connectors.push(Arc::new(setup.connector.sharing_tls(Target::parse(url)?)));
+            }
             let options = handshake::HandshakeOptions {
                 concurrency: args.connections,
                 warmup: secs(args.warmup)?,
@@ -203,9 +215,9 @@ async fn run(command: Command) -> Result<Value> {
                 expect: setup.expect.clone(),
                 resume: args.resume,
                 sign_in: args.common.auth.then(|| Arc::new(circle_bench::auth::ephemeral_key())),
-                server_pid: args.common.server_pid,
+                server_pids: args.common.server_pid.into_iter().chain(args.also_server_pid).collect(),
             };
-            let result = handshake::run(setup.connector.clone(), options).await?;
+            let result = handshake::run(connectors, options).await?;
             Ok(setup.label(result))
         }
         Command::Hold(args) => {

@@ -173,6 +173,16 @@ impl Connector {
         })
     }
 
+    /// A connector to `target` with this one's TLS configuration, and so
+    /// its session cache: tickets from either server are offered to both.
+    pub fn sharing_tls(&self, target: Target) -> Connector {
+        Connector {
+            target: Arc::new(target),
+            tls: self.tls.clone(),
+            ws_config: self.ws_config,
+        }
+    }
+
     pub fn target(&self) -> &Target {
         &self.target
     }

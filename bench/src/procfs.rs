@@ -85,6 +85,22 @@ pub struct CpuUse {
     pub client_pct: Option<f64>,
 }
 
+impl CpuUse {
+    /// Several servers' use over the same window: their CPU added up
+    /// (`None` if any is unknown); the generator's is the first's.
+    pub fn sum(uses: &[CpuUse]) -> CpuUse {
+        let Some(first) = uses.first() else {
+            return CpuUse::default();
+        };
+        let total = |pick: fn(&CpuUse) -> Option<f64>| uses.iter().map(pick).sum::<Option<f64>>();
+        CpuUse {
+            server_secs: total(|u| u.server_secs),
+            server_pct: total(|u| u.server_pct),
+            client_pct: first.client_pct,
+        }
+    }
+}
+
 pub fn cpu_between(start: &CpuSample, end: &CpuSample, ticks_per_sec: u64) -> CpuUse {
     let wall = end.at.duration_since(start.at).as_secs_f64().max(1e-9);
     let secs = |a: Option<u64>, b: Option<u64>| Some(b?.saturating_sub(a?) as f64 / ticks_per_sec as f64);

@@ -412,6 +412,21 @@ fn targets(m: &Matrix) -> Vec<Target> {
         "µs",
         format!("≤ 2 × echo-wss ({})", fmt_num(echo_play_p50, 1)),
     );
+    let echo_play_cpu = med(ECHO, "wss play C=1 W=1", "/server_cpu_us_per_req");
+    at_most(
+        "play C=1 p50 latency, within 1.1× of echo-wss",
+        med(CIRCLE, "wss play C=1 W=1", "/latency_us/p50"),
+        echo_play_p50.map(|e| 1.1 * e),
+        "µs",
+        format!("≤ 1.1 × echo-wss ({})", fmt_num(echo_play_p50, 1)),
+    );
+    at_most(
+        "play C=1 server CPU per request",
+        med(CIRCLE, "wss play C=1 W=1", "/server_cpu_us_per_req"),
+        echo_play_cpu.map(|e| 1.3 * e),
+        "µs",
+        format!("≤ 1.3 × echo-wss ({})", fmt_num(echo_play_cpu, 2)),
+    );
     // The row's name carries its connection count (10,000 in a full run).
     let hold_point = m
         .keys()
@@ -421,9 +436,9 @@ fn targets(m: &Matrix) -> Vec<Target> {
     at_most(
         &format!("RSS per idle authenticated wss connection ({})", hold_point.as_deref().unwrap_or("hold")),
         hold,
-        Some(20.0),
+        Some(12.0),
         "KB",
-        "≤ 20 KB at 10,000".into(),
+        "≤ 12 KB at 10,000".into(),
     );
     // The target is about what a server does as configured by default.
     match get(m, CIRCLE, "capacity defaults") {
@@ -458,5 +473,40 @@ fn targets(m: &Matrix) -> Vec<Target> {
             met: None,
         }),
     }
+    // A new connection at the cost of the raw stack: server CPU per full
+    // handshake + upgrade + one request + close. The peers answer a fixed
+    // result, so their one row stands for both methods.
+    let per_conn = |server: &str, point: &str| med(server, point, "/server_cpu_us_per_conn");
+    let (echo_conn, jsonrpsee_conn) = (per_conn(ECHO, "handshake ecdsa full"), per_conn(JSONRPSEE, "handshake ecdsa full"));
+    for (method, point) in [("whoami", "handshake ecdsa full"), ("play", "handshake ecdsa full play")] {
+        let circle = per_conn(CIRCLE, point);
+        out.push(Target {
+            what: format!("full handshake + `{method}`: server CPU per connection"),
+            measured: match (circle, echo_conn, jsonrpsee_conn) {
+                (Some(c), Some(e), Some(j)) => {
+                    format!("{c:.1} µs = {:.2}× echo-wss ({e:.1}), {:.2}× jsonrpsee-wss ({j:.1})", c / e, c / j)
+                }
+                _ => "–".to_owned(),
+            },
+            wanted: "≤ 1.1× echo-wss and < jsonrpsee-wss".to_owned(),
+            met: circle.zip(echo_conn).zip(jsonrpsee_conn).map(|((c, e), j)| c <= 1.1 * e && c < j),
+        });
+    }
+    let pair = get(m, CIRCLE, "handshake ecdsa resumed 2 servers");
+    out.push(Target {
+        what: "resumed handshakes across two servers sharing ticket keys".to_owned(),
+        measured: pair.map_or("–".to_owned(), |r| {
+            format!(
+                "{:.0} of {:.0} connections resumed, {:.0} errors; {} conn/s, {} µs CPU/conn (both servers)",
+                r.sum("/resumed"),
+                r.sum("/requests"),
+                r.sum("/errors"),
+                fmt_num(r.median("/conn_per_s"), 0),
+                fmt_num(r.median("/server_cpu_us_per_conn"), 1)
+            )
+        }),
+        wanted: "every connection resumed, no errors".to_owned(),
+        met: pair.map(|r| r.sum("/requests") > 0.0 && r.sum("/resumed") == r.sum("/requests") && r.sum("/errors") == 0.0),
+    });
     out
 }
