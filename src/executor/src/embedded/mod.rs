@@ -11,14 +11,15 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::thread::JoinHandle;
 use std::time::Instant;
 
-use crossbeam_channel::{Sender, TrySendError};
 use tokio::sync::oneshot;
 
 mod answer_to;
+mod queue;
 mod thread;
 
 pub(crate) use answer_to::AnswerFn;
 use answer_to::{AnswerTo, Task};
+use queue::{JobQueue, Refused};
 use thread::{PoolState, RunnerFactory, script_thread};
 
 use crate::host::ScriptEnvironment;
@@ -85,7 +86,7 @@ impl Default for EmbeddedConfig {
 /// ```
 pub struct EmbeddedExecutor {
     /// `None` once closed; dropping the last sender wakes idle script threads so they can exit.
-    sender: Option<Sender<Task>>,
+    queue: Arc<JobQueue>,
     shared: Arc<PoolState>,
     handles: Vec<JoinHandle<()>>,
     queue_capacity: usize,
@@ -136,14 +137,14 @@ impl EmbeddedExecutor {
         factory: RunnerFactory,
     ) -> std::io::Result<Self> {
         let threads = threads.max(1);
-        let (sender, receiver) = crossbeam_channel::bounded::<Task>(queue_capacity);
+        let queue = Arc::new(JobQueue::new(queue_capacity, threads));
         let shared = Arc::new(PoolState {
             closing: AtomicBool::new(false),
             live_threads: AtomicUsize::new(0),
         });
         let mut handles = Vec::with_capacity(threads);
         for index in 0..threads {
-            let receiver = receiver.clone();
+            let queue_for_thread = Arc::clone(&queue);
             let shared_for_thread = Arc::clone(&shared);
             let factory = Arc::clone(&factory);
             // Counted before the spawn so `live_threads` never under-reports a thread
@@ -152,19 +153,20 @@ impl EmbeddedExecutor {
             let spawned = std::thread::Builder::new()
                 .name(format!("circle-executor-{index}"))
                 .stack_size(MIN_STACK_BYTES)
-                .spawn(move || script_thread(receiver, shared_for_thread, factory));
+                .spawn(move || script_thread(queue_for_thread, shared_for_thread, factory));
             match spawned {
                 Ok(handle) => handles.push(handle),
                 Err(err) => {
                     shared.live_threads.fetch_sub(1, Ordering::SeqCst);
                     shared.closing.store(true, Ordering::SeqCst);
+                    queue.close();
                     return Err(err);
                 }
             }
         }
         tracing::debug!(threads, queue_capacity, "embedded script executor started");
         Ok(EmbeddedExecutor {
-            sender: Some(sender),
+            queue,
             shared,
             handles,
             queue_capacity,
@@ -200,28 +202,22 @@ impl EmbeddedExecutor {
             answer.call(Err(ExecutorError::DeadlineExceeded));
             return;
         }
-        let Some(sender) = &self.sender else {
-            answer.call(Err(ExecutorError::Unavailable(
-                "the executor is shut down".into(),
-            )));
-            return;
-        };
         let task = Task {
             job,
             answer_to: AnswerTo::Call(answer),
         };
-        let (task, refusal) = match sender.try_send(task) {
+        let (task, refusal) = match self.queue.push(task) {
             Ok(()) => return,
-            Err(TrySendError::Full(task)) => (
+            Err(Refused::Full(task)) => (
                 task,
                 ExecutorError::Overloaded(format!(
                     "all script threads are busy and the queue is full ({} jobs waiting); try again later",
                     self.queue_capacity
                 )),
             ),
-            Err(TrySendError::Disconnected(task)) => (
+            Err(Refused::Closed(task)) => (
                 task,
-                ExecutorError::Unavailable("no script thread is running".into()),
+                ExecutorError::Unavailable("the executor is shut down".into()),
             ),
         };
         task.answer_to.send(Err(refusal));
@@ -242,7 +238,7 @@ impl EmbeddedExecutor {
 
     fn close(&mut self) {
         self.shared.closing.store(true, Ordering::SeqCst);
-        self.sender = None;
+        self.queue.close();
     }
 }
 
@@ -260,13 +256,8 @@ impl Executor for EmbeddedExecutor {
         {
             return Box::pin(std::future::ready(Err(ExecutorError::DeadlineExceeded)));
         }
-        let Some(sender) = &self.sender else {
-            return Box::pin(std::future::ready(Err(ExecutorError::Unavailable(
-                "the executor is shut down".into(),
-            ))));
-        };
         let (answer_sender, answer) = oneshot::channel();
-        match sender.try_send(Task {
+        match self.queue.push(Task {
             job,
             answer_to: AnswerTo::Future(answer_sender),
         }) {
@@ -278,20 +269,20 @@ impl Executor for EmbeddedExecutor {
                     ))
                 })
             }),
-            Err(TrySendError::Full(_)) => {
+            Err(Refused::Full(_)) => {
                 Box::pin(std::future::ready(Err(ExecutorError::Overloaded(format!(
                     "all script threads are busy and the queue is full ({} jobs waiting); try again later",
                     self.queue_capacity
                 )))))
             }
-            Err(TrySendError::Disconnected(_)) => Box::pin(std::future::ready(Err(
-                ExecutorError::Unavailable("no script thread is running".into()),
+            Err(Refused::Closed(_)) => Box::pin(std::future::ready(Err(
+                ExecutorError::Unavailable("the executor is shut down".into()),
             ))),
         }
     }
 
     fn queue_depth(&self) -> usize {
-        self.sender.as_ref().map_or(0, Sender::len)
+        self.queue.len()
     }
 }
 

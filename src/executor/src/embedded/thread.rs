@@ -6,9 +6,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Instant;
 
-use crossbeam_channel::Receiver;
-
 use super::answer_to::Task;
+use super::queue::JobQueue;
 use crate::{ExecutorError, ScriptJob, ScriptOutput};
 
 /// What a script thread runs a script with. A boxed closure rather than [`Sandbox`] itself so
@@ -27,24 +26,22 @@ pub(super) struct PoolState {
     pub(super) live_threads: AtomicUsize,
 }
 
-/// Gives a script thread's place in `live_threads` back however the thread ends.
-struct LiveGuard(Arc<PoolState>);
+/// Gives a script thread's place in `live_threads` and in the queue's takers
+/// back however the thread ends.
+struct LiveGuard(Arc<PoolState>, Arc<JobQueue>);
 
 impl Drop for LiveGuard {
     fn drop(&mut self) {
         self.0.live_threads.fetch_sub(1, Ordering::SeqCst);
+        self.1.taker_gone();
     }
 }
 
-pub(super) fn script_thread(
-    receiver: Receiver<Task>,
-    shared: Arc<PoolState>,
-    factory: RunnerFactory,
-) {
-    let _live = LiveGuard(Arc::clone(&shared));
+pub(super) fn script_thread(queue: Arc<JobQueue>, shared: Arc<PoolState>, factory: RunnerFactory) {
+    let _live = LiveGuard(Arc::clone(&shared), Arc::clone(&queue));
     let mut run = factory();
-    // `recv` fails once every sender is gone and the queue is empty.
-    while let Ok(Task { job, answer_to }) = receiver.recv() {
+    // `pop` says `None` once the executor closed the queue and it is empty.
+    while let Some(Task { job, answer_to }) = queue.pop() {
         if shared.closing.load(Ordering::SeqCst) {
             // Dropping `answer_to` answers the caller with `Unavailable`; so does dropping
             // the jobs still queued, once the last script thread has gone.
