@@ -165,4 +165,29 @@ pub trait Executor: Send + Sync + 'static {
     fn queue_depth(&self) -> usize {
         0
     }
+
+    /// Runs `job` here and now if it is short and has no effects (see
+    /// [`EmbeddedExecutor::run_inline`]); otherwise says to
+    /// [`execute`](Executor::execute) it. The default runs nothing inline.
+    ///
+    /// Call it only from a thread with at least
+    /// [`MIN_STACK_BYTES`](sandbox::MIN_STACK_BYTES) of stack, and only for
+    /// jobs that neither stream their output nor may be cancelled.
+    fn run_inline(&self, job: &ScriptJob) -> Inline {
+        let _ = job;
+        Inline::NotHere
+    }
+}
+
+/// What [`Executor::run_inline`] did with a job.
+#[derive(Debug)]
+pub enum Inline {
+    /// It ran: this is its answer.
+    Done(Result<ScriptOutput, ExecutorError>),
+    /// It started, then needed more operations than an inline run gets, or
+    /// reached for the store; nothing it did was kept. Execute it.
+    HandedOff,
+    /// Not run: this executor does not run scripts inline, or not this one
+    /// (it streams, or is too long to parse here). Execute it.
+    NotHere,
 }

@@ -87,6 +87,9 @@ struct Args {
     /// Scripts that may wait for a free script thread, all connections together (0 = 1024); beyond it `play` gets -32029.
     #[arg(long, env = "CIRCLE_SCRIPT_QUEUE", default_value_t = 0)]
     script_queue: usize,
+    /// Operations a play may take on its connection's thread before it goes to a script thread (0 = always a script thread).
+    #[arg(long, env = "CIRCLE_SCRIPT_INLINE_OPERATIONS", default_value_t = ServerConfig::default().script_inline_operations)]
+    script_inline_operations: u64,
     /// Largest WebSocket message accepted, in bytes.
     #[arg(long, env = "CIRCLE_MAX_MESSAGE_BYTES", default_value_t = ServerLimits::default().max_message_bytes)]
     max_message_bytes: usize,
@@ -277,6 +280,7 @@ async fn main() -> ExitCode {
         connection_threads: args.connection_threads,
         script_threads: args.script_threads,
         script_queue_capacity: args.script_queue,
+        script_inline_operations: args.script_inline_operations,
         limits: ServerLimits {
             max_message_bytes: args.max_message_bytes,
             max_connections: max_connections(args.max_connections),

@@ -96,6 +96,13 @@ pub struct ServerConfig {
     /// full is answered `-32029` at once. `0` = the default (1,024: with 16
     /// in flight per connection, 64 busy connections fill it).
     pub script_queue_capacity: usize,
+    /// Operations a `play` may take on the connection's own thread before it
+    /// goes to a script thread (embedded executor only; see
+    /// [`EmbeddedConfig::inline_operations`](circle_executor::EmbeddedConfig::inline_operations)).
+    /// Short scripts then cost no thread switch. A connection whose play
+    /// outgrew it, or used the store, sends all its later plays to the
+    /// script threads. Default `1,000`; `0` = always a script thread.
+    pub script_inline_operations: u64,
     /// Limits that protect the server from its clients.
     pub limits: ServerLimits,
     /// Limits on every script.
@@ -183,6 +190,7 @@ impl Default for ServerConfig {
             connection_threads: 0,
             script_threads: 0,
             script_queue_capacity: 0,
+            script_inline_operations: 1_000,
             limits: ServerLimits::default(),
             script_limits: ScriptLimits::default(),
             script_environment: ScriptEnvironment::stock(),

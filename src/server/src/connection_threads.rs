@@ -24,6 +24,7 @@ use actix_http::error::DispatchError;
 use actix_service::boxed::BoxServiceFactory;
 use actix_service::{Service, ServiceFactory};
 use actix_web::rt::net::TcpStream;
+use circle_executor::sandbox::MIN_STACK_BYTES;
 use tokio::net::TcpListener;
 use tokio::sync::{Notify, oneshot, watch};
 use tracing::{error, warn};
@@ -109,6 +110,9 @@ pub(crate) fn start(
         let lifetime = lifetime.clone();
         std::thread::Builder::new()
             .name(format!("circle-connections-{index}"))
+            // Short plays run here (`Executor::run_inline`), and a script's
+            // recursion needs the stack a script thread has.
+            .stack_size(MIN_STACK_BYTES)
             .spawn(move || {
                 let result = actix_web::rt::Runtime::new()
                     .and_then(|runtime| runtime.block_on(serve(own, &lifetime)));

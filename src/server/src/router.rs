@@ -19,7 +19,7 @@ use std::time::Instant;
 
 use std::pin::pin;
 
-use circle_executor::{Cancel, ExecutorError, ScriptContext, ScriptJob};
+use circle_executor::{Cancel, ExecutorError, Inline, ScriptContext, ScriptJob, ScriptOutput};
 use circle_protocol::jsonrpc::NULL_ID;
 use circle_protocol::{
     AuthenticateParams, CancelParams, CancelResult, FetchNonceParams, Frame, PlayParams,
@@ -53,6 +53,11 @@ pub(crate) struct ConnectionState {
     client_certificate_json: Option<Box<RawValue>>,
     /// Plays `cancel` can still reach, and their streamed lines.
     pub plays: Plays,
+    /// Whether this connection's plays first try the connection's own
+    /// thread: until one of them is handed on (it outgrew the inline
+    /// budget or used the store), which bounds what a client can make a
+    /// connection thread spend on runs that are then thrown away.
+    inline_plays: bool,
 }
 
 impl ConnectionState {
@@ -75,6 +80,7 @@ impl ConnectionState {
             rate: RateLimiter::per_second(shared.limits.max_requests_per_second),
             client_certificate_json: client.map(ClientIdentity::to_json),
             plays: Plays::default(),
+            inline_plays: true,
         }
     }
 
@@ -243,8 +249,22 @@ fn play(shared: &ServerState, conn: &mut ConnectionState, request: &Request<'_>)
             "authentication required: call fetch_nonce and authenticate before play",
         )));
     }
+    let job = ScriptJob::new(params.script, conn.script_context.clone());
+    // A short script is answered here, without the trip to a script thread
+    // and back. A streamed play goes there: its lines are sent while it runs.
+    if conn.inline_plays && !params.stream {
+        let started = Instant::now();
+        match shared.executor.run_inline(&job) {
+            Inline::Done(result) => {
+                shared.metrics.script_finished(started.elapsed());
+                return MethodOutcome::Now(play_answer(result));
+            }
+            Inline::HandedOff => conn.inline_plays = false,
+            Inline::NotHere => {}
+        }
+    }
     let cancel = Cancel::new();
-    let mut job = ScriptJob::new(params.script, conn.script_context.clone())
+    let mut job = job
         .with_deadline(Instant::now() + shared.limits.script_deadline)
         .with_cancel(cancel.clone());
     // A notification has no id to stream under or be cancelled by.
@@ -279,13 +299,17 @@ fn play(shared: &ServerState, conn: &mut ConnectionState, request: &Request<'_>)
         }
         drop(in_flight);
         drop(registration);
-        match result {
-            Ok(output) => to_json(&PlayResult {
-                output: output.output,
-            }),
-            Err(error) => Err(RpcError::new(error.code(), error.to_string())),
-        }
+        play_answer(result)
     }))
+}
+
+fn play_answer(result: Result<ScriptOutput, ExecutorError>) -> Outcome {
+    match result {
+        Ok(output) => to_json(&PlayResult {
+            output: output.output,
+        }),
+        Err(error) => Err(RpcError::new(error.code(), error.to_string())),
+    }
 }
 
 /// `cancel` (protocol 1.1): stops a queued or running `play` of this

@@ -33,6 +33,7 @@ pub(crate) fn start_executor(config: &ServerConfig) -> Result<Arc<dyn Executor>,
         limits: config.script_limits.clone(),
         environment: config.script_environment.clone(),
         store: Some(open_store(config)?),
+        inline_operations: config.script_inline_operations,
         ..defaults
     })
     .map_err(ServerError::Executor)?;

@@ -14,18 +14,20 @@ use std::time::Instant;
 use tokio::sync::oneshot;
 
 mod answer_to;
+mod inline;
 mod queue;
 mod thread;
 
 pub(crate) use answer_to::AnswerFn;
 use answer_to::{AnswerTo, Task};
+use inline::InlineSetup;
 use queue::{JobQueue, Refused};
 use thread::{PoolState, RunnerFactory, script_thread};
 
 use crate::host::ScriptEnvironment;
 use crate::sandbox::{MIN_STACK_BYTES, Sandbox};
 use crate::store::Store;
-use crate::{ExecuteFuture, Executor, ExecutorError, ScriptJob, ScriptLimits};
+use crate::{ExecuteFuture, Executor, ExecutorError, Inline, ScriptJob, ScriptLimits};
 
 /// Configuration of an [`EmbeddedExecutor`].
 #[derive(Debug, Clone)]
@@ -47,6 +49,10 @@ pub struct EmbeddedConfig {
     /// The store behind the `store::` and `circle::` modules. `None` (the default): the
     /// modules do not exist, and a script calling them gets a runtime error.
     pub store: Option<Store>,
+    /// Operations a script may take on the thread that submits it before it is handed
+    /// to a script thread (see [`EmbeddedExecutor::run_inline`]). Default `1,000`; `0`
+    /// runs every script on a script thread. Ignored (always `0`) with host functions.
+    pub inline_operations: u64,
 }
 
 impl Default for EmbeddedConfig {
@@ -58,6 +64,7 @@ impl Default for EmbeddedConfig {
             ast_cache_entries: 256,
             environment: ScriptEnvironment::stock(),
             store: None,
+            inline_operations: 1_000,
         }
     }
 }
@@ -85,11 +92,13 @@ impl Default for EmbeddedConfig {
 /// # }
 /// ```
 pub struct EmbeddedExecutor {
-    /// `None` once closed; dropping the last sender wakes idle script threads so they can exit.
+    /// Closed with the executor, which wakes idle script threads so they can exit.
     queue: Arc<JobQueue>,
     shared: Arc<PoolState>,
     handles: Vec<JoinHandle<()>>,
     queue_capacity: usize,
+    /// What inline runs are made with; `None` when scripts never run inline.
+    inline: Option<Arc<InlineSetup>>,
 }
 
 impl std::fmt::Debug for EmbeddedExecutor {
@@ -119,6 +128,14 @@ impl EmbeddedExecutor {
         let cache_entries = config.ast_cache_entries;
         let environment = config.environment;
         let store = config.store;
+        let inline = (config.inline_operations > 0 && environment.is_stock()).then(|| {
+            Arc::new(InlineSetup {
+                operations: config.inline_operations,
+                limits: limits.clone(),
+                ast_cache_entries: cache_entries,
+                store: store.clone(),
+            })
+        });
         let factory: RunnerFactory = Arc::new(move || {
             let mut sandbox = Sandbox::with_host(
                 limits.clone(),
@@ -128,7 +145,9 @@ impl EmbeddedExecutor {
             );
             Box::new(move |job: &ScriptJob| sandbox.run_job(job))
         });
-        Self::with_runner(config.threads, config.queue_capacity, factory)
+        let mut executor = Self::with_runner(config.threads, config.queue_capacity, factory)?;
+        executor.inline = inline;
+        Ok(executor)
     }
 
     fn with_runner(
@@ -170,6 +189,7 @@ impl EmbeddedExecutor {
             shared,
             handles,
             queue_capacity,
+            inline: None,
         })
     }
 
@@ -283,6 +303,19 @@ impl Executor for EmbeddedExecutor {
 
     fn queue_depth(&self) -> usize {
         self.queue.len()
+    }
+
+    /// Runs `job` on this thread, in a sandbox of this thread's own, if it
+    /// finishes within [`EmbeddedConfig::inline_operations`] without touching
+    /// the store; otherwise nothing it did is kept and it should be
+    /// [`execute`](Executor::execute)d. Saves the two thread switches of a
+    /// script thread for short scripts. Jobs that stream their output are
+    /// never run inline.
+    fn run_inline(&self, job: &ScriptJob) -> Inline {
+        match &self.inline {
+            Some(setup) if job.output.is_none() => setup.run(job),
+            _ => Inline::NotHere,
+        }
     }
 }
 

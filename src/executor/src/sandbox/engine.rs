@@ -117,7 +117,20 @@ fn lock_down(
     let progress_state = Rc::clone(state);
     engine.on_progress(move |operations| {
         // A hot path: a few `Cell` reads per operation, the clock only now and then.
-        if progress_state.stopped.get().is_some() || progress_state.failed.get() {
+        if progress_state.stopped.get().is_some()
+            || progress_state.failed.get()
+            || progress_state.handed_off.get()
+        {
+            return Some(Dynamic::from(STOP_TOKEN));
+        }
+        let inline_budget = progress_state.inline_budget.get();
+        // Inline runs are short (at most the budget), so reading the clock at
+        // each of their operations costs little.
+        if inline_budget != 0
+            && (operations > inline_budget
+                || Instant::now() >= progress_state.inline_deadline.get())
+        {
+            progress_state.hand_off();
             return Some(Dynamic::from(STOP_TOKEN));
         }
         // Every operation, not every `CLOCK_CHECK_INTERVAL`: it is one thread-local read,

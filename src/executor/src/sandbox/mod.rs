@@ -33,7 +33,7 @@ use std::cell::{Cell, RefCell};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::rc::Rc;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use rhai::{AST, Dynamic, Engine, Position, Scope};
 
@@ -131,6 +131,9 @@ impl Sandbox {
             failure: RefCell::new(None),
             output: RefCell::new(Output::default()),
             watch: RefCell::new(Watch::default()),
+            inline_budget: Cell::new(0),
+            inline_deadline: Cell::new(Instant::now()),
+            handed_off: Cell::new(false),
         });
         let memory_cap = memory_cap(&limits);
         let host = HostContext::default();
@@ -217,6 +220,31 @@ impl Sandbox {
         self.run_watched(&job.script, &job.context, Watch::of(job))
     }
 
+    /// Runs `job` if it finishes within `operations` and `time` without
+    /// touching the store: `None` when it did not, and nothing it did was
+    /// kept (no output, no store access), so it can be run again from the
+    /// start elsewhere. For running short scripts on the thread that
+    /// received them (see [`EmbeddedExecutor::run_inline`](crate::EmbeddedExecutor::run_inline)).
+    ///
+    /// Not for jobs that stream their output or may be cancelled: the
+    /// job's cancel flag and line sink are not watched.
+    pub fn run_inline(
+        &mut self,
+        job: &ScriptJob,
+        operations: u64,
+        time: Duration,
+    ) -> Option<Result<ScriptOutput, ExecutorError>> {
+        self.state.inline_budget.set(operations.max(1));
+        self.state.inline_deadline.set(deadline_after(time));
+        self.state.handed_off.set(false);
+        let result = self.run_unwatched(&job.script, &job.context);
+        self.state.inline_budget.set(0);
+        if self.state.handed_off.replace(false) {
+            return None;
+        }
+        Some(result)
+    }
+
     fn run_watched(
         &mut self,
         script: &str,
@@ -283,6 +311,14 @@ impl Sandbox {
 
         // Take the output out now so a large one is not kept alive until the next run.
         let printed = std::mem::take(&mut *self.state.output.borrow_mut());
+        if self.state.handed_off.get() {
+            // An inline attempt given up: its caller runs it again elsewhere.
+            self.state.stopped.take();
+            self.state.failure.take();
+            return Err(ExecutorError::Unavailable(
+                "handed to a script thread".into(),
+            ));
+        }
         let stopped = self.state.stopped.take();
         if let Some(failure) = self.state.failure.take() {
             return Err(failure);

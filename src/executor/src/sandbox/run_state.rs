@@ -32,6 +32,16 @@ pub(super) struct RunState {
     pub(super) output: RefCell<Output>,
     /// The current run's cancel flag and line sink.
     pub(super) watch: RefCell<Watch>,
+    /// Operations an inline run may take before it is handed to a script
+    /// thread; `0` for an ordinary run (see [`Sandbox::run_inline`](super::Sandbox::run_inline)).
+    pub(super) inline_budget: Cell<u64>,
+    /// When an inline run is handed on however few operations it took: one
+    /// operation on a large string can take a while, and a connection
+    /// thread must not.
+    pub(super) inline_deadline: Cell<Instant>,
+    /// Set when an inline run was abandoned: it ran out of its budget or
+    /// reached for the store. Sticky like `stopped`.
+    pub(super) handed_off: Cell<bool>,
 }
 
 /// What a run printed so far.
@@ -64,9 +74,19 @@ impl RunState {
         }
     }
 
+    /// Abandons an inline run at its next operation (see `handed_off`).
+    pub(super) fn hand_off(&self) {
+        self.handed_off.set(true);
+    }
+
+    /// Whether this run is an inline attempt.
+    pub(super) fn is_inline(&self) -> bool {
+        self.inline_budget.get() != 0
+    }
+
     /// Appends one printed line, or records that the output limit was hit.
     pub(super) fn push_line(&self, line: &str, max_output_bytes: usize) {
-        if self.stopped.get().is_some() || self.failed.get() {
+        if self.stopped.get().is_some() || self.failed.get() || self.handed_off.get() {
             return;
         }
         let mut output = self.output.borrow_mut();

@@ -127,6 +127,15 @@ impl StoreRun {
 
     /// The namespace `which` means for the current caller, if they may use it.
     fn namespace(&self, which: Which, writing: bool) -> FnResult<Namespace> {
+        // Every store call comes through here. An inline run never touches
+        // the store (a read may wait for the disk, a write for an fsync, on
+        // a connection thread): it goes to a script thread instead.
+        if self.state.is_inline() {
+            self.state.hand_off();
+            return Err(
+                EvalAltResult::ErrorTerminated(STOP_TOKEN.into(), rhai::Position::NONE).into(),
+            );
+        }
         let context = self.host.current();
         let caller = &context.caller_public_key;
         if caller.is_empty() {

@@ -108,6 +108,8 @@ pub async fn run_worker(
         ast_cache_entries: config.ast_cache_entries,
         environment,
         store: Some(store),
+        // Jobs arrive from Redis on the worker's runtime, which must not run scripts.
+        inline_operations: 0,
     })
     .map_err(RedisSetupError::Threads)?;
     let jobs_key = jobs_stream_key(&circle_key);
