@@ -192,9 +192,7 @@ impl Upgrader {
         let conn = ConnectionState::new(shared, origin, self.listener, identity);
         // The session's own task; `ServerHandle::stop` waits for it through
         // the connection count that `slot` holds.
-        let fut = session::run(shared.clone(), socket, conn, slot).instrument(span);
-        eprintln!("SIZES fut={}", std::mem::size_of_val(&fut));
-        actix_web::rt::spawn(fut);
+        actix_web::rt::spawn(session::run(shared.clone(), socket, conn, slot).instrument(span));
         Ok(())
     }
 
