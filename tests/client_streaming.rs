@@ -26,6 +26,10 @@ fn server(script_threads: usize) -> TestServer {
                 max_run_time: Duration::from_secs(30),
                 ..ScriptLimits::default()
             },
+            // These tests reason about the script threads (one held, one
+            // freed by a cancel, a play queued behind a stream): no play is
+            // answered inline on the connection thread.
+            script_inline_operations: 0,
             ..Default::default()
         },
         script_threads,

@@ -132,6 +132,9 @@ fn one_thread_server() -> (
             max_run_time: Duration::from_secs(30),
             ..ScriptLimits::default()
         },
+        // "Answered at once" must mean the script thread is free again, not
+        // that the play was short enough to run on the connection thread.
+        script_inline_operations: 0,
         ..Default::default()
     })
     .expect("the server starts")

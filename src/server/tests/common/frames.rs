@@ -21,6 +21,9 @@ pub fn waiting_limits() -> ScriptLimits {
 pub fn waiting_config() -> ServerConfig {
     ServerConfig {
         script_limits: waiting_limits(),
+        // These tests reason about script threads (one busy, one freed by a
+        // cancel): every play goes there, none is answered inline.
+        script_inline_operations: 0,
         ..tls_config()
     }
 }
