@@ -10,7 +10,7 @@ use std::time::Duration;
 use actix_codec::Framed;
 use actix_http::Request;
 use actix_http::h1::Codec;
-use actix_service::{boxed, fn_service, map_config};
+use actix_service::{fn_service, map_config};
 use actix_tls::accept::rustls_0_23::TlsStream;
 use actix_web::dev::AppConfig;
 use actix_web::http::header::HeaderValue;
@@ -145,7 +145,7 @@ pub fn spawn_circle_server(
                 .finish(map_config(make_app(Listener::Plain), |()| {
                     AppConfig::default()
                 }));
-            boxed::factory(plain_stack(front.clone(), http))
+            plain_stack(front.clone(), http)
         });
         listens.push(Listen {
             listener,
@@ -180,12 +180,12 @@ pub fn spawn_circle_server(
                 .finish(map_config(make_app(Listener::Tls), |()| {
                     AppConfig::default()
                 }));
-            boxed::factory(tls_stack(
+            tls_stack(
                 front.clone(),
                 rustls_config.clone(),
                 handshake_timeout,
                 http,
-            ))
+            )
         });
         listens.push(Listen {
             listener,

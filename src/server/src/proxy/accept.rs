@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use actix_http::Protocol;
 use actix_http::error::DispatchError;
-use actix_service::{Service, ServiceFactory, ServiceFactoryExt, fn_service};
+use actix_service::{Service, ServiceFactory, ServiceFactoryExt, boxed, fn_service};
 use actix_tls::accept::rustls_0_23::{Acceptor, AcceptorService, TlsStream};
 use actix_web::rt::net::TcpStream;
 use futures_util::future::LocalBoxFuture;
@@ -20,6 +20,7 @@ use tracing::{debug, warn};
 
 use super::TrustedProxies;
 use super::header::{ProxyHeaderError, read_proxy_header};
+use crate::connection_threads::ConnectionService;
 use crate::refusal_log::RefusalLog;
 
 /// What a connection is asked for before its first byte of TLS or HTTP.
@@ -47,12 +48,11 @@ impl Front {
         // `101 Switching Protocols` written after the TLS 1.3 session
         // tickets until the client's delayed ACK (~40 ms per new connection).
         let _ = io.set_nodelay(true);
-        let peer = Some(peer);
         if !self.proxy_protocol {
-            return Ok(peer);
+            return Ok(Some(peer));
         }
         match self.read_header(io, peer).await {
-            Ok(source) => Ok(source.or(peer)),
+            Ok(source) => Ok(Some(source.unwrap_or(peer))),
             Err(error) => {
                 match self.refusal_log.should_log() {
                     Some(also_refused) => {
@@ -68,12 +68,9 @@ impl Front {
     async fn read_header(
         &self,
         io: &mut TcpStream,
-        peer: Option<SocketAddr>,
+        peer: SocketAddr,
     ) -> Result<Option<SocketAddr>, ProxyHeaderError> {
-        if let Some(peer) = peer
-            && !self.trusted.is_empty()
-            && !self.trusted.contains(peer.ip())
-        {
+        if !self.trusted.is_empty() && !self.trusted.contains(peer.ip()) {
             return Err(ProxyHeaderError::UntrustedPeer(peer.ip()));
         }
         tokio::time::timeout(self.header_timeout, read_proxy_header(io))
@@ -83,16 +80,7 @@ impl Front {
 }
 
 /// A plain listener's connections: [`Front`], then `http`.
-pub(crate) fn plain_stack<H>(
-    front: Front,
-    http: H,
-) -> impl ServiceFactory<
-    (TcpStream, SocketAddr),
-    Config = (),
-    Response = (),
-    Error = DispatchError,
-    InitError = (),
->
+pub(crate) fn plain_stack<H>(front: Front, http: H) -> ConnectionService
 where
     H: ServiceFactory<
             (TcpStream, Protocol, Option<SocketAddr>),
@@ -100,16 +88,18 @@ where
             Response = (),
             Error = DispatchError,
             InitError = (),
-        >,
+        > + 'static,
+    H::Service: 'static,
+    H::Future: 'static,
 {
-    fn_service(move |(mut io, peer): (TcpStream, SocketAddr)| {
+    let accepted = fn_service(move |(mut io, peer): (TcpStream, SocketAddr)| {
         let front = front.clone();
         async move {
             let client = front.accept(&mut io, peer).await?;
             Ok((io, Protocol::Http1, client))
         }
-    })
-    .and_then(http)
+    });
+    boxed::factory(accepted.and_then(http))
 }
 
 /// A TLS listener's connections: [`Front`], the TLS handshake (bounded by
@@ -119,13 +109,7 @@ pub(crate) fn tls_stack<H>(
     mut config: rustls::ServerConfig,
     handshake_timeout: Duration,
     http: H,
-) -> impl ServiceFactory<
-    (TcpStream, SocketAddr),
-    Config = (),
-    Response = (),
-    Error = DispatchError,
-    InitError = (),
->
+) -> ConnectionService
 where
     H: ServiceFactory<
             (TlsStream<TcpStream>, Protocol, Option<SocketAddr>),
@@ -133,7 +117,9 @@ where
             Response = (),
             Error = DispatchError,
             InitError = (),
-        >,
+        > + 'static,
+    H::Service: 'static,
+    H::Future: 'static,
 {
     // HTTP/1.1 only: h2 first breaks WebSocket upgrades for clients that
     // follow ALPN (actix-http's http2 feature stays off too).
@@ -146,15 +132,14 @@ where
     }
     let mut acceptor = Acceptor::new(config);
     acceptor.set_handshake_timeout(handshake_timeout);
-    fn_service(move |(mut io, peer): (TcpStream, SocketAddr)| {
+    let accepted = fn_service(move |(mut io, peer): (TcpStream, SocketAddr)| {
         let front = front.clone();
         async move {
             let client = front.accept(&mut io, peer).await?;
             Ok((io, client))
         }
-    })
-    .and_then(Handshake(acceptor))
-    .and_then(http)
+    });
+    boxed::factory(accepted.and_then(Handshake(acceptor)).and_then(http))
 }
 
 /// actix-tls's acceptor, carrying the client's address past the handshake.
