@@ -50,6 +50,7 @@ mod start;
 mod state;
 mod store;
 mod tls;
+mod transport;
 mod upgrade;
 
 pub use acme::{

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use futures_util::future::LocalBoxFuture;
 use futures_util::stream::FuturesUnordered;
 use futures_util::{FutureExt, SinkExt, StreamExt};
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::{mpsc, watch};
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::error::{CapacityError, Error as WsError};
@@ -24,6 +24,7 @@ use crate::metrics::LimitHit;
 use crate::pacing::Gate;
 use crate::router::{self, Answer, ConnectionState};
 use crate::state::{ConnectionSlot, ServerState};
+use crate::transport::Transport;
 
 /// Why a session ended, for the log.
 #[derive(Debug)]
@@ -106,7 +107,7 @@ pub(crate) fn run<T>(
     slot: ConnectionSlot,
 ) -> impl Future<Output = ()>
 where
-    T: AsyncRead + AsyncWrite + Unpin,
+    T: Transport,
 {
     let limits = &shared.limits;
     // The idle check rides on the ping timer, so it needs ticks at least
@@ -141,7 +142,7 @@ where
 
 impl<T> Session<T>
 where
-    T: AsyncRead + AsyncWrite + Unpin,
+    T: Transport,
 {
     /// Serves the connection until something ends it.
     async fn serve(&mut self) -> Ending {
@@ -457,7 +458,7 @@ async fn close_connection<T>(
     close: Option<(CloseCode, String)>,
     ending: &Ending,
 ) where
-    T: AsyncRead + AsyncWrite + Unpin,
+    T: Transport,
 {
     let goodbye = async {
         if matches!(ending, Ending::PeerVanished) {
@@ -469,7 +470,10 @@ async fn close_connection<T>(
             code,
             reason: reason.into(),
         });
-        if !matches!(ending, Ending::PeerClosed) && socket.close(frame).await.is_err() {
+        if matches!(ending, Ending::PeerClosed) {
+            // The echo is our last frame: it leaves with the TLS alert.
+            socket.get_mut().hold_writes();
+        } else if socket.close(frame).await.is_err() {
             return;
         }
         let _ = socket.flush().await;
@@ -486,5 +490,5 @@ async fn close_connection<T>(
         }
     };
     let _ = tokio::time::timeout(CLOSE_HANDSHAKE_TIMEOUT, goodbye).await;
-    let _ = tokio::time::timeout(CLOSE_HANDSHAKE_TIMEOUT, socket.get_mut().shutdown()).await;
+    let _ = tokio::time::timeout(CLOSE_HANDSHAKE_TIMEOUT, socket.get_mut().finish()).await;
 }

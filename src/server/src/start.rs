@@ -14,7 +14,6 @@ use actix_service::{fn_service, map_config};
 use actix_tls::accept::rustls_0_23::TlsStream;
 use actix_web::dev::AppConfig;
 use actix_web::http::header::HeaderValue;
-use actix_web::rt::net::TcpStream;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tracing::{info, warn};
@@ -34,6 +33,7 @@ use crate::state::ServerState;
 use crate::tls::{
     ClientIdentity, TlsOptions, TlsReloader, acme_server_tls, load_tls, watch_certificate_expiry,
 };
+use crate::transport::Wire;
 use crate::upgrade::Upgrader;
 
 /// Starts a circle server on the current tokio runtime.
@@ -134,7 +134,7 @@ pub fn spawn_circle_server(
             let upgrader = upgrader(Listener::Plain, addr);
             let http = http_service(addr, &finishing)
                 .upgrade(fn_service(
-                    move |(request, framed): (Request, Framed<TcpStream, Codec>)| {
+                    move |(request, framed): (Request, Framed<Wire, Codec>)| {
                         let upgrader = upgrader.clone();
                         async move {
                             upgrader.serve(request, framed).await;
@@ -162,14 +162,14 @@ pub fn spawn_circle_server(
             let upgrader = upgrader(Listener::Tls, addr);
             let handshake_metrics = handshake_metrics.clone();
             let http = http_service(addr, &finishing)
-                .on_connect_ext(move |tls: &TlsStream<TcpStream>, extensions| {
+                .on_connect_ext(move |tls: &TlsStream<Wire>, extensions| {
                     handshake_metrics.tls_handshake();
                     if let Some(identity) = ClientIdentity::of(tls.get_ref().1) {
                         extensions.insert(identity);
                     }
                 })
                 .upgrade(fn_service(
-                    move |(request, framed): (Request, Framed<TlsStream<TcpStream>, Codec>)| {
+                    move |(request, framed): (Request, Framed<TlsStream<Wire>, Codec>)| {
                         let upgrader = upgrader.clone();
                         async move {
                             upgrader.serve(request, framed).await;

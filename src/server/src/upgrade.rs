@@ -21,7 +21,7 @@ use actix_codec::Framed;
 use actix_http::h1::Codec;
 use actix_http::{HttpMessage, Request};
 use actix_web::http::{Method, header};
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
@@ -36,6 +36,7 @@ use crate::router::ConnectionState;
 use crate::session;
 use crate::state::{Refusal, ServerState};
 use crate::tls::ClientIdentity;
+use crate::transport::Transport;
 
 /// The path WebSockets are served on.
 pub(crate) const WEBSOCKET_PATH: &str = "/ws";
@@ -72,7 +73,7 @@ impl Upgrader {
     /// session costs only its own small task and buffers.
     pub async fn serve<T>(&self, request: Request, framed: Framed<T, Codec>)
     where
-        T: AsyncRead + AsyncWrite + Unpin + 'static,
+        T: Transport,
     {
         // A peer that goes away mid-upgrade is routine, not an error.
         if let Err(error) = self.upgrade(request, framed).await {
@@ -82,7 +83,7 @@ impl Upgrader {
 
     async fn upgrade<T>(&self, request: Request, framed: Framed<T, Codec>) -> io::Result<()>
     where
-        T: AsyncRead + AsyncWrite + Unpin + 'static,
+        T: Transport,
     {
         let parts = framed.into_parts();
         let mut io = parts.io;

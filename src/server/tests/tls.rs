@@ -115,6 +115,51 @@ async fn alpn_settles_on_http11_even_when_the_client_prefers_h2() {
     server.stop().await;
 }
 
+/// A client that closes gets its close frame echoed and then the TLS
+/// `close_notify`, both before the server's FIN: rustls reports a stream
+/// that ends without the alert as `UnexpectedEof`, so a clean end of stream
+/// here proves the alert came (and came after the echo).
+#[tokio::test]
+async fn a_client_close_is_echoed_then_tls_ends_with_close_notify() {
+    let server = TestServer::tls();
+    let ca = std::fs::read(dev_cert()).expect("dev cert");
+    for round in 0..5 {
+        let mut tls = tls_connect(
+            server.wss_addr(),
+            client_tls(&ca, &[b"http/1.1"]),
+            "localhost",
+        )
+        .await
+        .expect("handshake");
+        tls.write_all(
+            b"GET /ws HTTP/1.1\r\nHost: localhost\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
+        )
+        .await
+        .expect("upgrade request");
+        // A masked close frame, code 1000 (mask 0: the payload as is).
+        tls.write_all(&[0x88, 0x82, 0, 0, 0, 0, 0x03, 0xE8])
+            .await
+            .expect("close frame");
+        let mut rest = Vec::new();
+        let read = tokio::time::timeout(Duration::from_secs(10), tls.read_to_end(&mut rest))
+            .await
+            .expect("the server ends the stream");
+        assert!(
+            read.is_ok(),
+            "round {round}: the stream must end with close_notify, got {read:?}"
+        );
+        let text = String::from_utf8_lossy(&rest);
+        let head_end = text.find("\r\n\r\n").expect("response head") + 4;
+        assert!(text.starts_with("HTTP/1.1 101 "), "{text}");
+        assert_eq!(
+            &rest[head_end..],
+            &[0x88, 0x02, 0x03, 0xE8],
+            "round {round}: exactly the echo of the close frame after the 101"
+        );
+    }
+    server.stop().await;
+}
+
 #[tokio::test]
 async fn tls_1_1_client_is_refused_with_a_protocol_version_alert() {
     let server = TestServer::tls();

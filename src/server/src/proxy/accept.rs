@@ -22,6 +22,7 @@ use super::TrustedProxies;
 use super::header::{ProxyHeaderError, read_proxy_header};
 use crate::connection_threads::ConnectionService;
 use crate::refusal_log::RefusalLog;
+use crate::transport::Wire;
 
 /// What a connection is asked for before its first byte of TLS or HTTP.
 #[derive(Clone, Debug)]
@@ -83,7 +84,7 @@ impl Front {
 pub(crate) fn plain_stack<H>(front: Front, http: H) -> ConnectionService
 where
     H: ServiceFactory<
-            (TcpStream, Protocol, Option<SocketAddr>),
+            (Wire, Protocol, Option<SocketAddr>),
             Config = (),
             Response = (),
             Error = DispatchError,
@@ -96,7 +97,7 @@ where
         let front = front.clone();
         async move {
             let client = front.accept(&mut io, peer).await?;
-            Ok((io, Protocol::Http1, client))
+            Ok((Wire::new(io), Protocol::Http1, client))
         }
     });
     boxed::factory(accepted.and_then(http))
@@ -112,7 +113,7 @@ pub(crate) fn tls_stack<H>(
 ) -> ConnectionService
 where
     H: ServiceFactory<
-            (TlsStream<TcpStream>, Protocol, Option<SocketAddr>),
+            (TlsStream<Wire>, Protocol, Option<SocketAddr>),
             Config = (),
             Response = (),
             Error = DispatchError,
@@ -136,7 +137,7 @@ where
         let front = front.clone();
         async move {
             let client = front.accept(&mut io, peer).await?;
-            Ok((io, client))
+            Ok((Wire::new(io), client))
         }
     });
     boxed::factory(accepted.and_then(Handshake(acceptor)).and_then(http))
@@ -145,8 +146,8 @@ where
 /// actix-tls's acceptor, carrying the client's address past the handshake.
 struct Handshake(Acceptor);
 
-impl ServiceFactory<(TcpStream, Option<SocketAddr>)> for Handshake {
-    type Response = (TlsStream<TcpStream>, Protocol, Option<SocketAddr>);
+impl ServiceFactory<(Wire, Option<SocketAddr>)> for Handshake {
+    type Response = (TlsStream<Wire>, Protocol, Option<SocketAddr>);
     type Error = DispatchError;
     type Config = ();
     type Service = HandshakeService;
@@ -154,15 +155,15 @@ impl ServiceFactory<(TcpStream, Option<SocketAddr>)> for Handshake {
     type Future = LocalBoxFuture<'static, Result<HandshakeService, ()>>;
 
     fn new_service(&self, (): ()) -> Self::Future {
-        let acceptor = ServiceFactory::<TcpStream>::new_service(&self.0, ());
+        let acceptor = ServiceFactory::<Wire>::new_service(&self.0, ());
         Box::pin(async move { Ok(HandshakeService(acceptor.await?)) })
     }
 }
 
 struct HandshakeService(AcceptorService);
 
-impl Service<(TcpStream, Option<SocketAddr>)> for HandshakeService {
-    type Response = (TlsStream<TcpStream>, Protocol, Option<SocketAddr>);
+impl Service<(Wire, Option<SocketAddr>)> for HandshakeService {
+    type Response = (TlsStream<Wire>, Protocol, Option<SocketAddr>);
     type Error = DispatchError;
     type Future = LocalBoxFuture<'static, Result<Self::Response, DispatchError>>;
 
@@ -171,11 +172,11 @@ impl Service<(TcpStream, Option<SocketAddr>)> for HandshakeService {
         &self,
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<Result<(), DispatchError>> {
-        Service::<TcpStream>::poll_ready(&self.0, cx)
+        Service::<Wire>::poll_ready(&self.0, cx)
             .map_err(|_| DispatchError::Io(std::io::Error::other("TLS acceptor failed")))
     }
 
-    fn call(&self, (io, client): (TcpStream, Option<SocketAddr>)) -> Self::Future {
+    fn call(&self, (io, client): (Wire, Option<SocketAddr>)) -> Self::Future {
         let handshake = self.0.call(io);
         Box::pin(async move {
             let tls = handshake.await.map_err(|error| {
