@@ -72,11 +72,7 @@ impl ConnectionState {
             origin,
             listener,
             in_flight: Rc::default(),
-            script_context: Arc::new(ScriptContext {
-                circle_name: shared.circle.name.clone(),
-                circle_public_key: shared.circle.public_key.clone(),
-                caller_public_key: String::new(),
-            }),
+            script_context: shared.anonymous_script_context.clone(),
             rate: RateLimiter::per_second(shared.limits.max_requests_per_second),
             client_certificate_json: client.map(ClientIdentity::to_json),
             plays: Plays::default(),
@@ -212,11 +208,11 @@ fn route(shared: &ServerState, conn: &mut ConnectionState, request: &Request<'_>
             MethodOutcome::Now(result.and_then(|result| to_json(&result)))
         }
         method::WHOAMI => MethodOutcome::Now(to_json(&Whoami {
-            authenticated: conn.auth.caller().is_some(),
+            authenticated: conn.auth.is_signed_in(),
             pubkey: conn
                 .auth
-                .caller()
-                .map(|caller| caller.public_key_hex.as_str()),
+                .is_signed_in()
+                .then_some(conn.script_context.caller_public_key.as_str()),
             circle: &shared.circle_json,
             client_certificate: conn.client_certificate_json.as_deref(),
         })),
@@ -243,7 +239,7 @@ fn play(shared: &ServerState, conn: &mut ConnectionState, request: &Request<'_>)
         Ok(params) => params,
         Err(error) => return MethodOutcome::Now(Err(error)),
     };
-    if shared.enable_auth && conn.auth.caller().is_none() {
+    if shared.enable_auth && !conn.auth.is_signed_in() {
         return MethodOutcome::Now(Err(RpcError::new(
             codes::AUTHENTICATION_REQUIRED,
             "authentication required: call fetch_nonce and authenticate before play",

@@ -7,7 +7,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use futures_util::future::LocalBoxFuture;
+use futures_util::future::{LocalBoxFuture, OptionFuture};
 use futures_util::stream::FuturesUnordered;
 use futures_util::{FutureExt, SinkExt, StreamExt};
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -178,27 +178,25 @@ where
         let read = gate == Gate::Open;
         let limits = &self.shared.limits;
         let conn = &self.conn;
-        let waiting = &mut self.waiting;
-        let batch_runs = async move {
-            match waiting {
-                Some(batch) => batch.drive().await,
-                None => std::future::pending().await,
-            }
+        // Built, boxed, only when they can fire: inline, their states (a
+        // timer among them) would take room in every idle connection's task.
+        let gate_opens: Option<LocalBoxFuture<'_, ()>> = match gate {
+            Gate::InFlightFull => Some(Box::pin(conn.room(limits))),
+            Gate::RateUntil(at) => Some(Box::pin(tokio::time::sleep_until(at.into()))),
+            Gate::Open => None,
         };
-        // Lazy: an async block costs nothing until it is polled.
-        let gate_opens = async move {
-            match gate {
-                Gate::InFlightFull => conn.room(limits).await,
-                Gate::RateUntil(at) => tokio::time::sleep_until(at.into()).await,
-                Gate::Open => std::future::pending().await,
-            }
-        };
+        let batch_runs = self
+            .waiting
+            .as_mut()
+            .map(|batch| -> LocalBoxFuture<'_, ()> { Box::pin(batch.drive()) });
         tokio::select! {
             frame = self.socket.next(), if read => Event::Frame(frame),
             Some(answer) = self.pending.next(), if !self.pending.is_empty() => Event::Answer(answer),
             Some(line) = next_line(&mut self.lines) => Event::Line(line),
-            () = gate_opens, if !read => Event::GateOpen(gate),
-            () = batch_runs => unreachable!("a waiting batch is driven, never done"),
+            Some(()) = OptionFuture::from(gate_opens), if !read => Event::GateOpen(gate),
+            Some(()) = OptionFuture::from(batch_runs) => {
+                unreachable!("a waiting batch is driven, never done")
+            }
             _ = self.ticks.tick() => Event::Tick,
             // A dropped sender means the server is gone: stop as well.
             changed = self.shutdown.changed() => {

@@ -5,7 +5,7 @@ use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
-use circle_executor::Executor;
+use circle_executor::{Executor, ScriptContext};
 use serde_json::value::RawValue;
 use tokio::sync::{Notify, watch};
 
@@ -22,6 +22,9 @@ pub(crate) struct ServerState {
     pub circle: CircleIdentity,
     /// `circle` as `whoami` shows it, rendered once.
     pub circle_json: Box<RawValue>,
+    /// What scripts of connections that have not signed in see: one for
+    /// all of them (a signed-in connection gets its own).
+    pub anonymous_script_context: Arc<ScriptContext>,
     pub enable_auth: bool,
     pub auth_domain: Option<String>,
     pub challenge: ChallengeSettings,
@@ -62,6 +65,11 @@ impl ServerState {
                 nonce_ttl_secs: limits.nonce_ttl.as_secs().max(1),
             },
             circle_json: circle.to_json(),
+            anonymous_script_context: Arc::new(ScriptContext {
+                circle_name: circle.name.clone(),
+                circle_public_key: circle.public_key.clone(),
+                caller_public_key: String::new(),
+            }),
             circle,
             enable_auth: config.enable_auth,
             auth_domain: config.auth_domain.clone(),

@@ -43,8 +43,10 @@ pub(crate) const WEBSOCKET_PATH: &str = "/ws";
 
 /// Bytes tungstenite reads from the socket at a time. Small on purpose: it
 /// stays allocated for the life of every idle connection, and one request
-/// is a few hundred bytes (tungstenite's default is 128 KiB).
-const READ_BUFFER_BYTES: usize = 1024;
+/// is a few hundred bytes (tungstenite's default is 128 KiB). A larger
+/// frame still gets its whole size at once, from its header; reads come
+/// out of rustls's buffer, so a small size costs no extra system calls.
+const READ_BUFFER_BYTES: usize = 512;
 
 /// Answers are collected up to this many bytes before they go to the socket
 /// in one write; the session flushes whenever it has nothing more to do.
