@@ -53,6 +53,16 @@ pub struct EmbeddedConfig {
     /// to a script thread (see [`EmbeddedExecutor::run_inline`]). Default `1,000`; `0`
     /// runs every script on a script thread. Ignored (always `0`) with host functions.
     pub inline_operations: u64,
+    /// Times a script thread that finds the queue empty gives up its core
+    /// (`sched_yield`) and looks again before it sleeps. Default `0`: a
+    /// server's next job is a network round trip away, and each yield on a
+    /// core shared with the connection thread is a context switch for
+    /// nothing (bench/PROFILE.md §6). A circle-worker sets `2`: its jobs
+    /// come in batches from Redis on a runtime beside the script threads,
+    /// and a thread that yields picks up the next job of the batch where
+    /// one that sleeps must be woken for it (on one shared core, a third
+    /// fewer context switches and about a quarter more jobs a second).
+    pub idle_yields: u32,
 }
 
 impl Default for EmbeddedConfig {
@@ -65,6 +75,7 @@ impl Default for EmbeddedConfig {
             environment: ScriptEnvironment::stock(),
             store: None,
             inline_operations: 1_000,
+            idle_yields: 0,
         }
     }
 }
@@ -145,7 +156,12 @@ impl EmbeddedExecutor {
             );
             Box::new(move |job: &ScriptJob| sandbox.run_job(job))
         });
-        let mut executor = Self::with_runner(config.threads, config.queue_capacity, factory)?;
+        let mut executor = Self::with_runner(
+            config.threads,
+            config.queue_capacity,
+            config.idle_yields,
+            factory,
+        )?;
         executor.inline = inline;
         Ok(executor)
     }
@@ -153,10 +169,11 @@ impl EmbeddedExecutor {
     fn with_runner(
         threads: usize,
         queue_capacity: usize,
+        idle_yields: u32,
         factory: RunnerFactory,
     ) -> std::io::Result<Self> {
         let threads = threads.max(1);
-        let queue = Arc::new(JobQueue::new(queue_capacity, threads));
+        let queue = Arc::new(JobQueue::new(queue_capacity, threads, idle_yields));
         let shared = Arc::new(PoolState {
             closing: AtomicBool::new(false),
             live_threads: AtomicUsize::new(0),
@@ -355,7 +372,7 @@ mod tests {
                 })
             })
         });
-        let executor = EmbeddedExecutor::with_runner(1, 4, factory).unwrap();
+        let executor = EmbeddedExecutor::with_runner(1, 4, 0, factory).unwrap();
         let err = executor.execute(job("panic")).await.unwrap_err();
         assert!(matches!(err, ExecutorError::Unavailable(_)), "{err:?}");
         assert_eq!(err.code(), -32005);
@@ -383,7 +400,7 @@ mod tests {
                 })
             })
         });
-        let executor = EmbeddedExecutor::with_runner(1, 1, factory).unwrap();
+        let executor = EmbeddedExecutor::with_runner(1, 1, 0, factory).unwrap();
         let (answers, answered) = mpsc::channel();
         let submit = |executor: &EmbeddedExecutor, job: ScriptJob, tag: &'static str| {
             let answers = answers.clone();

@@ -6,7 +6,8 @@
 //! job is a few microseconds away. For a script server the next job is a
 //! network round trip away, and the yields hand the core back and forth
 //! with the connection thread that just queued the job: about two extra
-//! context switches per `play` (bench/PROFILE.md §6).
+//! context switches per `play` (bench/PROFILE.md §6). A circle-worker, whose
+//! jobs come in batches, asks for a few yields (`EmbeddedConfig::idle_yields`).
 
 use std::collections::VecDeque;
 use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
@@ -25,6 +26,9 @@ pub(super) struct JobQueue {
     state: Mutex<State>,
     job_queued: Condvar,
     capacity: usize,
+    /// Yields before a thread that finds no job sleeps
+    /// ([`EmbeddedConfig::idle_yields`](super::EmbeddedConfig::idle_yields)).
+    idle_yields: u32,
 }
 
 struct State {
@@ -38,8 +42,10 @@ struct State {
 
 impl JobQueue {
     /// A queue for `takers` script threads, holding up to `capacity`
-    /// waiting jobs (with `0`, a job is taken only by a thread that waits).
-    pub(super) fn new(capacity: usize, takers: usize) -> Self {
+    /// waiting jobs (with `0`, a job is taken only by a thread that waits);
+    /// a thread that finds it empty yields `idle_yields` times before it
+    /// sleeps.
+    pub(super) fn new(capacity: usize, takers: usize, idle_yields: u32) -> Self {
         JobQueue {
             state: Mutex::new(State {
                 jobs: VecDeque::with_capacity(capacity.min(1024)),
@@ -49,6 +55,7 @@ impl JobQueue {
             }),
             job_queued: Condvar::new(),
             capacity,
+            idle_yields,
         }
     }
 
@@ -81,12 +88,20 @@ impl JobQueue {
     /// closed and empty.
     pub(super) fn pop(&self) -> Option<Task> {
         let mut state = self.lock();
+        let mut yields = self.idle_yields;
         loop {
             if let Some(task) = state.jobs.pop_front() {
                 return Some(task);
             }
             if state.closed {
                 return None;
+            }
+            if yields > 0 {
+                yields -= 1;
+                drop(state);
+                std::thread::yield_now();
+                state = self.lock();
+                continue;
             }
             state.sleeping += 1;
             state = self

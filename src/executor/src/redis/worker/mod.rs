@@ -110,6 +110,8 @@ pub async fn run_worker(
         store: Some(store),
         // Jobs arrive from Redis on the worker's runtime, which must not run scripts.
         inline_operations: 0,
+        // They come in batches: a script thread that yields finds the next one.
+        idle_yields: 2,
     })
     .map_err(RedisSetupError::Threads)?;
     let jobs_key = jobs_stream_key(&circle_key);
