@@ -3,7 +3,7 @@
 //! lines reach the session by.
 
 use std::borrow::Cow;
-use std::cell::RefCell;
+use std::cell::{OnceCell, RefCell};
 use std::collections::HashMap;
 use std::rc::Rc;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -22,10 +22,16 @@ use crate::metrics::Metrics;
 /// memory for it stays bounded.
 const QUEUED_LINES: usize = 64;
 
+/// The cancels of one connection's plays, by the text of their ids; shared
+/// with the plays' [`Registration`]s.
+type Running = Rc<RefCell<HashMap<String, Cancel>>>;
+
 /// The plays of one connection that `cancel` can still reach, by id.
 #[derive(Default)]
 pub(crate) struct Plays {
-    running: Rc<RefCell<HashMap<String, Cancel>>>,
+    /// Created with the first play: a connection that never plays holds no
+    /// registry.
+    running: OnceCell<Running>,
     /// Created with the first streamed play: most connections never stream.
     lines: Option<mpsc::Sender<String>>,
     /// The channel's reading end until the session takes it.
@@ -39,11 +45,10 @@ impl Plays {
     /// are the client's to keep apart.
     pub fn start(&self, id: &RawValue, cancel: &Cancel) -> Registration {
         let key = id_key(id.get()).into_owned();
-        self.running
-            .borrow_mut()
-            .insert(key.clone(), cancel.clone());
+        let running = self.running.get_or_init(Running::default);
+        running.borrow_mut().insert(key.clone(), cancel.clone());
         Registration {
-            running: Rc::clone(&self.running),
+            running: Rc::clone(running),
             key,
             cancel: cancel.clone(),
         }
@@ -52,8 +57,11 @@ impl Plays {
     /// Cancels the play with request id `id` (any JSON value), if it is still
     /// queued or running: whether there was one.
     pub fn cancel(&self, id: &serde_json::Value) -> bool {
+        let Some(running) = self.running.get() else {
+            return false;
+        };
         let key = id.to_string();
-        match self.running.borrow_mut().remove(&key) {
+        match running.borrow_mut().remove(&key) {
             Some(cancel) => {
                 cancel.cancel();
                 true
@@ -91,7 +99,10 @@ impl Plays {
     /// Cancels every play still registered: the connection is closing and
     /// nobody will read their answers.
     pub fn cancel_all(&self) -> usize {
-        let running = std::mem::take(&mut *self.running.borrow_mut());
+        let Some(running) = self.running.get() else {
+            return 0;
+        };
+        let running = std::mem::take(&mut *running.borrow_mut());
         for cancel in running.values() {
             cancel.cancel();
         }
@@ -101,7 +112,7 @@ impl Plays {
 
 /// Keeps one play cancellable by its id; dropped when the play is answered.
 pub(crate) struct Registration {
-    running: Rc<RefCell<HashMap<String, Cancel>>>,
+    running: Running,
     key: String,
     cancel: Cancel,
 }
@@ -115,6 +126,10 @@ impl Drop for Registration {
             .is_some_and(|cancel| cancel.same_as(&self.cancel))
         {
             running.remove(&self.key);
+        }
+        if running.is_empty() {
+            // An idle connection keeps no table from its busy past.
+            running.shrink_to_fit();
         }
     }
 }

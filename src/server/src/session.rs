@@ -73,7 +73,38 @@ async fn next_line(lines: &mut Option<mpsc::Receiver<String>>) -> Option<String>
 }
 
 /// Answers of scripts still running.
-type PendingAnswers = FuturesUnordered<LocalBoxFuture<'static, Option<String>>>;
+///
+/// The set exists only while one is: `FuturesUnordered::new` allocates its
+/// queue and a stub task (0.2 KB), which an idle connection would otherwise
+/// keep for good.
+#[derive(Default)]
+struct PendingAnswers(Option<FuturesUnordered<LocalBoxFuture<'static, Option<String>>>>);
+
+impl PendingAnswers {
+    fn push(&mut self, answer: LocalBoxFuture<'static, Option<String>>) {
+        self.0
+            .get_or_insert_with(FuturesUnordered::new)
+            .push(answer);
+    }
+
+    fn is_empty(&self) -> bool {
+        self.0.as_ref().is_none_or(FuturesUnordered::is_empty)
+    }
+
+    fn len(&self) -> usize {
+        self.0.as_ref().map_or(0, FuturesUnordered::len)
+    }
+
+    /// The next answer to come; `None` when no script is running.
+    async fn next(&mut self) -> Option<Option<String>> {
+        let set = self.0.as_mut()?;
+        let answer = set.next().await;
+        if set.is_empty() {
+            self.0 = None;
+        }
+        answer
+    }
+}
 
 /// One connection's state while it runs.
 struct Session<T> {
@@ -124,7 +155,7 @@ where
         shared,
         socket,
         conn,
-        pending: FuturesUnordered::new(),
+        pending: PendingAnswers::default(),
         lines: None,
         waiting: None,
         last_heard: Instant::now(),
