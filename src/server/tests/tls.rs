@@ -66,6 +66,20 @@ async fn http_get<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(
     String::from_utf8_lossy(&response).to_lowercase()
 }
 
+/// A TLS connection to the server's wss:// port that offers HTTP/1.1 only.
+async fn http11_connect(
+    server: &TestServer,
+    ca: &[u8],
+) -> tokio_rustls::client::TlsStream<TcpStream> {
+    tls_connect(
+        server.wss_addr(),
+        client_tls(ca, &[b"http/1.1"]),
+        "localhost",
+    )
+    .await
+    .expect("handshake")
+}
+
 #[tokio::test]
 async fn https_responses_carry_hsts_and_plain_ones_do_not() {
     let server = TestServer::start(ServerConfig {
@@ -74,13 +88,7 @@ async fn https_responses_carry_hsts_and_plain_ones_do_not() {
     });
     let ca = std::fs::read(dev_cert()).expect("dev cert");
     for path in ["/health", "/no-such-page"] {
-        let mut tls = tls_connect(
-            server.wss_addr(),
-            client_tls(&ca, &[b"http/1.1"]),
-            "localhost",
-        )
-        .await
-        .expect("handshake");
+        let mut tls = http11_connect(&server, &ca).await;
         let head = http_get(&mut tls, path).await;
         assert!(
             head.contains("strict-transport-security: max-age="),
@@ -124,13 +132,7 @@ async fn a_client_close_is_echoed_then_tls_ends_with_close_notify() {
     let server = TestServer::tls();
     let ca = std::fs::read(dev_cert()).expect("dev cert");
     for round in 0..5 {
-        let mut tls = tls_connect(
-            server.wss_addr(),
-            client_tls(&ca, &[b"http/1.1"]),
-            "localhost",
-        )
-        .await
-        .expect("handshake");
+        let mut tls = http11_connect(&server, &ca).await;
         tls.write_all(
             b"GET /ws HTTP/1.1\r\nHost: localhost\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
         )
