@@ -74,7 +74,8 @@ async fn next_line(lines: &mut Option<mpsc::Receiver<String>>) -> Option<String>
 
 /// Answers of scripts still running.
 ///
-/// The set exists only while one is: `FuturesUnordered::new` allocates its
+/// The set exists only while a script of the connection runs (`next` drops
+/// it when the last one answers): `FuturesUnordered::new` allocates its
 /// queue and a stub task (0.2 KB), which an idle connection would otherwise
 /// keep for good.
 #[derive(Default)]
