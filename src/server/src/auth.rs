@@ -63,7 +63,7 @@ pub(crate) struct ChallengeSettings {
 }
 
 /// Where this connection's challenges point: taken from its upgrade request.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct ChallengeOrigin {
     /// `domain` of the sign-in message.
     pub domain: String,

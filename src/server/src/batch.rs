@@ -26,7 +26,9 @@ use crate::state::ServerState;
 /// the gate with some of its requests still to go.
 pub(crate) enum Handled {
     Done(Answer),
-    Waiting(WaitingBatch),
+    /// Boxed: a session keeps room for a waiting batch, and batches that
+    /// wait are rare next to the idle connections that keep that room.
+    Waiting(Box<WaitingBatch>),
 }
 
 /// A batch that stopped at the gate: its frame, where each request lies in
@@ -42,7 +44,7 @@ pub(crate) struct WaitingBatch {
 }
 
 impl WaitingBatch {
-    fn new(text: String, spans: Vec<Range<usize>>, next: usize, answers: Vec<Answer>) -> Self {
+    fn new(text: String, spans: Vec<Range<usize>>, next: usize, answers: Vec<Answer>) -> Box<Self> {
         let answers = answers
             .into_iter()
             .map(|answer| match answer {
@@ -50,12 +52,12 @@ impl WaitingBatch {
                 Answer::Later(answer) => MaybeDone::Future(answer),
             })
             .collect();
-        WaitingBatch {
+        Box::new(WaitingBatch {
             text,
             spans,
             next,
             answers,
-        }
+        })
     }
 
     /// Goes on with the batch's next request (the gate may be open again).

@@ -1,6 +1,7 @@
 //! A door for the fuzzers in `fuzz/`: the JSON-RPC router of one
 //! connection, without sockets. Not part of the supported API.
 
+use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -51,10 +52,10 @@ impl RouterHarness {
             ..ServerConfig::default()
         };
         let shared = ServerState::new(&config, circle, Arc::new(executor), None, shutdown);
-        let origin = ChallengeOrigin {
+        let origin = Rc::new(ChallengeOrigin {
             domain: "localhost".to_owned(),
             uri: "wss://localhost/ws".to_owned(),
-        };
+        });
         let conn = ConnectionState::new(&shared, origin, Listener::Tls, None);
         Ok(RouterHarness {
             shared,

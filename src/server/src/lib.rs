@@ -46,6 +46,7 @@ mod refusal_log;
 mod router;
 mod script_executor;
 mod session;
+mod session_log;
 mod start;
 mod state;
 mod store;

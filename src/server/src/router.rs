@@ -41,7 +41,9 @@ use crate::tls::ClientIdentity;
 /// Per-connection state the router reads and changes.
 pub(crate) struct ConnectionState {
     pub auth: AuthState,
-    pub origin: ChallengeOrigin,
+    /// Shared with the other connections that named the same host
+    /// ([`crate::upgrade::Upgrader`]).
+    pub origin: Rc<ChallengeOrigin>,
     pub listener: Listener,
     /// Scripts of this connection still running; shared with their futures,
     /// which count themselves out when they finish or are dropped.
@@ -63,7 +65,7 @@ pub(crate) struct ConnectionState {
 impl ConnectionState {
     pub fn new(
         shared: &ServerState,
-        origin: ChallengeOrigin,
+        origin: Rc<ChallengeOrigin>,
         listener: Listener,
         client: Option<&ClientIdentity>,
     ) -> Self {

@@ -4,6 +4,7 @@
 //! The session knows frames, not methods. It never asks whether the
 //! connection is TLS: by the time it runs, TLS is finished.
 
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -12,6 +13,7 @@ use futures_util::stream::FuturesUnordered;
 use futures_util::{FutureExt, SinkExt, StreamExt};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::{mpsc, watch};
+use tokio::time::Sleep;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::error::{CapacityError, Error as WsError};
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
@@ -20,9 +22,11 @@ use tokio_tungstenite::tungstenite::{Bytes, Message};
 use tracing::{debug, info, warn};
 
 use crate::batch::{Handled, WaitingBatch};
+use crate::config::ServerLimits;
 use crate::metrics::LimitHit;
 use crate::pacing::Gate;
 use crate::router::{self, Answer, ConnectionState};
+use crate::session_log::SessionTag;
 use crate::state::{ConnectionSlot, ServerState};
 use crate::transport::Transport;
 
@@ -118,12 +122,27 @@ struct Session<T> {
     lines: Option<mpsc::Receiver<String>>,
     /// A batch that stopped at the gate; nothing more is read until it is
     /// through.
-    waiting: Option<WaitingBatch>,
+    waiting: Option<Box<WaitingBatch>>,
     shutdown: watch::Receiver<bool>,
-    /// Drives pings and the idle and liveness checks.
-    ticks: tokio::time::Interval,
+    /// Drives pings and the idle and liveness checks: fires after
+    /// [`tick_every`], and is set again each time it fires. A `Sleep`, not
+    /// an `Interval`, which would keep 24 more bytes in every idle task.
+    ticks: Pin<Box<Sleep>>,
     last_heard: Instant,
     last_request: Instant,
+    /// Names the session in its `info` and `warn` lines.
+    tag: SessionTag,
+}
+
+/// How often a session checks on its client (and pings it). The idle check
+/// rides on this timer, so it comes at least as often as the idle timeout
+/// is short.
+fn tick_every(limits: &ServerLimits) -> Duration {
+    if limits.idle_timeout.is_zero() {
+        limits.ping_interval
+    } else {
+        limits.ping_interval.min(limits.idle_timeout / 2)
+    }
 }
 
 /// Runs one connection until it ends. `slot` keeps the connection counted.
@@ -137,22 +156,15 @@ pub(crate) fn run<T>(
     socket: WebSocketStream<T>,
     conn: ConnectionState,
     slot: ConnectionSlot,
+    tag: SessionTag,
 ) -> impl Future<Output = ()>
 where
     T: Transport,
 {
-    let limits = &shared.limits;
-    // The idle check rides on the ping timer, so it needs ticks at least
-    // as often as the idle timeout is short.
-    let tick_every = if limits.idle_timeout.is_zero() {
-        limits.ping_interval
-    } else {
-        limits.ping_interval.min(limits.idle_timeout / 2)
-    };
     shared.metrics.connection_opened(conn.listener);
     let mut session = Session {
         shutdown: shared.shutdown.clone(),
-        ticks: tokio::time::interval_at(tokio::time::Instant::now() + tick_every, tick_every),
+        ticks: Box::pin(tokio::time::sleep(tick_every(&shared.limits))),
         shared,
         socket,
         conn,
@@ -161,14 +173,17 @@ where
         waiting: None,
         last_heard: Instant::now(),
         last_request: Instant::now(),
+        tag,
     };
     async move {
-        let _slot = slot;
         let ending = session.serve().await;
         // Boxed: `end` takes the session by value, and inline its future
         // would hold a second copy of it (and the closing states) in every
         // idle connection's task (bench/PROFILE.md §6).
         Box::pin(session.end(ending)).await;
+        // Counted out once closed. Used in place, not moved into a local at
+        // the start: that would keep a second copy in every task.
+        drop(slot);
     }
 }
 
@@ -229,7 +244,7 @@ where
             Some(()) = OptionFuture::from(batch_runs) => {
                 unreachable!("a waiting batch is driven, never done")
             }
-            _ = self.ticks.tick() => Event::Tick,
+            () = &mut self.ticks => Event::Tick,
             // A dropped sender means the server is gone: stop as well.
             changed = self.shutdown.changed() => {
                 Event::ShutdownChanged(changed.is_err() || *self.shutdown.borrow())
@@ -281,6 +296,8 @@ where
                 self.resume_waiting_batch().await
             }
             Event::Tick => {
+                let next = tokio::time::Instant::now() + tick_every(&self.shared.limits);
+                self.ticks.as_mut().reset(next);
                 if self.conn.gate(&self.shared.limits) != Gate::Open || self.waiting.is_some() {
                     // Not reading, so silence proves nothing: the client's
                     // pongs wait in the socket behind its requests.
@@ -348,7 +365,7 @@ where
     async fn resume_waiting_batch(&mut self) -> Result<(), Ending> {
         match self.waiting.take() {
             Some(batch) => {
-                let handled = batch.resume(&self.shared, &mut self.conn);
+                let handled = (*batch).resume(&self.shared, &mut self.conn);
                 self.take_handled(handled).await
             }
             // The gate opened for the next frame: reading goes on.
@@ -428,7 +445,10 @@ where
             Ending::PeerClosed | Ending::PeerVanished | Ending::ServerStopping => {
                 debug!(?ending, in_flight = self.conn.in_flight(), "session ended")
             }
-            _ => info!(?ending, "closing connection"),
+            _ => self
+                .tag
+                .line_span()
+                .in_scope(|| info!(?ending, "closing connection")),
         }
         // Scripts still running have nobody to answer to: queued ones are
         // not started, running ones stop at their next operation. After the
@@ -458,10 +478,12 @@ where
             .await
             .is_err()
         {
-            warn!(
-                unanswered = self.pending.len(),
-                "shutdown grace period over; closing with scripts still running"
-            );
+            self.tag.line_span().in_scope(|| {
+                warn!(
+                    unanswered = self.pending.len(),
+                    "shutdown grace period over; closing with scripts still running"
+                )
+            });
         }
     }
 }

@@ -1,6 +1,7 @@
 //! Starting a circle server: check the configuration, load what it names,
 //! bind the listeners, and run.
 
+use std::cell::RefCell;
 use std::io;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -117,6 +118,7 @@ pub fn spawn_circle_server(
                 hsts: (listener == Listener::Tls).then(|| hsts_text.clone()),
                 connection_ids: connection_ids.clone(),
                 refusal_log: refusal_log.clone(),
+                last_origin: RefCell::default(),
             })
         }
     };

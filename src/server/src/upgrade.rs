@@ -11,9 +11,11 @@
 //! Plain HTTP requests never come here: `/health`, `/metrics` and the web
 //! root stay actix-web routes.
 
+use std::cell::RefCell;
 use std::fmt::Write as _;
 use std::io;
 use std::net::SocketAddr;
+use std::rc::Rc;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -34,6 +36,7 @@ use crate::proxy::client_address;
 use crate::refusal_log::RefusalLog;
 use crate::router::ConnectionState;
 use crate::session;
+use crate::session_log::{Client, SessionTag};
 use crate::state::{Refusal, ServerState};
 use crate::tls::ClientIdentity;
 use crate::transport::Transport;
@@ -65,6 +68,10 @@ pub(crate) struct Upgrader {
     pub connection_ids: Arc<AtomicU64>,
     /// Keeps a flood of refused connections from flooding the log as well.
     pub refusal_log: Arc<RefusalLog>,
+    /// The challenge origin of this thread's last upgrade. A service's
+    /// clients name the same host, so their connections share one copy
+    /// instead of holding two strings each.
+    pub last_origin: RefCell<Option<Rc<ChallengeOrigin>>>,
 }
 
 impl Upgrader {
@@ -80,6 +87,15 @@ impl Upgrader {
         // A peer that goes away mid-upgrade is routine, not an error.
         if let Err(error) = self.upgrade(request, framed).await {
             debug!(%error, "connection lost during the websocket upgrade");
+        }
+    }
+
+    /// `origin`, or the same one a previous connection already holds.
+    fn share(&self, origin: ChallengeOrigin) -> Rc<ChallengeOrigin> {
+        let mut last = self.last_origin.borrow_mut();
+        match &*last {
+            Some(shared) if **shared == origin => shared.clone(),
+            _ => last.insert(Rc::new(origin)).clone(),
         }
     }
 
@@ -174,28 +190,31 @@ impl Upgrader {
         // Every log line of the session carries its connection id, the
         // client's address (as found through trusted proxies) and, under
         // mutual TLS, the client certificate's subject.
-        let span = tracing::info_span!(
-            "session",
-            connection_id,
-            client = %Client(client),
-            subject = client_subject
-        );
+        let tag = SessionTag::new(connection_id, client, client_subject);
+        let span = tag.task_span();
         span.in_scope(|| match &client_subject {
-            Some(subject) => {
-                info!(%subject, "websocket connected with a verified client certificate")
-            }
+            Some(subject) => tag.line_span().in_scope(
+                || info!(%subject, "websocket connected with a verified client certificate"),
+            ),
             None => debug!("websocket connected"),
         });
-        let origin = challenge_origin(
+        let origin = self.share(challenge_origin(
             &request,
             shared.auth_domain.as_deref(),
             self.listener,
             self.local_addr,
-        );
+        ));
         let conn = ConnectionState::new(shared, origin, self.listener, identity);
         // The session's own task; `ServerHandle::stop` waits for it through
         // the connection count that `slot` holds.
-        actix_web::rt::spawn(session::run(shared.clone(), socket, conn, slot).instrument(span));
+        let session = session::run(shared.clone(), socket, conn, slot, tag);
+        // A span that is off is not worn: `Instrumented` would keep its
+        // room (40 bytes) in every idle connection's task.
+        if span.is_disabled() {
+            actix_web::rt::spawn(session);
+        } else {
+            actix_web::rt::spawn(session.instrument(span));
+        }
         Ok(())
     }
 
@@ -299,18 +318,6 @@ impl Upgrader {
         response.push_str(refusal.body);
         io.write_all(response.as_bytes()).await?;
         io.shutdown().await
-    }
-}
-
-/// A client address in a log line: the address, or `unknown`.
-struct Client(Option<std::net::IpAddr>);
-
-impl std::fmt::Display for Client {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self.0 {
-            Some(ip) => ip.fmt(f),
-            None => f.write_str("unknown"),
-        }
     }
 }
 
