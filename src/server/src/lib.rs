@@ -37,6 +37,7 @@ mod error;
 pub mod fuzzing;
 mod handle;
 mod http;
+mod inline_credit;
 mod listen;
 mod metrics;
 mod pacing;

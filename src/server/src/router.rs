@@ -32,6 +32,7 @@ use serde_json::value::RawValue;
 use crate::auth::{AuthState, ChallengeOrigin};
 use crate::batch::{self, Handled};
 use crate::config::ServerLimits;
+use crate::inline_credit::InlineCredit;
 use crate::listen::Listener;
 use crate::pacing::{Gate, InFlightCount, RateLimiter};
 use crate::plays::Plays;
@@ -55,11 +56,9 @@ pub(crate) struct ConnectionState {
     client_certificate_json: Option<Box<RawValue>>,
     /// Plays `cancel` can still reach, and their streamed lines.
     pub plays: Plays,
-    /// Whether this connection's plays first try the connection's own
-    /// thread: until one of them is handed on (it outgrew the inline
-    /// budget or used the store), which bounds what a client can make a
-    /// connection thread spend on runs that are then thrown away.
-    inline_plays: bool,
+    /// How much this connection's plays may still try the connection's own
+    /// thread first.
+    inline: InlineCredit,
 }
 
 impl ConnectionState {
@@ -78,7 +77,7 @@ impl ConnectionState {
             rate: RateLimiter::per_second(shared.limits.max_requests_per_second),
             client_certificate_json: client.map(ClientIdentity::to_json),
             plays: Plays::default(),
-            inline_plays: true,
+            inline: InlineCredit::default(),
         }
     }
 
@@ -250,14 +249,15 @@ fn play(shared: &ServerState, conn: &mut ConnectionState, request: &Request<'_>)
     let job = ScriptJob::new(params.script, conn.script_context.clone());
     // A short script is answered here, without the trip to a script thread
     // and back. A streamed play goes there: its lines are sent while it runs.
-    if conn.inline_plays && !params.stream {
+    if conn.inline.may_try() && !params.stream {
         let started = Instant::now();
         match shared.executor.run_inline(&job) {
             Inline::Done(result) => {
+                conn.inline.answered();
                 shared.metrics.script_finished(started.elapsed());
                 return MethodOutcome::Now(play_answer(result));
             }
-            Inline::HandedOff => conn.inline_plays = false,
+            Inline::HandedOff => conn.inline.handed_off(),
             Inline::NotHere => {}
         }
     }
@@ -329,5 +329,79 @@ fn respond(id: &RawValue, outcome: &Outcome) -> String {
     match outcome {
         Ok(result) => write_result(id, result),
         Err(error) => write_error(id, error),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use circle_executor::{ExecuteFuture, Executor};
+    use tokio::sync::watch;
+
+    use super::*;
+    use crate::circle::CircleIdentity;
+    use crate::config::ServerConfig;
+    use crate::inline_credit::MAX_CREDIT;
+
+    /// Hands every inline try on, and answers every play it is given.
+    #[derive(Default)]
+    struct HandsEveryPlayOn {
+        inline_tries: AtomicUsize,
+        executed: AtomicUsize,
+    }
+
+    impl Executor for HandsEveryPlayOn {
+        fn execute(&self, _job: ScriptJob) -> ExecuteFuture {
+            self.executed.fetch_add(1, Ordering::Relaxed);
+            Box::pin(async {
+                Ok(ScriptOutput {
+                    output: "42".to_owned(),
+                })
+            })
+        }
+
+        fn run_inline(&self, _job: &ScriptJob) -> Inline {
+            self.inline_tries.fetch_add(1, Ordering::Relaxed);
+            Inline::HandedOff
+        }
+    }
+
+    #[test]
+    fn a_connection_stops_trying_inline_after_its_last_hand_off() {
+        let executor = Arc::new(HandsEveryPlayOn::default());
+        let (_stop, shutdown) = watch::channel(false);
+        let circle = CircleIdentity {
+            name: "test".to_owned(),
+            public_key: String::new(),
+        };
+        let shared = ServerState::new(
+            &ServerConfig::default(),
+            circle,
+            executor.clone(),
+            None,
+            shutdown,
+        );
+        let origin = Rc::new(ChallengeOrigin {
+            domain: "localhost".to_owned(),
+            uri: "ws://localhost/ws".to_owned(),
+        });
+        let mut conn = ConnectionState::new(&shared, origin, Listener::Plain, None);
+        let plays = usize::from(MAX_CREDIT) + 2;
+        for id in 0..plays {
+            let request = format!(
+                r#"{{"jsonrpc":"2.0","id":{id},"method":"play","params":{{"script":"40 + 2"}}}}"#
+            );
+            assert!(matches!(
+                handle_text(&shared, &mut conn, &request),
+                Handled::Done(Answer::Later(_))
+            ));
+        }
+        // Every play ran on a script thread; only the first ones tried here.
+        assert_eq!(executor.executed.load(Ordering::Relaxed), plays);
+        assert_eq!(
+            executor.inline_tries.load(Ordering::Relaxed),
+            usize::from(MAX_CREDIT)
+        );
     }
 }

@@ -442,6 +442,29 @@ mod tests {
     }
 
     #[test]
+    fn an_inline_run_is_handed_on_when_it_outgrows_its_time_or_its_operations() {
+        let mut sandbox = Sandbox::new(ScriptLimits::default(), 4);
+        let job = ScriptJob::new(
+            "let x = 0; for i in 0..200 { x += i; } x",
+            Arc::new(ScriptContext::default()),
+        );
+        let roomy = Duration::from_secs(5);
+        let answer = sandbox.run_inline(&job, 10_000, roomy).expect("ran inline");
+        assert_eq!(answer.unwrap().output, "19900");
+        // A budget the script's own CPU time outgrows.
+        assert!(
+            sandbox
+                .run_inline(&job, 10_000, Duration::from_nanos(1))
+                .is_none()
+        );
+        // Too few operations.
+        assert!(sandbox.run_inline(&job, 10, roomy).is_none());
+        // Nothing of those attempts stays behind.
+        let answer = sandbox.run_inline(&job, 10_000, roomy).expect("ran inline");
+        assert_eq!(answer.unwrap().output, "19900");
+    }
+
+    #[test]
     fn limit_state_does_not_leak_into_the_next_run() {
         let limits = ScriptLimits {
             max_output_bytes: 8,
