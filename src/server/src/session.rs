@@ -92,8 +92,9 @@ impl PendingAnswers {
             .push(answer);
     }
 
+    /// No script running: the set exists only while one is.
     fn is_empty(&self) -> bool {
-        self.0.as_ref().is_none_or(FuturesUnordered::is_empty)
+        self.0.is_none()
     }
 
     fn len(&self) -> usize {
