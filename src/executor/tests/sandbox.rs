@@ -72,6 +72,8 @@ fn output_is_printed_lines_then_the_value() {
     assert_eq!(output("let x = 1;"), "");
     assert_eq!(output(""), "");
     assert_eq!(output("print(1); print(2); ()"), "1\n2");
+    // An empty line printed is a line: the value still comes after it.
+    assert_eq!(output(r#"print(""); 42"#), "\n42");
     assert_eq!(output("[1, 2, 3]"), "[1, 2, 3]");
     assert_eq!(output("true"), "true");
     // Ending early still shows what was printed, then the value.
@@ -99,6 +101,47 @@ fn circle_constants_are_in_scope() {
     // Unauthenticated callers see an empty key; the constants cannot be changed.
     assert_eq!(output(r#"CALLER_PUBLIC_KEY == """#), "true");
     assert_script_error(run(r#"CIRCLE_NAME = "mine";"#));
+}
+
+/// One sandbox keeps the scope its runs start from: each run sees its own
+/// caller's constants and none of an earlier run's variables, whatever the
+/// earlier run tried on the constants.
+#[test]
+fn each_run_starts_from_the_constants_alone() {
+    let caller = |key: &str| ScriptContext {
+        circle_name: "garden".into(),
+        circle_public_key: "02abcdef".into(),
+        caller_public_key: key.into(),
+    };
+    let outputs = with_sandbox(ScriptLimits::default(), move |sandbox| {
+        let mut run = |script: &str, context: &ScriptContext| match sandbox.run(script, context) {
+            Ok(out) => out.output,
+            Err(error) => format!("error: {error}"),
+        };
+        vec![
+            run("let x = 1; x", &caller("03aa")),
+            run("x", &caller("03aa")),
+            run(r#"CIRCLE_NAME.clear(); CIRCLE_NAME"#, &caller("03aa")),
+            // A closure shares what it captures.
+            run(
+                "let f = || CIRCLE_NAME + CALLER_PUBLIC_KEY; f.call()",
+                &caller("03aa"),
+            ),
+            run(r#"CIRCLE_NAME += "!"; 1"#, &caller("03aa")),
+            run("CIRCLE_NAME + CALLER_PUBLIC_KEY", &caller("03aa")),
+            run("CALLER_PUBLIC_KEY", &caller("03bb")),
+            run("CALLER_PUBLIC_KEY", &caller("")),
+        ]
+    });
+    assert_eq!(outputs[0], "1");
+    assert!(outputs[1].starts_with("error:"), "{}", outputs[1]);
+    assert!(outputs[1].contains("x"), "{}", outputs[1]);
+    assert!(outputs[2].starts_with("error:"), "{}", outputs[2]);
+    assert_eq!(outputs[3], "garden03aa");
+    assert!(outputs[4].starts_with("error:"), "{}", outputs[4]);
+    assert_eq!(outputs[5], "garden03aa");
+    assert_eq!(outputs[6], "03bb");
+    assert_eq!(outputs[7], "");
 }
 
 #[test]

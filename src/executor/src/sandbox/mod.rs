@@ -21,6 +21,7 @@
 //! (the embedded pool does); the default limits are sized against that.
 
 mod cache;
+mod constants;
 mod dialect;
 mod display;
 mod engine;
@@ -35,7 +36,7 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use rhai::{AST, Dynamic, Engine, Position, Scope};
+use rhai::{AST, Dynamic, Engine, Position};
 
 pub use cache::CacheStats;
 
@@ -45,6 +46,7 @@ use crate::{
     ExecutorError, LimitKind, ScriptContext, ScriptJob, ScriptLimits, ScriptOutput, memory,
 };
 use cache::AstCache;
+use constants::Constants;
 use engine::{build, memory_cap};
 use run_state::{Output, RunState};
 use store_fns::StoreRun;
@@ -85,6 +87,8 @@ pub struct Sandbox {
     /// The circle dialect's tokenizer state (single-quoted strings).
     dialect: Rc<dialect::Dialect>,
     cache: AstCache,
+    /// The scope each run starts from: the circle constants.
+    constants: Constants,
     /// The host functions, kept to build the engine again after one panicked.
     environment: ScriptEnvironment,
     /// Tells host functions which run calls them.
@@ -145,6 +149,7 @@ impl Sandbox {
             state,
             dialect,
             cache: AstCache::new(ast_cache_entries),
+            constants: Constants::new(),
             environment,
             host,
             store,
@@ -287,21 +292,21 @@ impl Sandbox {
         if let Some((_, store)) = &self.store {
             store.begin();
         }
+        // The constants are not the run's either: a kept scope holds them already, and a
+        // new one is built here, before the baseline too.
+        let scope = self.constants.scope_for(context);
         // After the compile (a cached script must not count against the run that first
-        // compiled it) and before anything the run itself allocates, constants included.
+        // compiled it) and before anything the run itself allocates.
         self.state.memory_baseline.set(memory::thread_live_bytes());
-
-        let mut scope = Scope::new();
-        scope.push_constant("CIRCLE_NAME", context.circle_name.clone());
-        scope.push_constant("CIRCLE_PUBLIC_KEY", context.circle_public_key.clone());
-        scope.push_constant("CALLER_PUBLIC_KEY", context.caller_public_key.clone());
 
         // A host function may panic; the script gets an error, the thread goes on. Rhai
         // keeps no state in the engine during a run, but the host's functions might: the
         // engine is built again below, as after any panic.
         let result = catch_unwind(AssertUnwindSafe(|| {
-            self.engine.eval_ast_with_scope::<Dynamic>(&mut scope, &ast)
+            self.engine.eval_ast_with_scope::<Dynamic>(scope, &ast)
         }));
+        // The script's own variables go now, whatever happened to the run.
+        self.constants.end_run();
         let Ok(result) = result else {
             self.rebuild();
             return Err(ExecutorError::Script(
@@ -398,10 +403,13 @@ impl Sandbox {
             // far larger than its memory (an array holding one big string many times), and
             // only what fits in the output is ever needed.
             let shown = display::display_within(value, room).ok_or_else(too_large)?;
-            if separator == 1 {
+            if separator == 0 {
+                // Nothing was printed: the value's text is the output, not a copy of it.
+                output = shown;
+            } else {
                 output.push('\n');
+                output.push_str(&shown);
             }
-            output.push_str(&shown);
         }
         Ok(ScriptOutput { output })
     }
