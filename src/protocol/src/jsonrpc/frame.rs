@@ -45,7 +45,10 @@ pub(super) fn not_json(error: &serde_json::Error) -> BadRequest {
 /// noticed only per request, after other requests of the frame had run.
 /// Frames without such an escape skip the full parse.
 fn check_escapes(text: &str) -> Result<(), serde_json::Error> {
-    let surrogate_escape = text.as_bytes().windows(4).any(|window| {
+    let bytes = text.as_bytes();
+    // Most frames have no backslash at all, and `contains` finds that with
+    // `memchr`, several times faster than looking at every window.
+    let surrogate_escape = bytes.contains(&b'\\') && bytes.windows(4).any(|window| {
         window[0] == b'\\'
             && window[1] == b'u'
             && matches!(window[2], b'd' | b'D')
