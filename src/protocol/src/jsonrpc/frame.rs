@@ -48,12 +48,13 @@ fn check_escapes(text: &str) -> Result<(), serde_json::Error> {
     let bytes = text.as_bytes();
     // Most frames have no backslash at all, and `contains` finds that with
     // `memchr`, several times faster than looking at every window.
-    let surrogate_escape = bytes.contains(&b'\\') && bytes.windows(4).any(|window| {
-        window[0] == b'\\'
-            && window[1] == b'u'
-            && matches!(window[2], b'd' | b'D')
-            && matches!(window[3], b'8'..=b'9' | b'a'..=b'f' | b'A'..=b'F')
-    });
+    let surrogate_escape = bytes.contains(&b'\\')
+        && bytes.windows(4).any(|window| {
+            window[0] == b'\\'
+                && window[1] == b'u'
+                && matches!(window[2], b'd' | b'D')
+                && matches!(window[3], b'8'..=b'9' | b'a'..=b'f' | b'A'..=b'F')
+        });
     if surrogate_escape {
         // Only a full parse into strings checks the escapes.
         serde_json::from_str::<serde_json::Value>(text)?;
