@@ -283,7 +283,8 @@ where
     /// worth writing together: a streamed line, a finished script, a frame
     /// the client has already sent (pipelined requests). The gate, the tick
     /// and the server's shutdown wait for the next [`Session::next_event`]:
-    /// polling them here too cost every request about 2,000 instructions
+    /// polling them here too (the shutdown watch queues and unqueues a
+    /// waiter under a lock) cost every request about 1,000 instructions
     /// (bench/PROFILE.md §9), and none of them is an answer.
     fn ready_now(&mut self) -> Option<Event> {
         if self.lines.is_none() {
