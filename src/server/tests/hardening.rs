@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use circle_server::{ServerConfig, ServerLimits};
 use common::*;
-use futures_util::SinkExt;
+use futures_util::{SinkExt, StreamExt};
 use rcgen::{Issuer, KeyPair};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
@@ -604,6 +604,34 @@ async fn idle_connections_are_closed_and_busy_ones_kept() {
         "the busy connection outlived the idle timeout"
     );
     assert_eq!(recv_close_code(&mut idle).await, Some(1001));
+    server.stop().await;
+}
+
+/// An idle client is pinged once per interval: the session's tick timer is
+/// set again each time it fires (one left expired would ping without pause).
+#[tokio::test]
+async fn an_idle_client_is_pinged_once_per_interval() {
+    let server = TestServer::start(ServerConfig {
+        limits: ServerLimits {
+            ping_interval: Duration::from_millis(200),
+            ..ServerLimits::default()
+        },
+        ..ServerConfig::default()
+    });
+    let mut ws = connect_ws(&server.ws_url()).await;
+    let mut pings = 0;
+    // Read for 5.5 intervals; the client answers each ping by itself.
+    let until = tokio::time::Instant::now() + Duration::from_millis(1100);
+    while let Ok(Some(message)) = tokio::time::timeout_at(until, ws.next()).await {
+        match message.expect("the connection stays up") {
+            Message::Ping(_) => pings += 1,
+            other => panic!("only pings were due, got {other:?}"),
+        }
+    }
+    assert!(
+        (3..=7).contains(&pings),
+        "{pings} pings in 1.1 s at one per 200 ms"
+    );
     server.stop().await;
 }
 
