@@ -611,17 +611,16 @@ async fn idle_connections_are_closed_and_busy_ones_kept() {
 /// set again each time it fires (one left expired would ping without pause).
 #[tokio::test]
 async fn an_idle_client_is_pinged_once_per_interval() {
-    let server = TestServer::start(ServerConfig {
-        limits: ServerLimits {
-            ping_interval: Duration::from_millis(200),
-            ..ServerLimits::default()
-        },
-        ..ServerConfig::default()
-    });
-    let mut ws = connect_ws(&server.ws_url()).await;
+    let interval = Duration::from_millis(200);
+    let limits = ServerLimits {
+        ping_interval: interval,
+        ..ServerLimits::default()
+    };
+    let server = TestServer::tls_with_limits(limits);
+    let mut ws = connect_wss(server.wss_addr()).await;
     let mut pings = 0;
     // Read for 5.5 intervals; the client answers each ping by itself.
-    let until = tokio::time::Instant::now() + Duration::from_millis(1100);
+    let until = tokio::time::Instant::now() + interval * 11 / 2;
     while let Ok(Some(message)) = tokio::time::timeout_at(until, ws.next()).await {
         match message.expect("the connection stays up") {
             Message::Ping(_) => pings += 1,
