@@ -225,9 +225,7 @@ where
     /// gate is open: backpressure), a finished script, the gate opening for
     /// a waiting batch, the tick or a change of the server's shutdown flag.
     async fn next_event(&mut self) -> Event {
-        if self.lines.is_none() {
-            self.lines = self.conn.plays.take_lines();
-        }
+        self.claim_lines();
         let gate = self.conn.gate(&self.shared.limits);
         if gate == Gate::Open && self.waiting.is_some() {
             return Event::GateOpen(gate);
@@ -287,10 +285,8 @@ where
     /// waiter under a lock) cost every request about 1,000 instructions
     /// (bench/PROFILE.md §9), and none of them is an answer.
     fn ready_now(&mut self) -> Option<Event> {
-        if self.lines.is_none() {
-            self.lines = self.conn.plays.take_lines();
-        }
-        if let Some(line) = self.lines.as_mut().and_then(|lines| lines.try_recv().ok()) {
+        self.claim_lines();
+        if let Some(line) = self.queued_line() {
             return Some(Event::Line(line));
         }
         if let Some(Some(answer)) = self.pending.next().now_or_never() {
@@ -302,6 +298,18 @@ where
         None
     }
 
+    /// Takes the receiver of streamed lines once a play has streamed.
+    fn claim_lines(&mut self) {
+        if self.lines.is_none() {
+            self.lines = self.conn.plays.take_lines();
+        }
+    }
+
+    /// A streamed line already queued, if there is one.
+    fn queued_line(&mut self) -> Option<String> {
+        self.lines.as_mut().and_then(|lines| lines.try_recv().ok())
+    }
+
     async fn handle(&mut self, event: Event) -> Result<(), Ending> {
         match event {
             Event::Frame(frame) => {
@@ -311,7 +319,7 @@ where
             Event::Answer(answer) => {
                 // A play's lines were all queued before its answer: out they
                 // go first, so the client sees them in order, then the answer.
-                while let Some(line) = self.lines.as_mut().and_then(|lines| lines.try_recv().ok()) {
+                while let Some(line) = self.queued_line() {
                     send(&mut self.socket, line).await?;
                 }
                 match answer {
